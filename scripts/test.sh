@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs everything the tests need (.venv, Azurite) and runs the whole test suite plus ruff.
+# pytest's exit code 5 ("no tests collected") counts as a failure here.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh || exit 1
+bash scripts/install-azurite.sh || exit 1
+.venv/bin/ruff check . || exit 1
+.venv/bin/python -m pytest "$@"
+rc=$?
+if [ "$rc" -eq 5 ]; then
+  echo "pytest collected no tests: failing on purpose" >&2
+  exit 1
+fi
+exit "$rc"
