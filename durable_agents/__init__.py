@@ -3,3 +3,8 @@
 See docs/internals.md for the contracts between this package, the app's ``agents/`` and ``activities/``,
 and the local runtime.
 """
+
+from .run_settings import run_setting
+from .tools import ActivityTool, ToolCall, ToolRetry, activity_tool
+
+__all__ = ["ActivityTool", "ToolCall", "ToolRetry", "activity_tool", "run_setting"]

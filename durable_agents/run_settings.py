@@ -1,0 +1,54 @@
+"""The per-thread durable run context and :func:`run_setting`.
+
+Orchestrator code must be deterministic, so it never reads the environment: the HTTP API snapshots the settings a
+run needs into the orchestration input (``{"settings": {...}}``, docs/internals.md "Orchestration input"), and
+:func:`run_setting` reads that snapshot. The durable runner (``durable_agents.runner``) runs the user's orchestrator
+function in a worker thread and binds that thread to its session here; :func:`current_session` is how the
+activity tools and :func:`run_setting` find it.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from .config import get_setting
+
+__all__ = ["run_setting", "current_session", "bind_session"]
+
+_local = threading.local()
+
+
+def current_session() -> Any | None:
+    """Return the durable session bound to the calling thread, or ``None`` outside a durable orchestration.
+
+    The session object is ``durable_agents.runner``'s private ``_DurableSession``; it exposes
+    ``settings`` (``dict[str, str]``, the run's snapshot) and the calls activity tools use.
+    """
+    return getattr(_local, "session", None)
+
+
+def bind_session(session: Any | None) -> None:
+    """Bind ``session`` to the calling thread (``None`` unbinds). Used by the runner's worker thread only."""
+    _local.session = session
+
+
+def run_setting(name: str, default: str | None = None) -> str | None:
+    """Return the setting ``name`` for the current run, or ``default``.
+
+    Inside a durable orchestration (any code the durable runner executes for a run: the orchestrator function,
+    tool ``needs_approval`` callables, instructions callables) the value comes from the run's settings snapshot,
+    the ``settings`` object of the orchestration input; blank values count as unset. This keeps replay
+    deterministic (DESIGN.md "Orchestration rules"). Outside an orchestration (plain ``Runner.run`` in a script
+    or a test) it falls back to :func:`durable_agents.config.get_setting`, i.e. the environment.
+
+    Values are strings (as in app settings); convert them yourself, e.g. ``Decimal(run_setting("X", "100"))``.
+    """
+    session = current_session()
+    if session is None:
+        return get_setting(name, default)
+    value = session.settings.get(name)
+    if value is None:
+        return default
+    text = str(value).strip()
+    return text if text else default

@@ -1,0 +1,324 @@
+"""Activity tools: plain Python functions that run as Durable activities and are OpenAI Agents SDK tools.
+
+``@activity_tool(bp)`` does two things with a typed (sync or async) function:
+
+1. it registers on the ``df.Blueprint`` an activity function whose Durable name is the function name (or
+   ``name=``). Its input is ``{"args": {<tool params>}, "call": {"runId", "callId", "tool", "agent"}}``
+   (docs/internals.md "Activities"); it validates ``args`` against the function's signature, calls the function
+   (injecting a :class:`ToolCall` into the parameter annotated ``ToolCall``, if any) and returns its JSON result;
+2. it returns an :class:`ActivityTool`, which *is* an ``agents.FunctionTool``: its JSON schema comes from the
+   signature and docstring through the SDK's own ``function_tool`` / ``function_schema`` machinery (the
+   ``ToolCall`` parameter excluded), so it goes straight into ``Agent(tools=[...])``.
+
+Inside a durable orchestration (``durable_agents.agent_orchestrator``) invoking the tool schedules the activity
+with Durable retry options (:class:`ToolRetry`); a call that still fails after its retries becomes the tool result
+``"Tool '<name>' failed: <message>"`` that the model sees. Outside an orchestration (a plain ``Runner.run`` in a
+script or test) the function is called in-process, with ``ToolCall(run_id="local", ...)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import types
+import typing
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import azure.durable_functions as df
+import pydantic_core
+from agents.exceptions import UserError
+from agents.function_schema import FuncSchema, function_schema
+from agents.tool_context import ToolContext
+
+from agents import FunctionTool, RunContextWrapper, function_tool
+
+from .run_settings import current_session
+
+__all__ = ["ActivityTool", "ToolCall", "ToolRetry", "activity_tool"]
+
+NeedsApproval = bool | Callable[[RunContextWrapper[Any], dict[str, Any], str], Awaitable[bool]]
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """Identity of one tool call, injected into a tool function parameter annotated ``ToolCall``.
+
+    ``run_id`` is the orchestration instance id (the run id of the HTTP API; ``"local"`` outside an
+    orchestration), ``call_id`` the model's tool call id (unique within a run), ``tool`` the tool name and
+    ``agent`` the name of the agent that called it. ``f"{run_id}:{call_id}"`` is a stable idempotency key: it
+    is the same on every retry of the activity (docs/internals.md "ToolCall injection").
+    """
+
+    run_id: str
+    call_id: str
+    tool: str
+    agent: str
+
+    def to_json(self) -> dict[str, str]:
+        """Return the ``call`` object of the activity input: ``{"runId", "callId", "tool", "agent"}``."""
+        return {"runId": self.run_id, "callId": self.call_id, "tool": self.tool, "agent": self.agent}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ToolCall:
+        """Build a ``ToolCall`` from the activity input's ``call`` object; missing keys become ``""``."""
+        return cls(
+            run_id=str(data.get("runId") or ""),
+            call_id=str(data.get("callId") or ""),
+            tool=str(data.get("tool") or ""),
+            agent=str(data.get("agent") or ""),
+        )
+
+
+@dataclass(frozen=True)
+class ToolRetry:
+    """Durable retry options of an activity tool (``call_activity_with_retry``).
+
+    ``max_attempts`` counts the first attempt (so 3 = up to 2 retries); ``first_retry_interval_ms`` is the delay
+    before the first retry in milliseconds (the Python SDK sends no backoff coefficient, so the extension uses 1,
+    i.e. a constant interval; protocol §3.4). Defaults: docs/internals.md "Activities".
+    """
+
+    max_attempts: int = 3
+    first_retry_interval_ms: int = 2000
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError("ToolRetry.max_attempts must be >= 1")
+        if self.first_retry_interval_ms < 1:
+            raise ValueError("ToolRetry.first_retry_interval_ms must be >= 1 ms")
+
+    def to_retry_options(self) -> df.RetryOptions:
+        """Return the ``azure.durable_functions.RetryOptions`` for these settings."""
+        return df.RetryOptions(self.first_retry_interval_ms, self.max_attempts)
+
+
+@dataclass
+class ActivityTool(FunctionTool):
+    """An ``agents.FunctionTool`` whose body runs as a Durable activity. Create it with :func:`activity_tool`.
+
+    Extra attributes: ``function`` (the original callable, for direct calls and tests), ``activity_name``
+    (its Durable activity name), ``retry`` (:class:`ToolRetry`), ``tool_call_param`` (name of the injected
+    ``ToolCall`` parameter or ``None``) and ``schema`` (the SDK ``FuncSchema`` of the tool's parameters).
+    """
+
+    function: Callable[..., Any] | None = field(default=None, kw_only=True, repr=False)
+    activity_name: str = field(default="", kw_only=True)
+    retry: ToolRetry = field(default_factory=ToolRetry, kw_only=True)
+    tool_call_param: str | None = field(default=None, kw_only=True, repr=False)
+    schema: FuncSchema | None = field(default=None, kw_only=True, repr=False)
+
+    def activity_input(self, args: dict[str, Any], call: ToolCall) -> dict[str, Any]:
+        """Return the activity input ``{"args": args, "call": call.to_json()}`` (docs/internals.md)."""
+        return {"args": args, "call": call.to_json()}
+
+    def run_activity(self, payload: dict[str, Any]) -> Any:
+        """Execute the tool body for one activity input (sync entry; awaits async functions in a new loop).
+
+        ``payload`` is ``{"args": {...}, "call": {...}}`` (a JSON string holding it is accepted too). Raises
+        ``pydantic.ValidationError`` for arguments that do not match the signature and whatever the function
+        raises (Durable then retries the activity, then the orchestrator turns it into a tool error).
+        """
+        result = _call_tool_function(self, payload)
+        if inspect.isawaitable(result):
+            result = asyncio.run(_await(result))
+        return _to_json(result)
+
+
+async def _await(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
+
+
+def _is_tool_call_annotation(annotation: Any) -> bool:
+    if annotation is ToolCall:
+        return True
+    origin = typing.get_origin(annotation)
+    if origin is typing.Union or origin is types.UnionType:
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return len(args) == 1 and args[0] is ToolCall
+    return False
+
+
+def _to_json(value: Any) -> Any:
+    """Convert a tool result to plain JSON data (pydantic models, dataclasses, decimals, dates ...)."""
+    return pydantic_core.to_jsonable_python(value)
+
+
+def _call_tool_function(tool: ActivityTool, payload: Any) -> Any:
+    """Validate ``payload["args"]`` and call ``tool.function``; returns its (possibly awaitable) result."""
+    if isinstance(payload, str):
+        payload = json.loads(payload)
+    if not isinstance(payload, dict):
+        raise TypeError(f"activity tool '{tool.activity_name}' expects a JSON object input, got {type(payload)}")
+    raw_args = payload.get("args") or {}
+    call = ToolCall.from_json(payload.get("call") or {})
+    assert tool.schema is not None and tool.function is not None
+    model = tool.schema.params_pydantic_model(**raw_args)
+    values = object.__getattribute__(model, "__dict__")
+    positional: list[Any] = []
+    keywords: dict[str, Any] = {}
+    for name, param in inspect.signature(tool.function).parameters.items():
+        value = call if name == tool.tool_call_param else values.get(name)
+        if param.kind == param.VAR_POSITIONAL:
+            positional.extend(value or [])
+        elif param.kind == param.VAR_KEYWORD:
+            keywords.update(value or {})
+        elif param.kind == param.POSITIONAL_ONLY:
+            positional.append(value)
+        else:
+            keywords[name] = value
+    return tool.function(*positional, **keywords)
+
+
+def _format_result(value: Any) -> str:
+    """The model-visible text of a tool result: strings as they are, everything else as JSON."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def activity_tool(
+    bp: df.Blueprint,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    needs_approval: NeedsApproval = False,
+    retry: ToolRetry | None = None,
+) -> Callable[[Callable[..., Any]], ActivityTool]:
+    """Decorator: turn a typed function into an activity registered on ``bp`` and an :class:`ActivityTool`.
+
+    Args:
+        bp: the ``azure.durable_functions.Blueprint`` (or ``DFApp``) the activity is registered on.
+        name: tool name and Durable activity name (default: the function's ``__name__``). It must be unique in
+            the function app.
+        description: tool description for the model (default: from the docstring, SDK rules).
+        needs_approval: passed to the SDK: ``True`` / ``False`` or an async callable
+            ``(run_context, arguments: dict, call_id) -> bool``. Inside an orchestration an approval pauses the run
+            durably until a person decides (docs/internals.md "Approvals").
+        retry: Durable retry options of the activity (default ``ToolRetry()``: 3 attempts, 2 s apart).
+
+    The function may be ``def`` or ``async def``; it may not take a ``RunContextWrapper`` / ``ToolContext`` (the
+    activity runs in another process, with no run context). A parameter annotated :class:`ToolCall` is injected and
+    left out of the schema. The return value must be JSON-serialisable (pydantic models and dataclasses are
+    converted). Raises ``agents.exceptions.UserError`` for unsupported signatures.
+    """
+    retry = retry or ToolRetry()
+
+    def decorator(func: Callable[..., Any]) -> ActivityTool:
+        if not inspect.isfunction(func):
+            raise UserError("activity_tool decorates plain functions (def / async def)")
+        tool_name = name or func.__name__
+        hints = typing.get_type_hints(func, include_extras=True)
+        signature = inspect.signature(func)
+        tool_call_param: str | None = None
+        kept: list[inspect.Parameter] = []
+        annotations: dict[str, Any] = {}
+        for pname, param in signature.parameters.items():
+            ann = hints.get(pname, param.annotation)
+            base = typing.get_origin(ann) or ann
+            if base is RunContextWrapper or base is ToolContext:
+                raise UserError(
+                    f"activity tool '{tool_name}': RunContextWrapper/ToolContext parameters are not available "
+                    "in an activity; declare a ToolCall parameter instead"
+                )
+            if _is_tool_call_annotation(typing.get_args(ann)[0] if _is_annotated(ann) else ann):
+                if tool_call_param is not None:
+                    raise UserError(f"activity tool '{tool_name}' declares more than one ToolCall parameter")
+                tool_call_param = pname
+                continue
+            kept.append(param.replace(annotation=ann))
+            if ann is not inspect.Parameter.empty:
+                annotations[pname] = ann
+
+        ctx_param = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_ONLY, annotation=ToolContext)
+        proxy_signature = inspect.Signature([ctx_param, *kept])
+
+        async def proxy(ctx: ToolContext[Any], *args: Any, **kwargs: Any) -> str:
+            session = current_session()
+            if session is None:
+                # Plain SDK run (no orchestration): run the body in-process.
+                call = ToolCall(
+                    run_id="local",
+                    call_id=ctx.tool_call_id,
+                    tool=tool_name,
+                    agent=getattr(ctx.agent, "name", "") or "",
+                )
+                payload = tool.activity_input(_raw_arguments(ctx), call)
+                try:
+                    if inspect.iscoroutinefunction(func):
+                        result = await _call_tool_function(tool, payload)
+                    else:
+                        result = await asyncio.to_thread(_call_tool_function, tool, payload)
+                    return _format_result(_to_json(result))
+                except Exception as exc:  # same model-visible error as in an orchestration
+                    return f"Tool '{tool_name}' failed: {type(exc).__name__}: {exc}"
+            ok, value = await session.call_activity_tool(tool, _raw_arguments(ctx), ctx)
+            if not ok:
+                return f"Tool '{tool_name}' failed: {value}"
+            return _format_result(value)
+
+        proxy.__name__ = tool_name
+        proxy.__qualname__ = tool_name
+        proxy.__doc__ = func.__doc__
+        proxy.__module__ = func.__module__
+        proxy.__signature__ = proxy_signature  # type: ignore[attr-defined]
+        proxy.__annotations__ = {"ctx": ToolContext, **annotations}
+
+        base_tool = function_tool(
+            proxy,
+            name_override=tool_name,
+            description_override=description,
+            needs_approval=needs_approval,
+        )
+        schema = function_schema(
+            proxy,
+            name_override=tool_name,
+            description_override=description,
+        )
+        init_values = {f.name: getattr(base_tool, f.name) for f in fields(FunctionTool) if f.init}
+        tool = ActivityTool(
+            **init_values,
+            function=func,
+            activity_name=tool_name,
+            retry=retry,
+            tool_call_param=tool_call_param,
+            schema=schema,
+        )
+        _register_activity(bp, tool, func)
+        return tool
+
+    return decorator
+
+
+def _is_annotated(ann: Any) -> bool:
+    return typing.get_origin(ann) is typing.Annotated
+
+
+def _raw_arguments(ctx: ToolContext[Any]) -> dict[str, Any]:
+    """The model's arguments for this call as a dict (already validated by the SDK against the schema)."""
+    text = ctx.tool_arguments or "{}"
+    value = json.loads(text) if text.strip() else {}
+    return value if isinstance(value, dict) else {}
+
+
+def _register_activity(bp: df.Blueprint, tool: ActivityTool, func: Callable[..., Any]) -> None:
+    """Register the activity function for ``tool`` on ``bp`` (Durable name = ``tool.activity_name``)."""
+    if inspect.iscoroutinefunction(func):
+
+        async def activity(payload: Any) -> Any:
+            result = _call_tool_function(tool, payload)
+            if inspect.isawaitable(result):
+                result = await result
+            return _to_json(result)
+
+    else:
+
+        def activity(payload: Any) -> Any:
+            return _to_json(_call_tool_function(tool, payload))
+
+    activity.__name__ = tool.activity_name
+    activity.__qualname__ = tool.activity_name
+    activity.__doc__ = f"Durable activity for the tool '{tool.name}' (durable_agents.activity_tool)."
+    bp.activity_trigger(input_name="payload", activity=tool.activity_name)(activity)
