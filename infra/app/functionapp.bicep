@@ -1,0 +1,178 @@
+// Flex Consumption plan (FC1) and the Linux Python 3.11 function app. The app runs as the user-assigned
+// identity for everything: it pulls its deployment package from the blob container with it, reaches host
+// storage with identity-based AzureWebJobsStorage__* settings, and every setting the code reads
+// (docs/internals.md "Settings") is set below. No keys, no connection strings with secrets.
+
+@description('Function app name.')
+param name string
+
+@description('Flex Consumption plan name.')
+param planName string
+
+@description('Region.')
+param location string
+
+@description('Resource tags; must include azd-service-name so azd deploy finds the app.')
+param tags object
+
+@description('Resource id of the user-assigned identity.')
+param identityId string
+
+@description('Client id of the user-assigned identity (AZURE_CLIENT_ID, AzureWebJobsStorage__clientId, ...).')
+param identityClientId string
+
+@allowed([
+  512
+  2048
+  4096
+])
+@description('Instance memory size in MB.')
+param instanceMemoryMB int = 2048
+
+@minValue(40)
+@maxValue(1000)
+@description('Maximum instance count.')
+param maximumInstanceCount int = 100
+
+@description('Storage blob endpoint, e.g. https://<account>.blob.core.windows.net/.')
+param storageBlobEndpoint string
+
+@description('Storage queue endpoint.')
+param storageQueueEndpoint string
+
+@description('Storage table endpoint; the refund ledger lives there too.')
+param storageTableEndpoint string
+
+@description('Blob container that holds the deployment package.')
+param deploymentContainerName string
+
+@description('Application Insights connection string.')
+param applicationInsightsConnectionString string
+
+@description('Durable Task Scheduler endpoint, as the scheduler resource reports it (properties.endpoint).')
+param schedulerEndpoint string
+
+@description('Task hub name.')
+param taskHubName string
+
+@description('Azure OpenAI endpoint.')
+param openAiEndpoint string
+
+@description('Model deployment name.')
+param modelDeploymentName string
+
+@description('Azure OpenAI API version.')
+param openAiApiVersion string
+
+@description('responses or chat_completions.')
+param openAiApi string = 'responses'
+
+@description('Refund ledger table name.')
+param refundLedgerTableName string
+
+@description('ISO 8601 duration a pending approval waits.')
+param approvalTimeout string = 'P1D'
+
+@description('Refund amount above which a human approves.')
+param refundApprovalThreshold string = '100'
+
+@description('Model call attempts before a run fails.')
+param modelMaxAttempts string = '6'
+
+@description('Subnet for VNet integration; empty means none.')
+param virtualNetworkSubnetId string = ''
+
+resource plan 'Microsoft.Web/serverfarms@2024-11-01' = {
+  name: planName
+  location: location
+  tags: tags
+  kind: 'functionapp'
+  sku: {
+    name: 'FC1'
+    tier: 'FlexConsumption'
+  }
+  properties: {
+    reserved: true
+  }
+}
+
+resource site 'Microsoft.Web/sites@2024-11-01' = {
+  name: name
+  location: location
+  tags: tags
+  kind: 'functionapp,linux'
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${identityId}': {}
+    }
+  }
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    virtualNetworkSubnetId: empty(virtualNetworkSubnetId) ? null : virtualNetworkSubnetId
+    siteConfig: {
+      ftpsState: 'Disabled'
+      minTlsVersion: '1.2'
+      http20Enabled: true
+    }
+    functionAppConfig: {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: '${storageBlobEndpoint}${deploymentContainerName}'
+          authentication: {
+            type: 'UserAssignedIdentity'
+            userAssignedIdentityResourceId: identityId
+          }
+        }
+      }
+      scaleAndConcurrency: {
+        instanceMemoryMB: instanceMemoryMB
+        maximumInstanceCount: maximumInstanceCount
+      }
+      runtime: {
+        name: 'python'
+        version: '3.11'
+      }
+    }
+  }
+}
+
+// Flex Consumption manages FUNCTIONS_WORKER_RUNTIME, FUNCTIONS_EXTENSION_VERSION and the package location
+// itself (functionAppConfig above); they must not appear here.
+resource appSettings 'Microsoft.Web/sites/config@2024-11-01' = {
+  parent: site
+  name: 'appsettings'
+  properties: {
+    // Host storage over the managed identity (no AccountKey).
+    AzureWebJobsStorage__blobServiceUri: storageBlobEndpoint
+    AzureWebJobsStorage__queueServiceUri: storageQueueEndpoint
+    AzureWebJobsStorage__tableServiceUri: storageTableEndpoint
+    AzureWebJobsStorage__credential: 'managedidentity'
+    AzureWebJobsStorage__clientId: identityClientId
+    // Telemetry with Entra ID (the component has local auth disabled).
+    APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsightsConnectionString
+    APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
+    // DefaultAzureCredential picks the user-assigned identity.
+    AZURE_CLIENT_ID: identityClientId
+    // Durable Task Scheduler (host.json: connectionStringName and hubName %TASKHUB_NAME%).
+    DURABLE_TASK_SCHEDULER_CONNECTION_STRING: 'Endpoint=${schedulerEndpoint};Authentication=ManagedIdentity;ClientID=${identityClientId}'
+    TASKHUB_NAME: taskHubName
+    // Model.
+    AGENT_MODEL: modelDeploymentName
+    AZURE_OPENAI_ENDPOINT: openAiEndpoint
+    AZURE_OPENAI_API_VERSION: openAiApiVersion
+    OPENAI_API: openAiApi
+    MODEL_MAX_ATTEMPTS: modelMaxAttempts
+    // Approvals and the refund ledger (Azure Table over the managed identity).
+    APPROVAL_TIMEOUT: approvalTimeout
+    REFUND_APPROVAL_THRESHOLD: refundApprovalThreshold
+    REFUND_LEDGER_TABLE_ENDPOINT: storageTableEndpoint
+    REFUND_LEDGER_TABLE_NAME: refundLedgerTableName
+  }
+}
+
+output name string = site.name
+output id string = site.id
+output uri string = 'https://${site.properties.defaultHostName}'
