@@ -1,0 +1,49 @@
+"""The support agent's activity tools, registered on the blueprint :data:`bp` (``function_app.py`` registers it).
+
+Tools (``durable_agents.tools.ActivityTool`` objects, i.e. ``agents.FunctionTool``; Durable activity name = tool
+name; the plain functions are in :mod:`activities.support` and as ``<tool>.function``):
+
+* :data:`lookup_order` ``(order_id)`` – the order plus ``refunded_total`` and ``refundable_amount``.
+* :data:`list_orders` ``(customer_email)`` – the customer's orders, newest first.
+* :data:`refund_order` ``(order_id, amount, reason)`` – writes the refund ledger, idempotent per run + tool call;
+  needs approval above ``REFUND_APPROVAL_THRESHOLD`` (:func:`refund_needs_approval`).
+* :data:`send_message` ``(customer_email, text)`` – records the message in the outbox, idempotent per run + call.
+
+:data:`SUPPORT_TOOLS` lists the four in that order. Storage: :mod:`activities.ledger`; dataset:
+:mod:`activities.orders`.
+"""
+
+from __future__ import annotations
+
+import azure.durable_functions as df
+
+from durable_agents.tools import ActivityTool, ToolRetry, activity_tool
+
+from . import support
+from .support import refund_needs_approval
+
+__all__ = [
+    "SUPPORT_TOOLS",
+    "bp",
+    "list_orders",
+    "lookup_order",
+    "refund_needs_approval",
+    "refund_order",
+    "send_message",
+]
+
+bp = df.Blueprint()
+"""The blueprint holding the four tool activities."""
+
+# Reads are cheap and safe to retry; writes are idempotent per run + call, so retrying them is safe too.
+_RETRY = ToolRetry(max_attempts=3, first_retry_interval_ms=2000)
+
+lookup_order: ActivityTool = activity_tool(bp, retry=_RETRY)(support.lookup_order)
+list_orders: ActivityTool = activity_tool(bp, retry=_RETRY)(support.list_orders)
+refund_order: ActivityTool = activity_tool(bp, needs_approval=refund_needs_approval, retry=_RETRY)(
+    support.refund_order
+)
+send_message: ActivityTool = activity_tool(bp, retry=_RETRY)(support.send_message)
+
+SUPPORT_TOOLS: list[ActivityTool] = [lookup_order, list_orders, refund_order, send_message]
+"""The support agent's tools, for ``Agent(tools=SUPPORT_TOOLS)``."""
