@@ -1,0 +1,409 @@
+"""The Durable HTTP API (the extension's ``HttpApiHandler``, protocol §5.2-5.6) on aiohttp.
+
+Served with identical routing under ``/runtime/webhooks/durabletask/`` (public webhook) and ``/durabletask/`` (the
+client's ``rpcBaseUrl``). Every route the real ``DurableOrchestrationClient`` 1.7 calls is here; entity routes answer
+**501** (entities are not supported by the local runtime) and rewind of a failed instance answers **501**.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import uuid
+from typing import Any
+from urllib.parse import quote
+
+from aiohttp import web
+
+from . import events as ev
+from .engine import Engine, from_us, to_us
+from .events import ET, STATUS_NAMES, compact
+from .store import TERMINAL, Instance
+
+__all__ = ["DurableApi", "client_json", "WEBHOOK_BASE", "RPC_BASE"]
+
+WEBHOOK_BASE = "/runtime/webhooks/durabletask"
+RPC_BASE = "/durabletask"
+_RUNNING_LIKE = {"Running", "Pending", "ContinuedAsNew", "Suspended"}
+_STATUS_BY_LOWER = {n.lower(): n for n in STATUS_NAMES.values()}
+_COMPLETION_TYPES = {ET.TaskCompleted: ET.TaskScheduled, ET.TaskFailed: ET.TaskScheduled,
+                     ET.SubOrchestrationInstanceCompleted: ET.SubOrchestrationInstanceCreated,
+                     ET.SubOrchestrationInstanceFailed: ET.SubOrchestrationInstanceCreated}
+
+
+def client_json(port: int, hub: str, host: str = "127.0.0.1") -> str:
+    """The ``durableClient`` binding string (protocol §5.1) with no system key (like Core Tools)."""
+    base = f"http://{host}:{port}{WEBHOOK_BASE}"
+    q = f"taskHub={hub}&connection=Storage"
+    inst = f"{base}/instances/INSTANCEID"
+    return json.dumps({
+        "taskHubName": hub,
+        "connectionName": None,
+        "creationUrls": {
+            "createNewInstancePostUri": f"{base}/orchestrators/{{functionName}}[/{{instanceId}}]?",
+            "createAndWaitOnNewInstancePostUri": f"{base}/orchestrators/{{functionName}}[/{{instanceId}}]"
+                                                 "?timeout={timeoutInSeconds}&pollingInterval={intervalInSeconds}&",
+        },
+        "managementUrls": {
+            "id": "INSTANCEID",
+            "statusQueryGetUri": f"{inst}?{q}",
+            "sendEventPostUri": f"{inst}/raiseEvent/{{eventName}}?{q}",
+            "terminatePostUri": f"{inst}/terminate?reason={{text}}&{q}",
+            "rewindPostUri": f"{inst}/rewind?reason={{text}}&{q}",
+            "purgeHistoryDeleteUri": f"{inst}?{q}",
+            "restartPostUri": f"{inst}/restart?{q}",
+            "suspendPostUri": f"{inst}/suspend?reason={{text}}&{q}",
+            "resumePostUri": f"{inst}/resume?reason={{text}}&{q}",
+        },
+        "baseUrl": base,
+        "requiredQueryStringParameters": "",
+        "rpcBaseUrl": f"http://{host}:{port}{RPC_BASE}/",
+        "httpBaseUrl": None,
+        "maxGrpcMessageSizeInBytes": None,
+    }, separators=(",", ":"))
+
+
+def _json(value: Any, status: int = 200, headers: dict | None = None) -> web.Response:
+    return web.Response(status=status, body=compact(value).encode("utf-8"), headers=headers,
+                        content_type="application/json", charset="utf-8")
+
+
+def _error(status: int, message: str, exc_message: str | None = None, exc_type: str | None = None) -> web.Response:
+    body = {"Message": message}
+    if exc_message is not None:
+        body.update({"ExceptionMessage": exc_message, "ExceptionType": exc_type or "System.ArgumentException",
+                     "StackTrace": None})
+    return _json(body, status)
+
+
+def _bad_argument(msg: str) -> web.Response:
+    return _error(400, "One or more of the arguments submitted is incorrect", msg)
+
+
+def _parse_token(text: str | None) -> Any:
+    """``ParseToJToken``: JSON value, else the trimmed raw string, or None."""
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text.strip()
+
+
+def _bool(value: str | None, default: bool) -> bool:
+    if value is None:
+        return default
+    v = value.strip().lower()
+    if v in ("true", "false"):
+        return v == "true"
+    return default
+
+
+def _parse_dt(value: str | None) -> int | None:
+    if not value:
+        return None
+    try:
+        return to_us(ev.parse_time(value))
+    except ValueError:
+        return None
+
+
+def _history_json(history: list[dict], show_output: bool, show_input: bool) -> list[dict]:
+    """``historyEvents`` as the status API shows them (protocol §5.4)."""
+    scheduled: dict[tuple[int, int], dict] = {}
+    matched: set[tuple[int, int]] = set()
+    for e in history:
+        if e["EventType"] in (ET.TaskScheduled, ET.SubOrchestrationInstanceCreated):
+            scheduled[(e["EventType"], e["EventId"])] = e
+    for e in history:
+        if e["EventType"] in _COMPLETION_TYPES:
+            matched.add((_COMPLETION_TYPES[e["EventType"]], e.get("TaskScheduledId")))
+    out = []
+    for e in history:
+        et = e["EventType"]
+        if et in (ET.OrchestratorStarted, ET.OrchestratorCompleted):
+            continue
+        if et in (ET.TaskScheduled, ET.SubOrchestrationInstanceCreated) and (et, e["EventId"]) in matched:
+            continue
+        item = {k: v for k, v in e.items() if k not in ("EventId", "IsPlayed")}
+        item["EventType"] = ET.NAMES.get(et, str(et))
+        if et in _COMPLETION_TYPES:
+            src = scheduled.get((_COMPLETION_TYPES[et], e.get("TaskScheduledId"))) or {}
+            item.pop("TaskScheduledId", None)
+            item["ScheduledTime"] = src.get("Timestamp")
+            item["FunctionName"] = src.get("Name")
+            if show_input:
+                item["Input"] = src.get("Input")
+        if et == ET.ExecutionStarted:
+            item["FunctionName"] = item.pop("Name", None)
+            for k in ("OrchestrationInstance", "ParentInstance", "Version", "Tags"):
+                item.pop(k, None)
+        if et == ET.ExecutionCompleted:
+            item["OrchestrationStatus"] = STATUS_NAMES.get(e.get("OrchestrationStatus"), "Unknown")
+        if et == ET.TimerFired:
+            item.pop("TimerId", None)
+        if "Result" in item and et in (*_COMPLETION_TYPES, ET.ExecutionCompleted):
+            if show_output:
+                item["Result"] = _parse_token(item["Result"])
+            else:
+                item.pop("Result")
+        if not show_input:
+            item.pop("Input", None)
+        out.append(item)
+    return out
+
+
+class DurableApi:
+    """Handlers of the Durable HTTP API bound to an :class:`Engine`; ``hub`` is the task hub name."""
+
+    def __init__(self, engine: Engine, hub: str):
+        self.engine = engine
+        self.store = engine.store
+        self.hub = hub
+
+    def add_routes(self, app: web.Application) -> None:
+        """Register every route under both base paths."""
+        for base in (WEBHOOK_BASE, RPC_BASE):
+            r = app.router
+            r.add_post(base + "/orchestrators/{name}", self.start)
+            r.add_post(base + "/orchestrators/{name}/{instance_id}", self.start)
+            r.add_get(base + "/instances", self.list_instances)
+            r.add_get(base + "/instances/", self.list_instances)
+            r.add_delete(base + "/instances", self.purge_by)
+            r.add_delete(base + "/instances/", self.purge_by)
+            r.add_get(base + "/instances/{instance_id}", self.get_status)
+            r.add_delete(base + "/instances/{instance_id}", self.purge_one)
+            r.add_post(base + "/instances/{instance_id}/raiseEvent/{event}", self.raise_event)
+            for op in ("terminate", "suspend", "resume", "rewind", "restart"):
+                r.add_post(base + "/instances/{instance_id}/" + op, getattr(self, op))
+            r.add_route("*", base + "/entities/{tail:.*}", self.entities)
+            r.add_route("*", base + "/entities", self.entities)
+
+    # ---- helpers ----
+    def _check_status_payload(self, request: web.Request, instance_id: str) -> dict:
+        origin = f"{request.scheme}://{request.host}"
+        inst = f"{origin}{WEBHOOK_BASE}/instances/{quote(instance_id, safe='')}"
+        q = f"taskHub={self.hub}&connection=Storage"
+        return {"id": instance_id,
+                "statusQueryGetUri": f"{inst}?{q}",
+                "sendEventPostUri": f"{inst}/raiseEvent/{{eventName}}?{q}",
+                "terminatePostUri": f"{inst}/terminate?reason={{text}}&{q}",
+                "purgeHistoryDeleteUri": f"{inst}?{q}",
+                "restartPostUri": f"{inst}/restart?{q}",
+                "suspendPostUri": f"{inst}/suspend?reason={{text}}&{q}",
+                "resumePostUri": f"{inst}/resume?reason={{text}}&{q}"}
+
+    def _check_status_response(self, request: web.Request, instance_id: str) -> web.Response:
+        payload = self._check_status_payload(request, instance_id)
+        return _json(payload, 202, {"Location": payload["statusQueryGetUri"], "Retry-After": "10"})
+
+    def status_json(self, inst: Instance, *, show_history: bool = False, show_output: bool = False,
+                    show_input: bool = True) -> dict:
+        """The status payload of §5.4 (property order kept)."""
+        body = {"name": inst.name, "instanceId": inst.instance_id, "runtimeStatus": inst.status,
+                "input": _parse_token(inst.input) if show_input else None,
+                "customStatus": _parse_token(inst.custom_status), "output": _parse_token(inst.output),
+                "createdTime": ev.status_time(from_us(inst.created_us)),
+                "lastUpdatedTime": ev.status_time(from_us(inst.updated_us))}
+        if show_history:
+            body["historyEvents"] = _history_json(self.store.history(inst.instance_id), show_output, show_input)
+        return body
+
+    # ---- routes ----
+    async def start(self, request: web.Request) -> web.Response:
+        """``POST orchestrators/{name}[/{instanceId}]``: 202 check-status, 400 bad id/body/unknown name."""
+        name = request.match_info["name"]
+        instance_id = request.match_info.get("instance_id") or uuid.uuid4().hex
+        if (instance_id.startswith("@") or re.search(r"[/\\?#\x00-\x1f\x7f]", instance_id)
+                or len(instance_id) > 256):
+            return _bad_argument(f"Instance ID '{instance_id}' is invalid.")
+        info = self.engine.registry.orchestrator(name)
+        if info is None:
+            known = ", ".join(f"'{f.durable_name}'" for f in self.engine.registry.orchestrators.values())
+            return _bad_argument(f"The function '{name}' doesn't exist, is disabled, or is not an orchestrator "
+                                 f"function. Additional info: The following are the known orchestrator "
+                                 f"functions: {known}.")
+        raw = await request.read()
+        input_text = None
+        if raw and raw.strip():
+            try:
+                value = json.loads(raw)
+            except ValueError:
+                return _bad_argument("Invalid JSON content")
+            input_text = None if value is None else compact(value)
+        self.engine.start_instance(info.durable_name, instance_id, input_text)
+        timeout = request.query.get("timeout")
+        if timeout is not None:
+            return await self._wait(request, instance_id, float(timeout),
+                                    float(request.query.get("pollingInterval") or 1))
+        return self._check_status_response(request, instance_id)
+
+    async def _wait(self, request: web.Request, instance_id: str, timeout: float, interval: float) -> web.Response:
+        if interval > timeout:
+            return _bad_argument("Total timeout should be bigger than retry timeout")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            inst = self.store.instance(instance_id)
+            if inst and inst.status == "Completed":
+                return web.Response(status=200, body=(inst.output or "null").encode(),
+                                    content_type="application/json", charset="utf-8")
+            if inst and inst.status in TERMINAL:
+                return _json(self.status_json(inst), 200)
+            if loop.time() >= deadline:
+                return self._check_status_response(request, instance_id)
+            await asyncio.sleep(min(interval, max(0.01, deadline - loop.time())))
+
+    async def get_status(self, request: web.Request) -> web.Response:
+        """``GET instances/{id}``: 404 empty, 202 running-like (+Location, Retry-After 5), 200 finished."""
+        inst = self.store.instance(request.match_info["instance_id"])
+        if inst is None:
+            return web.Response(status=404)
+        q = request.query
+        body = self.status_json(inst, show_history=_bool(q.get("showHistory"), False),
+                                show_output=_bool(q.get("showHistoryOutput"), False),
+                                show_input=_bool(q.get("showInput"), True))
+        if inst.status in _RUNNING_LIKE:
+            return _json(body, 202, {"Location": str(request.url), "Retry-After": "5"})
+        if inst.status == "Failed" and _bool(q.get("returnInternalServerErrorOnFailure"), False):
+            return _json(body, 500)
+        return _json(body, 200)
+
+    def _filtered(self, request: web.Request, *, default_to_now: bool = False,
+                  after: str | None = None, limit: int | None = None) -> list[Instance]:
+        q = request.query
+        statuses = None
+        if q.get("runtimeStatus"):
+            statuses = [_STATUS_BY_LOWER.get(s.strip().lower(), s.strip()) for s in q["runtimeStatus"].split(",")
+                        if s.strip()]
+        created_to = _parse_dt(q.get("createdTimeTo"))
+        if created_to is None and default_to_now:
+            created_to = to_us(ev.utcnow())
+        return self.store.query(created_from=_parse_dt(q.get("createdTimeFrom")), created_to=created_to,
+                                statuses=statuses, prefix=q.get("instanceIdPrefix") or None, after=after,
+                                limit=limit)
+
+    async def list_instances(self, request: web.Request) -> web.Response:
+        """``GET instances/``: filters, ``top`` page size (default 100), ``x-ms-continuation-token``."""
+        top = int(request.query.get("top") or 100)
+        token = request.headers.get("x-ms-continuation-token")
+        token = None if not token or token == "null" else token
+        rows = self._filtered(request, after=token, limit=top + 1)
+        show_input = _bool(request.query.get("showInput"), True)
+        headers = {}
+        if len(rows) > top:
+            rows = rows[:top]
+            headers["x-ms-continuation-token"] = f"{rows[-1].created_us}|{rows[-1].instance_id}"
+        return _json([self.status_json(r, show_input=show_input) for r in rows], 200, headers)
+
+    async def purge_one(self, request: web.Request) -> web.Response:
+        """``DELETE instances/{id}``: 404 unknown, else 200 ``{"instancesDeleted":1}``."""
+        n = self.store.purge([request.match_info["instance_id"]])
+        if n == 0:
+            return web.Response(status=404)
+        return _json({"instancesDeleted": n})
+
+    async def purge_by(self, request: web.Request) -> web.Response:
+        """``DELETE instances/``: ``createdTimeFrom`` required (400), 404 when nothing matched, else 200."""
+        if _parse_dt(request.query.get("createdTimeFrom")) is None:
+            return _json("Please provide value for 'createdTimeFrom' parameter.", 400)
+        rows = self._filtered(request, default_to_now=True)
+        n = self.store.purge([r.instance_id for r in rows])
+        if n == 0:
+            return web.Response(status=404)
+        return _json({"instancesDeleted": n})
+
+    async def raise_event(self, request: web.Request) -> web.Response:
+        """``POST instances/{id}/raiseEvent/{name}``: 404 / 410 / 400 non-JSON / 202."""
+        iid = request.match_info["instance_id"]
+        inst = self.store.instance(iid)
+        if inst is None:
+            return _error(404, f"No instance with ID '{iid}' found.")
+        if inst.status in TERMINAL:
+            return _error(410, "The instance has already completed, failed or been terminated.")
+        if request.content_type != "application/json":
+            return _json({"Message": "Only application/json request content is supported"}, 400)
+        raw = await request.read()
+        input_text = None
+        if raw.strip():
+            try:
+                input_text = compact(json.loads(raw))
+            except ValueError:
+                return _bad_argument("Invalid JSON content")
+        self.engine.send_event(iid, ev.event_raised(request.match_info["event"], input_text, ev.utcnow()))
+        return web.Response(status=202)
+
+    def _existing(self, request: web.Request) -> tuple[Instance | None, web.Response | None]:
+        iid = request.match_info["instance_id"]
+        inst = self.store.instance(iid)
+        if inst is None:
+            return None, _error(404, f"No instance with ID '{iid}' found.")
+        return inst, None
+
+    async def terminate(self, request: web.Request) -> web.Response:
+        """``POST instances/{id}/terminate?reason=``: 404 / 410 finished / 202."""
+        inst, err = self._existing(request)
+        if err:
+            return err
+        if inst.status in TERMINAL:
+            return web.Response(status=410)
+        self.engine.send_event(inst.instance_id, ev.execution_terminated(request.query.get("reason"), ev.utcnow()))
+        return web.Response(status=202)
+
+    async def suspend(self, request: web.Request) -> web.Response:
+        """``POST instances/{id}/suspend``: 404 / 410 / 500 already suspended / 202."""
+        inst, err = self._existing(request)
+        if err:
+            return err
+        if inst.status in TERMINAL:
+            return web.Response(status=410)
+        if inst.status == "Suspended":
+            return _error(500, "Something went wrong while processing your request",
+                          f"Cannot suspend the orchestration instance {inst.instance_id} because instance is in "
+                          f"the Suspended state.", "System.InvalidOperationException")
+        self.engine.send_event(inst.instance_id, ev.execution_suspended(request.query.get("reason"), ev.utcnow()))
+        return web.Response(status=202)
+
+    async def resume(self, request: web.Request) -> web.Response:
+        """``POST instances/{id}/resume``: 404 / 410 / 500 not suspended / 202."""
+        inst, err = self._existing(request)
+        if err:
+            return err
+        if inst.status in TERMINAL:
+            return web.Response(status=410)
+        if inst.status != "Suspended":
+            return _error(500, "Something went wrong while processing your request",
+                          f"Cannot resume the orchestration instance {inst.instance_id} because instance is in "
+                          f"the {inst.status} state.", "System.InvalidOperationException")
+        self.engine.send_event(inst.instance_id, ev.execution_resumed(request.query.get("reason"), ev.utcnow()))
+        return web.Response(status=202)
+
+    async def rewind(self, request: web.Request) -> web.Response:
+        """``POST instances/{id}/rewind``: 404 / 410 finished-not-failed / 500 running / 501 failed (not
+        implemented locally; rewind is deprecated in the extension)."""
+        inst, err = self._existing(request)
+        if err:
+            return err
+        if inst.status in ("Completed", "Terminated", "Canceled"):
+            return web.Response(status=410)
+        if inst.status != "Failed":
+            return _error(500, "Something went wrong while processing your request",
+                          "The rewind operation is only supported on failed orchestration instances.",
+                          "System.InvalidOperationException")
+        return _json("Rewind is not supported by the local runtime.", 501)
+
+    async def restart(self, request: web.Request) -> web.Response:
+        """``POST instances/{id}/restart?restartWithNewInstanceId=``: 400 unknown, else 202 check-status for the
+        new (or same) id, started with the original input."""
+        iid = request.match_info["instance_id"]
+        inst = self.store.instance(iid)
+        if inst is None:
+            return _bad_argument(f"An orchestration with the instanceId {iid} was not found.")
+        new_id = uuid.uuid4().hex if _bool(request.query.get("restartWithNewInstanceId"), True) else iid
+        self.engine.start_instance(inst.name, new_id, inst.input if inst.parent_instance_id is None else inst.input)
+        return self._check_status_response(request, new_id)
+
+    async def entities(self, request: web.Request) -> web.Response:
+        """Entity routes: not implemented locally → 501 with a clear message."""
+        return _error(501, "Durable entities are not supported by the local runtime (local_runtime).")

@@ -1,0 +1,129 @@
+"""The local host: loads the app, opens the state file, serves HTTP triggers + the Durable HTTP API on 127.0.0.1.
+
+:func:`run_host` is what ``python -m local_runtime`` calls. Startup order: local settings → host.json → import the
+app (``get_functions()`` once) → SQLite state → engine (resumes unfinished instances) → HTTP server → banner.
+``GET /admin/host/status`` answers ``{"state": "Running"}`` from then on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from .app_loader import Registry, apply_local_settings, load_functions, load_host_config
+from .durable_api import DurableApi, client_json
+from .engine import Engine
+from .http_triggers import HttpTriggers, to_http_request, to_web_response
+from .store import Store
+from .worker import invoke
+
+__all__ = ["HostOptions", "run_host", "build_host"]
+
+log = logging.getLogger("local_runtime")
+
+
+@dataclass
+class HostOptions:
+    """CLI options: ``port`` (7071), ``state`` (default ``<app_dir>/.local/durable-state.sqlite3``), ``app_dir``."""
+
+    app_dir: Path
+    port: int = 7071
+    state: Path | None = None
+    host: str = "127.0.0.1"
+
+
+class _Host:
+    def __init__(self, opts: HostOptions, registry: Registry, store: Store, engine: Engine, hub: str,
+                 prefix: str):
+        self.opts = opts
+        self.registry = registry
+        self.store = store
+        self.engine = engine
+        self.hub = hub
+        self.triggers = HttpTriggers(registry.http, prefix)
+        self.client = client_json(opts.port, hub, opts.host)
+        self.durable = DurableApi(engine, hub)
+
+    def make_app(self) -> web.Application:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_get("/admin/host/status", self.host_status)
+        self.durable.add_routes(app)
+        app.router.add_route("*", "/{tail:.*}", self.http_trigger)
+        return app
+
+    async def host_status(self, request: web.Request) -> web.Response:
+        return web.json_response({"state": "Running"})
+
+    async def http_trigger(self, request: web.Request) -> web.Response:
+        route, params, path_matched = self.triggers.match(request.path, request.method)
+        if route is None:
+            return web.Response(status=405 if path_matched else 404)
+        info = route.info
+        kwargs = {info.trigger_name: await to_http_request(request, params)}
+        if info.client_binding:
+            kwargs[info.client_binding] = self.client
+        log.info("Executing HTTP function '%s' (%s %s)", info.name, request.method, request.path_qs)
+        try:
+            result = await invoke(info, kwargs, self.engine.act_pool, str(self.opts.app_dir))
+        except Exception:  # noqa: BLE001 - like the host: log it, answer 500
+            log.error("HTTP function '%s' failed:\n%s", info.name, traceback.format_exc())
+            return web.Response(status=500)
+        return to_web_response(result)
+
+    def banner(self) -> str:
+        base = f"http://{self.opts.host}:{self.opts.port}"
+        lines = ["", "Functions:", ""]
+        for r in self.triggers.routes:
+            methods = ",".join(r.info.methods) if r.info.methods else "GET,POST,PUT,DELETE,PATCH,HEAD,OPTIONS"
+            lines.append(f"        {r.info.name}: [{methods}] {self.triggers.url_of(r, base)}")
+        lines.append("")
+        for f in self.registry.functions:
+            if f.kind != "http":
+                lines.append(f"        {f.name}: {f.trigger.get('type')}")
+        lines += ["", f"Durable HTTP API: {base}/runtime/webhooks/durabletask/ (task hub '{self.hub}')",
+                  f"State file: {self.store.path}", ""]
+        return "\n".join(lines)
+
+
+async def build_host(opts: HostOptions) -> tuple[_Host, web.AppRunner]:
+    """Load everything and start serving; returns the host and the started aiohttp runner."""
+    app_dir = opts.app_dir.resolve()
+    applied = apply_local_settings(app_dir)
+    log.info("Applied %d value(s) from local.settings.json", len(applied))
+    cfg = load_host_config(app_dir)
+    _, registry = load_functions(app_dir)
+    state = opts.state or app_dir / ".local" / "durable-state.sqlite3"
+    store = Store(Path(state))
+    engine = Engine(store, registry, app_dir)
+    host = _Host(opts, registry, store, engine, cfg.hub_name, cfg.route_prefix)
+    await engine.start()
+    runner = web.AppRunner(host.make_app(), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, opts.host, opts.port)
+    await site.start()
+    log.info("%s", host.banner())
+    log.info("Host started; listening on http://%s:%d", opts.host, opts.port)
+    return host, runner
+
+
+async def run_host(opts: HostOptions) -> None:
+    """Run until SIGINT/SIGTERM, then stop serving and dispatching."""
+    host, runner = await build_host(opts)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except NotImplementedError:  # pragma: no cover - non-POSIX
+            pass
+    await stop.wait()
+    log.info("Stopping the host")
+    await runner.cleanup()
+    await host.engine.stop()
+    host.store.close()

@@ -1,0 +1,179 @@
+"""Invoking the app's functions the way the Python worker does (protocol §4, §6.4).
+
+Keyword arguments are named after the bindings; a declared ``context`` parameter that is not a binding gets a
+:class:`InvocationContext` (``func.Context``). Coroutine functions are awaited on the event loop; plain functions run
+in a thread pool. Activity input/output go through the real ``ActivityTriggerConverter``; a failure is turned into
+the extension's ``TaskFailed`` ``Reason``/``Details`` texts (protocol §4.3).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import threading
+import traceback
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import azure.functions as func
+from azure.functions import meta
+from azure.functions.durable_functions import ActivityTriggerConverter
+
+from .app_loader import FunctionInfo
+from .events import compact
+
+__all__ = ["InvocationContext", "invoke", "run_activity", "activity_failure", "OUT_OF_PROC_LABEL"]
+
+OUT_OF_PROC_LABEL = "$OutOfProcData$:"
+
+
+class _TraceContext(func._abc.TraceContext):
+    def __init__(self) -> None:
+        self._parent = f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-00"
+
+    @property
+    def trace_state(self) -> str:
+        return ""
+
+    @property
+    def trace_parent(self) -> str:
+        return self._parent
+
+    @property
+    def attributes(self) -> dict[str, str]:
+        return {}
+
+
+class _RetryContext(func._abc.RetryContext):
+    @property
+    def retry_count(self) -> int:
+        return 0
+
+    @property
+    def max_retry_count(self) -> int:
+        return 0
+
+    @property
+    def exception(self) -> Any:
+        return None
+
+
+class InvocationContext(func.Context):
+    """``func.Context`` for one invocation: a fresh ``invocation_id`` (UUID text), the function name and folder."""
+
+    _tls = threading.local()
+
+    def __init__(self, function_name: str, function_directory: str):
+        self._invocation_id = str(uuid.uuid4())
+        self._function_name = function_name
+        self._function_directory = function_directory
+        self._trace = _TraceContext()
+        self._retry = _RetryContext()
+
+    @property
+    def invocation_id(self) -> str:
+        return self._invocation_id
+
+    @property
+    def thread_local_storage(self) -> threading.local:
+        return self._tls
+
+    @property
+    def function_name(self) -> str:
+        return self._function_name
+
+    @property
+    def function_directory(self) -> str:
+        return self._function_directory
+
+    @property
+    def trace_context(self) -> Any:
+        return self._trace
+
+    @property
+    def retry_context(self) -> Any:
+        return self._retry
+
+
+async def invoke(info: FunctionInfo, kwargs: dict[str, Any], executor: ThreadPoolExecutor,
+                 app_dir: str) -> Any:
+    """Call ``info.fn(**kwargs)`` (+ ``context`` when declared): awaited if async, else in ``executor``.
+
+    Exceptions propagate unchanged.
+    """
+    if info.wants_context:
+        kwargs = {**kwargs, "context": InvocationContext(info.name, app_dir)}
+    if info.is_async:
+        return await info.fn(**kwargs)
+    loop = asyncio.get_running_loop()
+    result = await loop.run_in_executor(executor, functools.partial(info.fn, **kwargs))
+    if asyncio.iscoroutine(result):
+        return await result
+    return result
+
+
+def activity_failure(name: str, exc: BaseException) -> tuple[str, str]:
+    """``(Reason, Details)`` of ``TaskFailed`` for an activity that raised ``exc`` (protocol §4.3).
+
+    Reason: ``"Activity function '<name>' failed:  <Type>: <message>"`` (two spaces). Details: the Newtonsoft
+    serialization of a ``System.Exception`` whose ``Message`` is the friendly text with its leading space and whose
+    inner exception is the host's ``RpcException`` (inner members approximate, protocol §9 item 1).
+    """
+    message = f"{type(exc).__name__}: {exc}"
+    stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)[1:]).rstrip()
+    friendly = f" {message}"
+    rpc_message = f"Result: Failure\nException: {message}\nStack: {stack}"
+    common = {"Data": None, "HelpURL": None, "StackTraceString": None, "RemoteStackTraceString": None,
+              "RemoteStackIndex": 0, "ExceptionMethod": None, "HResult": -2146233088, "Source": None,
+              "WatsonBuckets": None}
+    inner = {"$type": "Microsoft.Azure.WebJobs.Script.Workers.Rpc.RpcException, Microsoft.Azure.WebJobs.Script",
+             "ClassName": "Microsoft.Azure.WebJobs.Script.Workers.Rpc.RpcException", "Message": rpc_message,
+             "InnerException": None, **common, "RemoteMessage": message, "RemoteStackTrace": stack,
+             "RemoteTypeName": type(exc).__name__, "IsUserException": False}
+    details = {"$type": "System.Exception, System.Private.CoreLib", "ClassName": "System.Exception",
+               "Message": friendly, "InnerException": inner, **common}
+    return f"Activity function '{name}' failed: {friendly}", compact(details)
+
+
+async def run_activity(info: FunctionInfo, input_text: str | None, executor: ThreadPoolExecutor,
+                       app_dir: str) -> tuple[bool, str | None, str | None]:
+    """Run an activity with the action's input JSON text.
+
+    Returns ``(True, result_text, None)`` with the compact JSON text of the result (None for a ``None`` result), or
+    ``(False, reason, details)`` when the function (or the input/output conversion) raised.
+    """
+    try:
+        value = ActivityTriggerConverter.decode(meta.Datum(type="string", value=input_text or "null"),
+                                                trigger_metadata=None)
+        ret = await invoke(info, {info.trigger_name: value}, executor, app_dir)
+        datum = ActivityTriggerConverter.encode(ret, expected_type=None)
+        parsed = json.loads(datum.value)
+        return True, (None if parsed is None else compact(parsed)), None
+    except Exception as exc:  # noqa: BLE001 - a user-code failure becomes TaskFailed
+        reason, details = activity_failure(info.durable_name or info.name, exc)
+        return False, reason, details
+
+
+def call_orchestrator(info: FunctionInfo, body: str) -> dict:
+    """Call the orchestrator wrapper synchronously (run this in a worker thread) with the context JSON ``body``.
+
+    Returns the ``OrchestratorState`` dict. When the wrapper raises, the state after ``$OutOfProcData$:`` is parsed
+    (protocol §2.1); a raise without that label yields ``{"isDone": false, "actions": [[]], "error": str(exc),
+    "schemaVersion": 2}``.
+    """
+    try:
+        out = info.fn(**{info.trigger_name or "context": func.OrchestrationContext(body)})
+    except Exception as exc:  # noqa: BLE001
+        text = str(exc)
+        idx = text.find(OUT_OF_PROC_LABEL)
+        if idx >= 0:
+            try:
+                return json.loads(text[idx + len(OUT_OF_PROC_LABEL):])
+            except ValueError:
+                pass
+        return {"isDone": False, "schemaVersion": 2, "actions": [[]], "error": text}
+    if isinstance(out, dict):
+        return out
+    return json.loads(out)
