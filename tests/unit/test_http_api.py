@@ -1,0 +1,800 @@
+"""The HTTP API (durable_agents.http_api) through its real decorated functions and a real Durable client.
+
+Each test builds a ``df.DFApp``, registers ``http_api_blueprint(...)``, takes the functions from
+``app.get_functions()`` (what the worker indexes) and calls their user functions (the DFApp durable-client
+middleware) with a real ``func.HttpRequest`` and the ``durableClient`` binding string. The middleware builds a real
+``DurableOrchestrationClient`` that talks HTTP to ``FakeDurableHost`` on 127.0.0.1 (see
+``test_http_api_fake_durable.py``), which answers with the extension's JSON (protocol §5).
+"""
+
+import json
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+import azure.durable_functions as df
+import azure.functions as func
+import pytest
+
+from agents import Agent, function_tool
+from durable_agents.http_api import MAX_BODY_BYTES, http_api_blueprint
+from durable_agents.registry import AgentRegistry
+from tests.unit.test_http_api_fake_durable import (
+    FakeDurableHost,
+    LoopThread,
+    _now,
+    start_fake_host,
+    stop_fake_host,
+)
+
+ORCH = "support_agent_run"
+OTHER_ORCH = "triage_agent_run"
+API_FUNCTIONS = {
+    "api_list_agents", "api_start_run", "api_list_runs", "api_get_run", "api_decide_approval", "api_cancel_run",
+}
+
+
+@function_tool
+def lookup_order(order_id: str) -> str:
+    """Look an order up."""
+    return order_id
+
+
+@function_tool(needs_approval=True)
+def refund_order(order_id: str, amount: str) -> str:
+    """Refund an order."""
+    return order_id
+
+
+async def _large_messages(_ctx: Any, params: dict[str, Any], _call_id: str) -> bool:
+    return len(params.get("text", "")) > 100
+
+
+@function_tool(needs_approval=_large_messages)
+def send_message(text: str) -> str:
+    """Write to the customer."""
+    return text
+
+
+SUPPORT_AGENT = Agent(name="support", instructions="help", tools=[lookup_order, refund_order, send_message])
+
+
+# ------------------------------------------------------------------------------------------------------
+# Harness
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    raw: bytes
+
+    @property
+    def body(self) -> Any:
+        return json.loads(self.raw) if self.raw else None
+
+
+class Api:
+    """Calls the registered HTTP functions the way the worker does."""
+
+    def __init__(self, loop: LoopThread, host: FakeDurableHost, functions: dict[str, Any]) -> None:
+        self.loop = loop
+        self.host = host
+        self.functions = functions
+
+    def call(
+        self,
+        name: str,
+        method: str,
+        path: str,
+        *,
+        route_params: dict[str, str] | None = None,
+        params: dict[str, str] | None = None,
+        body: Any = b"",
+        headers: dict[str, str] | None = None,
+    ) -> Reply:
+        if isinstance(body, dict | list):
+            body = json.dumps(body).encode()
+        elif isinstance(body, str):
+            body = body.encode()
+        all_headers = {"Content-Length": str(len(body))} if body else {}
+        all_headers.update(headers or {})
+        query = "?" + urlencode({"code": "function-key", **(params or {})})
+        req = func.HttpRequest(
+            method,
+            "http://localhost:7071" + path + query,
+            headers=all_headers,
+            params={"code": "function-key", **(params or {})},
+            route_params=route_params or {},
+            body=body,
+        )
+        user_function = self.functions[name].get_user_function()
+        response: func.HttpResponse = self.loop.run(user_function(req=req, client=self.host.client_json()))
+        return Reply(response.status_code, dict(response.headers), response.get_body())
+
+    def list_agents(self) -> Reply:
+        return self.call("api_list_agents", "GET", "/api/agents")
+
+    def start(self, agent: str, body: Any, headers: dict[str, str] | None = None) -> Reply:
+        return self.call("api_start_run", "POST", f"/api/agents/{agent}/runs", route_params={"agent": agent},
+                         body=body, headers=headers)
+
+    def get_run(self, run_id: str) -> Reply:
+        return self.call("api_get_run", "GET", f"/api/runs/{run_id}", route_params={"runId": run_id})
+
+    def list_runs(self, **params: str) -> Reply:
+        return self.call("api_list_runs", "GET", "/api/runs", params=params)
+
+    def decide(self, run_id: str, approval_id: str, body: Any, headers: dict[str, str] | None = None) -> Reply:
+        return self.call("api_decide_approval", "POST", f"/api/runs/{run_id}/approvals/{approval_id}",
+                         route_params={"runId": run_id, "approvalId": approval_id}, body=body, headers=headers)
+
+    def cancel(self, run_id: str, body: Any = b"", headers: dict[str, str] | None = None) -> Reply:
+        return self.call("api_cancel_run", "POST", f"/api/runs/{run_id}/cancel", route_params={"runId": run_id},
+                         body=body, headers=headers)
+
+
+@pytest.fixture(scope="module")
+def durable():
+    loop, host = start_fake_host((ORCH, OTHER_ORCH))
+    yield loop, host
+    stop_fake_host(loop, host)
+
+
+def _build_api(durable, **blueprint_kwargs: Any) -> Api:
+    loop, host = durable
+    host.reset()
+    registry = AgentRegistry()
+    registry.register("support", orchestrator=ORCH, description="Customer support.", agent=SUPPORT_AGENT,
+                      settings=("REFUND_APPROVAL_THRESHOLD",))
+    registry.register("triage", orchestrator=OTHER_ORCH, description="Routes questions.")
+    registry.register("broken", orchestrator="not_deployed_orch", description="Points at a missing orchestrator.")
+    app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
+    app.register_functions(http_api_blueprint(registry, **blueprint_kwargs))
+    functions = {f.get_function_name(): f for f in app.get_functions()}
+    return Api(loop, host, functions)
+
+
+@pytest.fixture
+def api(durable) -> Api:
+    return _build_api(durable, approval_wait_seconds=3.0, approval_poll_seconds=0.1)
+
+
+def run_input(agent: str = "support", text: str = "hello") -> str:
+    """The status ``input`` of a Python-started agent run: JSON text (protocol §1)."""
+    return json.dumps({"agent": agent, "input": text, "settings": {}})
+
+
+PENDING = {"id": "call_1", "tool": "refund_order", "arguments": {"order_id": "ORD-1", "amount": "250.00"},
+           "requestedAt": "2026-01-01T00:00:00Z", "expiresAt": "2026-01-02T00:00:00Z"}
+
+
+def seed_awaiting(host: FakeDurableHost, run_id: str = "run1", **custom: Any) -> None:
+    status = {"agent": "support", "currentAgent": "support", "turns": 2, "lastTool": "refund_order",
+              "pendingApprovals": [PENDING], "approvals": [], "demo": False}
+    status.update(custom)
+    host.add(run_id, ORCH, run_input(), runtime_status="Running", custom_status=status)
+
+
+def assert_problem(reply: Reply, status: int, slug: str, instance: str) -> dict[str, Any]:
+    assert reply.status == status, reply.raw
+    assert reply.headers["Content-Type"] == "application/problem+json"
+    doc = reply.body
+    assert doc["type"] == f"urn:durable-agents:problem:{slug}"
+    assert doc["status"] == status
+    assert doc["instance"] == instance
+    assert isinstance(doc["title"], str) and doc["title"]
+    assert isinstance(doc["detail"], str) and doc["detail"]
+    return doc
+
+
+# ------------------------------------------------------------------------------------------------------
+# Function metadata
+
+
+def test_functions_have_unique_names_routes_methods_and_inherit_function_auth(api):
+    assert set(api.functions) == API_FUNCTIONS
+    expected = {
+        "api_list_agents": ("agents", ["GET"]),
+        "api_start_run": ("agents/{agent}/runs", ["POST"]),
+        "api_list_runs": ("runs", ["GET"]),
+        "api_get_run": ("runs/{runId}", ["GET"]),
+        "api_decide_approval": ("runs/{runId}/approvals/{approvalId}", ["POST"]),
+        "api_cancel_run": ("runs/{runId}/cancel", ["POST"]),
+    }
+    for name, (route, methods) in expected.items():
+        bindings = [json.loads(b) for b in api.functions[name].get_raw_bindings()]
+        trigger = next(b for b in bindings if b["type"] == "httpTrigger")
+        assert trigger["route"] == route and trigger["methods"] == methods
+        assert trigger["authLevel"] == "FUNCTION"
+        assert {"direction": "IN", "type": "durableClient", "name": "client"} in bindings
+
+
+def test_route_prefix_constant_matches_host_json():
+    from pathlib import Path
+
+    from durable_agents.http_api import ROUTE_PREFIX
+
+    host_json = json.loads((Path(__file__).resolve().parents[2] / "host.json").read_text())
+    assert ROUTE_PREFIX == "/" + host_json["extensions"]["http"]["routePrefix"]
+
+
+# ------------------------------------------------------------------------------------------------------
+# GET agents
+
+
+def test_list_agents_shows_descriptions_approval_tools_and_links(api):
+    reply = api.list_agents()
+    assert reply.status == 200 and reply.headers["Content-Type"] == "application/json"
+    agents = {a["name"]: a for a in reply.body["agents"]}
+    assert list(agents) == ["broken", "support", "triage"]
+    assert agents["support"] == {
+        "name": "support",
+        "description": "Customer support.",
+        "approvalTools": [{"name": "refund_order", "approval": "always"},
+                          {"name": "send_message", "approval": "conditional"}],
+        "links": {"runs": "/api/agents/support/runs"},
+    }
+    assert agents["triage"]["approvalTools"] == []
+
+
+# ------------------------------------------------------------------------------------------------------
+# POST agents/{agent}/runs
+
+
+def test_start_run_snapshots_settings_and_answers_202_with_location_and_management_urls(api, monkeypatch):
+    monkeypatch.setenv("APPROVAL_TIMEOUT", "PT2H")
+    monkeypatch.setenv("REFUND_APPROVAL_THRESHOLD", " 150 ")
+    monkeypatch.delenv("MODEL_MAX_ATTEMPTS", raising=False)
+    reply = api.start("support", {"input": "Refund ORD-1001 please"})
+    assert reply.status == 202
+    body = reply.body
+    run_id = body["id"]
+    assert len(run_id) == 32 and int(run_id, 16) >= 0
+    assert reply.headers["Location"] == f"/api/runs/{run_id}"
+    assert body["agent"] == "support" and body["status"] == "pending"
+    assert body["links"] == {"self": f"/api/runs/{run_id}",
+                             "approvals": f"/api/runs/{run_id}/approvals/{{approvalId}}",
+                             "cancel": f"/api/runs/{run_id}/cancel"}
+    management = body["management"]
+    assert management["id"] == run_id
+    assert f"/runtime/webhooks/durabletask/instances/{run_id}?" in management["statusQueryGetUri"]
+    assert "INSTANCEID" not in json.dumps(management)
+    instance = api.host.instances[run_id]
+    assert instance.name == ORCH
+    # The client double-encodes the input: the extension keeps the JSON text (protocol §1).
+    assert json.loads(instance.input) == {
+        "agent": "support",
+        "input": "Refund ORD-1001 please",
+        "settings": {"APPROVAL_TIMEOUT": "PT2H", "REFUND_APPROVAL_THRESHOLD": "150"},
+    }
+
+
+def test_start_run_with_run_id_uses_it_and_includes_max_attempts_when_set(api, monkeypatch):
+    monkeypatch.delenv("APPROVAL_TIMEOUT", raising=False)
+    monkeypatch.delenv("REFUND_APPROVAL_THRESHOLD", raising=False)
+    monkeypatch.setenv("MODEL_MAX_ATTEMPTS", "3")
+    reply = api.start("triage", {"input": "where is my parcel", "runId": "my-run_01"})
+    assert reply.status == 202 and reply.body["id"] == "my-run_01"
+    assert reply.headers["Location"] == "/api/runs/my-run_01"
+    assert json.loads(api.host.instances["my-run_01"].input)["settings"] == {"MODEL_MAX_ATTEMPTS": "3"}
+    assert ("POST", f"/durabletask/orchestrators/{OTHER_ORCH}/my-run_01") in api.host.requests
+
+
+def test_start_run_with_null_run_id_generates_one(api):
+    reply = api.start("support", {"input": "hi", "runId": None})
+    assert reply.status == 202 and len(reply.body["id"]) == 32
+
+
+def test_start_run_409_when_run_id_in_use_and_existing_run_untouched(api):
+    api.host.add("taken", ORCH, run_input(text="first"), runtime_status="Completed", output={"finalOutput": "x"})
+    reply = api.start("support", {"input": "second", "runId": "taken"})
+    assert_problem(reply, 409, "run-id-in-use", "/api/agents/support/runs")
+    assert api.host.mutations() == []
+    assert json.loads(api.host.instances["taken"].input)["input"] == "first"
+
+
+def test_start_run_id_is_free_again_after_purge(api):
+    api.host.add("reused", ORCH, run_input(), runtime_status="Completed")
+    api.loop.run(_purge(api.host, "reused"))
+    reply = api.start("support", {"input": "again", "runId": "reused"})
+    assert reply.status == 202 and reply.body["id"] == "reused"
+
+
+async def _purge(host: FakeDurableHost, instance_id: str) -> None:
+    client = df.DurableOrchestrationClient(host.client_json())
+    result = await client.purge_instance_history(instance_id)
+    assert result.instances_deleted == 1
+
+
+def test_start_run_unknown_agent_is_404(api):
+    reply = api.start("nobody", {"input": "hi"})
+    doc = assert_problem(reply, 404, "agent-not-found", "/api/agents/nobody/runs")
+    assert "nobody" in doc["detail"]
+    assert api.host.requests == []
+
+
+@pytest.mark.parametrize(
+    "run_id",
+    ["has space", "a" * 101, "", "slash/inside", "dot.ted", "ünï", 42, True, ["x"], {"id": "x"}],
+)
+def test_start_run_rejects_bad_run_ids(api, run_id):
+    reply = api.start("support", {"input": "hi", "runId": run_id})
+    doc = assert_problem(reply, 400, "invalid-run-id", "/api/agents/support/runs")
+    assert doc["fields"] == ["runId"]
+    assert api.host.mutations() == []
+
+
+def test_start_run_accepts_longest_run_id(api):
+    reply = api.start("support", {"input": "hi", "runId": "A" * 100})
+    assert reply.status == 202 and reply.body["id"] == "A" * 100
+
+
+@pytest.mark.parametrize(
+    ("raw", "slug", "detail_part"),
+    [
+        (b'{"input": "hi"', "malformed-json", "not valid JSON"),
+        (b"{'input': 'hi'}", "malformed-json", "not valid JSON"),
+        (b'{"input": NaN}', "malformed-json", "NaN"),
+        (b'{"input": "a", "input": "b"}', "malformed-json", "more than once"),
+        (b'{"input": "\xff\xfe"}', "malformed-json", "UTF-8"),
+        (b"[" * 100_000 + b"]" * 100_000, "malformed-json", "nested too deeply"),
+        (b'["hi"]', "invalid-body", "JSON object, not an array"),
+        (b'"hi"', "invalid-body", "JSON object, not a string"),
+        (b"42", "invalid-body", "JSON object, not a number"),
+        (b"null", "invalid-body", "JSON object, not null"),
+        (b"", "invalid-body", "empty"),
+        (b"   \n", "invalid-body", "empty"),
+        (b"{}", "invalid-body", "'input'"),
+        (b'{"runId": "abc"}', "invalid-body", "'input'"),
+        (b'{"input": 5}', "invalid-body", "must be a string, not a number"),
+        (b'{"input": null}', "invalid-body", "must be a string, not null"),
+        (b'{"input": ["a"]}', "invalid-body", "must be a string, not an array"),
+        (b'{"input": "  "}', "invalid-body", "must not be empty"),
+    ],
+)
+def test_start_run_rejects_bad_bodies_with_problem_json(api, raw, slug, detail_part):
+    reply = api.start("support", raw)
+    doc = assert_problem(reply, 400, slug, "/api/agents/support/runs")
+    assert detail_part in doc["detail"]
+    assert api.host.mutations() == []
+
+
+def test_start_run_rejects_unknown_members_naming_them(api):
+    reply = api.start("support", {"input": "hi", "model": "gpt-5", "Input": "x"})
+    doc = assert_problem(reply, 400, "invalid-body", "/api/agents/support/runs")
+    assert doc["fields"] == ["model", "Input"]
+    assert "'model'" in doc["detail"] and "'Input'" in doc["detail"]
+    assert api.host.mutations() == []
+
+
+def test_start_run_413_for_bodies_over_one_mib_by_length_or_header(api):
+    big = json.dumps({"input": "x" * MAX_BODY_BYTES}).encode()
+    assert len(big) > MAX_BODY_BYTES
+    doc = assert_problem(api.start("support", big), 413, "body-too-large", "/api/agents/support/runs")
+    assert doc["limit"] == MAX_BODY_BYTES
+    # A body without Content-Length (chunked) is measured too.
+    req_headers = {"Content-Length": ""}
+    assert_problem(api.start("support", big, headers=req_headers), 413, "body-too-large", "/api/agents/support/runs")
+    # A declared length over the limit is refused before the body is looked at.
+    small = json.dumps({"input": "hi"}).encode()
+    reply = api.start("support", small, headers={"Content-Length": str(MAX_BODY_BYTES + 1)})
+    assert_problem(reply, 413, "body-too-large", "/api/agents/support/runs")
+    assert api.host.mutations() == []
+
+
+def test_start_run_accepts_a_body_of_exactly_one_mib(api):
+    envelope = len(json.dumps({"input": ""}).encode())
+    exact = json.dumps({"input": "y" * (MAX_BODY_BYTES - envelope)}).encode()
+    assert len(exact) == MAX_BODY_BYTES
+    reply = api.start("support", exact)
+    assert reply.status == 202
+    assert len(json.loads(api.host.instances[reply.body["id"]].input)["input"]) == MAX_BODY_BYTES - envelope
+
+
+def test_start_run_with_undeployed_orchestrator_is_a_500_problem_not_a_crash(api):
+    reply = api.start("broken", {"input": "hi"})
+    assert_problem(reply, 500, "internal-error", "/api/agents/broken/runs")
+
+
+def test_problem_instance_never_contains_the_function_key(api):
+    reply = api.start("support", b"{")
+    assert "function-key" not in reply.raw.decode()
+
+
+# ------------------------------------------------------------------------------------------------------
+# GET runs/{runId}
+
+
+def test_get_run_of_a_started_run_is_pending(api):
+    run_id = api.start("support", {"input": "hi"}).body["id"]
+    reply = api.get_run(run_id)
+    assert reply.status == 200
+    run = reply.body
+    assert run["id"] == run_id and run["agent"] == "support" and run["status"] == "pending"
+    assert run["output"] is None and run["error"] is None
+    assert run["pendingApprovals"] == [] and run["approvals"] == []
+    assert run["usage"] is None and run["demo"] is False
+    assert run["createdAt"].endswith("Z") and run["updatedAt"].endswith("Z")
+    assert run["links"]["self"] == f"/api/runs/{run_id}"
+
+
+def test_get_run_awaiting_approval_shows_pending_approvals_and_progress(api):
+    seed_awaiting(api.host, approvals=[{"id": "call_0", "tool": "refund_order", "decision": "approved",
+                                        "comment": "ok", "decidedAt": "2026-01-01T00:00:30Z"}])
+    run = api.get_run("run1").body
+    assert run["status"] == "awaiting_approval"
+    assert run["pendingApprovals"] == [PENDING]
+    assert run["approvals"][0]["id"] == "call_0"
+    assert run["lastAgent"] == "support" and run["turns"] == 2 and run["output"] is None
+
+
+@pytest.mark.parametrize("runtime", ["Running", "ContinuedAsNew", "Suspended"])
+def test_get_run_maps_active_statuses_to_running_without_pending_approvals(api, runtime):
+    api.host.add("r", ORCH, run_input(), runtime_status=runtime,
+                 custom_status={"agent": "support", "currentAgent": "billing", "turns": 1, "pendingApprovals": []})
+    run = api.get_run("r").body
+    assert run["status"] == "running" and run["lastAgent"] == "billing"
+
+
+def test_get_run_completed_returns_final_output_and_usage(api):
+    output = {"finalOutput": "Refunded 250.00 EUR.", "lastAgent": "support", "turns": 4,
+              "usage": {"requests": 4, "inputTokens": 1200, "outputTokens": 180, "totalTokens": 1380},
+              "demo": True}
+    api.host.add("done", ORCH, run_input(), runtime_status="Completed", output=output,
+                 custom_status={"turns": 3, "pendingApprovals": [PENDING], "demo": False})
+    run = api.get_run("done").body
+    assert run["status"] == "completed" and run["output"] == "Refunded 250.00 EUR."
+    assert run["usage"] == output["usage"] and run["turns"] == 4 and run["lastAgent"] == "support"
+    assert run["demo"] is True and run["error"] is None
+    assert run["pendingApprovals"] == []  # a finished run waits for nothing
+
+
+def test_get_run_completed_with_structured_final_output(api):
+    api.host.add("done2", ORCH, run_input(), runtime_status="Completed",
+                 output={"finalOutput": {"refunded": "250.00"}, "lastAgent": "support", "turns": 1, "demo": False})
+    assert api.get_run("done2").body["output"] == {"refunded": "250.00"}
+
+
+def test_get_run_failed_trims_the_extension_prefix_but_keeps_the_message(api):
+    text = ("Orchestrator function 'support_agent_run' failed: ModelError: the model endpoint answered 400: "
+            "context length exceeded")
+    api.host.add("bad", ORCH, run_input(), runtime_status="Failed", output=text)
+    run = api.get_run("bad").body
+    assert run["status"] == "failed"
+    assert run["error"] == "ModelError: the model endpoint answered 400: context length exceeded"
+    assert run["output"] is None
+
+
+@pytest.mark.parametrize("runtime", ["Terminated", "Canceled"])
+def test_get_run_terminated_is_cancelled_with_reason(api, runtime):
+    api.host.add("gone", ORCH, run_input(), runtime_status=runtime, output="cancelled by caller")
+    run = api.get_run("gone").body
+    assert run["status"] == "cancelled" and run["error"] == "cancelled by caller"
+
+
+def test_get_run_404_for_unknown_ids_bad_ids_and_instances_that_are_not_agent_runs(api):
+    assert_problem(api.get_run("nope"), 404, "run-not-found", "/api/runs/nope")
+    assert_problem(api.get_run("bad.id"), 404, "run-not-found", "/api/runs/bad.id")
+    api.host.add("plain", "other", json.dumps({"x": 1}), runtime_status="Completed")
+    api.host.add("text", "other", "just text", runtime_status="Completed")
+    api.host.add("noinput", "other", None, runtime_status="Running")
+    api.host.add("rawobj", "other", {"agent": "support", "input": "hi"}, runtime_status="Running")  # no settings
+    for run_id in ("plain", "text", "noinput", "rawobj"):
+        assert_problem(api.get_run(run_id), 404, "run-not-found", f"/api/runs/{run_id}")
+    assert ("GET", "/durabletask/instances/bad.id") not in api.host.requests
+
+
+def test_get_run_accepts_input_posted_as_raw_json_object(api):
+    api.host.add("raw", ORCH, {"agent": "support", "input": "hi", "settings": {}}, runtime_status="Running")
+    assert api.get_run("raw").body["status"] == "running"
+
+
+# ------------------------------------------------------------------------------------------------------
+# GET runs
+
+
+def _seed_runs(host: FakeDurableHost) -> None:
+    now = _now()
+    host.add("old", ORCH, run_input(), runtime_status="Completed", output={"finalOutput": "a"},
+             created=now - timedelta(minutes=30))
+    host.add("mid", ORCH, run_input(), runtime_status="Running", created=now - timedelta(minutes=20),
+             custom_status={"pendingApprovals": [PENDING]})
+    host.add("tri", OTHER_ORCH, run_input("triage"), runtime_status="Running", created=now - timedelta(minutes=10),
+             custom_status={"pendingApprovals": []})
+    host.add("new", ORCH, run_input(), runtime_status="Failed", output="boom", created=now - timedelta(minutes=5))
+    host.add("foreign", "other", json.dumps({"x": 1}), runtime_status="Completed", created=now)
+
+
+def test_list_runs_newest_first_and_skips_foreign_instances(api):
+    _seed_runs(api.host)
+    reply = api.list_runs()
+    assert reply.status == 200
+    assert [r["id"] for r in reply.body["runs"]] == ["new", "tri", "mid", "old"]
+    statuses = {r["id"]: r["status"] for r in reply.body["runs"]}
+    assert statuses == {"new": "failed", "tri": "running", "mid": "awaiting_approval", "old": "completed"}
+
+
+def test_list_runs_filters_by_agent_status_and_top(api):
+    _seed_runs(api.host)
+    assert [r["id"] for r in api.list_runs(agent="support").body["runs"]] == ["new", "mid", "old"]
+    assert [r["id"] for r in api.list_runs(status="awaiting_approval").body["runs"]] == ["mid"]
+    assert [r["id"] for r in api.list_runs(status="running").body["runs"]] == ["tri"]
+    assert [r["id"] for r in api.list_runs(status="completed,failed").body["runs"]] == ["new", "old"]
+    assert [r["id"] for r in api.list_runs(top="2").body["runs"]] == ["new", "tri"]
+    assert [r["id"] for r in api.list_runs(agent="triage", status="running", top="1").body["runs"]] == ["tri"]
+    assert api.list_runs(agent="unknown-agent").body["runs"] == []
+    # The status filter is pushed down to the extension as runtime statuses.
+    assert any("runtimeStatus=Completed,Failed" in path for _, path in api.host.requests)
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"status": "done"}, "status"),
+        ({"status": "running,"}, "status"),
+        ({"status": ""}, "status"),
+        ({"top": "0"}, "top"),
+        ({"top": "101"}, "top"),
+        ({"top": "ten"}, "top"),
+        ({"top": "-1"}, "top"),
+        ({"agent": "bad name"}, "agent"),
+        ({"sort": "asc"}, "sort"),
+    ],
+)
+def test_list_runs_rejects_bad_query_parameters(api, params, field):
+    doc = assert_problem(api.list_runs(**params), 400, "invalid-query", "/api/runs")
+    assert doc["fields"] == [field]
+    assert api.host.requests == []
+
+
+def test_list_runs_top_bounds_are_inclusive(api):
+    assert api.list_runs(top="1").status == 200
+    assert api.list_runs(top="100").status == 200
+
+
+# ------------------------------------------------------------------------------------------------------
+# POST runs/{runId}/approvals/{approvalId}
+
+
+def test_approve_raises_the_event_waits_for_the_record_and_answers_202(api):
+    seed_awaiting(api.host)
+    reply = api.decide("run1", "call_1", {"approved": True, "comment": "ok"})
+    assert reply.status == 202
+    body = reply.body
+    assert body["runId"] == "run1" and body["approvalId"] == "call_1"
+    assert body["decision"] == "approved" and body["comment"] == "ok" and body["recorded"] is True
+    assert body["decidedAt"].endswith("Z") and body["status"] == "running"
+    # The orchestrator receives the client's double-encoded JSON text (protocol §1) under approval:<id>.
+    assert api.host.instances["run1"].events == [("approval:call_1", '{"approved": true, "comment": "ok"}')]
+    assert api.get_run("run1").body["approvals"][0]["decision"] == "approved"
+
+
+def test_reject_with_null_comment(api):
+    seed_awaiting(api.host)
+    reply = api.decide("run1", "call_1", {"approved": False, "comment": None})
+    assert reply.status == 202 and reply.body["decision"] == "rejected" and reply.body["comment"] is None
+    assert json.loads(api.host.instances["run1"].events[0][1]) == {"approved": False, "comment": None}
+
+
+def test_repeating_the_same_decision_is_200_without_a_new_event(api):
+    seed_awaiting(api.host)
+    assert api.decide("run1", "call_1", {"approved": True}).status == 202
+    again = api.decide("run1", "call_1", {"approved": True, "comment": "again"})
+    assert again.status == 200
+    assert again.body["decision"] == "approved" and again.body["recorded"] is True
+    assert again.body["comment"] is None  # the recorded decision, not the repeated request's comment
+    assert len(api.host.instances["run1"].events) == 1
+
+
+def test_a_different_second_decision_is_409_and_changes_nothing(api):
+    seed_awaiting(api.host)
+    assert api.decide("run1", "call_1", {"approved": False, "comment": "too much"}).status == 202
+    before = json.dumps(api.host.instances["run1"].custom_status)
+    doc = assert_problem(api.decide("run1", "call_1", {"approved": True}), 409, "approval-conflict",
+                         "/api/runs/run1/approvals/call_1")
+    assert doc["decision"] == "rejected" and "rejected" in doc["detail"]
+    assert len(api.host.instances["run1"].events) == 1
+    assert json.dumps(api.host.instances["run1"].custom_status) == before
+
+
+def test_deciding_an_expired_approval_is_409_saying_it_expired(api):
+    seed_awaiting(api.host, pendingApprovals=[], approvals=[
+        {"id": "call_1", "tool": "refund_order", "decision": "expired", "comment": None,
+         "decidedAt": "2026-01-02T00:00:00Z"}])
+    doc = assert_problem(api.decide("run1", "call_1", {"approved": True}), 409, "approval-expired",
+                         "/api/runs/run1/approvals/call_1")
+    assert "expired" in doc["detail"] and doc["decision"] == "expired"
+    assert api.host.mutations() == []
+
+
+def test_expiry_racing_the_decision_is_409(api):
+    seed_awaiting(api.host)
+
+    def timer_won(instance, name, _payload):
+        custom = dict(instance.custom_status)
+        custom["pendingApprovals"] = []
+        custom["approvals"] = [{"id": "call_1", "tool": "refund_order", "decision": "expired", "comment": None,
+                                "decidedAt": "2026-01-02T00:00:00Z"}]
+        instance.custom_status = custom
+
+    api.host.on_event = timer_won
+    assert_problem(api.decide("run1", "call_1", {"approved": True}), 409, "approval-expired",
+                   "/api/runs/run1/approvals/call_1")
+
+
+@pytest.mark.parametrize(("runtime", "output"), [("Completed", {"finalOutput": "x"}), ("Failed", "boom"),
+                                                 ("Terminated", "cancelled by caller"), ("Canceled", None)])
+def test_deciding_on_a_finished_run_is_410(api, runtime, output):
+    seed_awaiting(api.host)
+    api.host.update("run1", runtime_status=runtime, output=output)
+    assert_problem(api.decide("run1", "call_1", {"approved": True}), 410, "run-finished",
+                   "/api/runs/run1/approvals/call_1")
+    assert api.host.mutations() == []
+
+
+def test_run_finishing_before_the_decision_is_recorded_is_410(api):
+    seed_awaiting(api.host)
+
+    def run_failed(instance, _name, _payload):
+        instance.runtime_status = "Failed"
+        instance.output = "Orchestrator function 'support_agent_run' failed: boom"
+
+    api.host.on_event = run_failed
+    assert_problem(api.decide("run1", "call_1", {"approved": True}), 410, "run-finished",
+                   "/api/runs/run1/approvals/call_1")
+
+
+def test_decision_not_recorded_within_the_wait_is_202_not_recorded(durable):
+    api = _build_api(durable, approval_wait_seconds=0.4, approval_poll_seconds=0.1)
+    seed_awaiting(api.host)
+    api.host.on_event = lambda *_: None  # the orchestration is busy (e.g. a long activity) and has not replayed
+    reply = api.decide("run1", "call_1", {"approved": True, "comment": "fine"})
+    assert reply.status == 202
+    assert reply.body["recorded"] is False and reply.body["decidedAt"] is None
+    assert reply.body["decision"] == "approved" and reply.body["comment"] == "fine"
+    assert reply.body["status"] == "awaiting_approval"
+    assert len(api.host.instances["run1"].events) == 1
+
+
+def test_unknown_run_or_approval_is_404(api):
+    seed_awaiting(api.host)
+    assert_problem(api.decide("nope", "call_1", {"approved": True}), 404, "run-not-found",
+                   "/api/runs/nope/approvals/call_1")
+    doc = assert_problem(api.decide("run1", "call_9", {"approved": True}), 404, "approval-not-found",
+                         "/api/runs/run1/approvals/call_9")
+    assert "call_9" in doc["detail"]
+    api.host.add("foreign", "other", json.dumps({"x": 1}), runtime_status="Running")
+    assert_problem(api.decide("foreign", "call_1", {"approved": True}), 404, "run-not-found",
+                   "/api/runs/foreign/approvals/call_1")
+    assert api.host.mutations() == []
+
+
+@pytest.mark.parametrize(
+    ("raw", "slug", "detail_part"),
+    [
+        (b"", "invalid-body", "empty"),
+        (b"{", "malformed-json", "not valid JSON"),
+        (b"[true]", "invalid-body", "not an array"),
+        (b"{}", "invalid-body", "'approved'"),
+        (b'{"comment": "ok"}', "invalid-body", "'approved'"),
+        (b'{"approved": "yes"}', "invalid-body", "true or false, not a string"),
+        (b'{"approved": 1}', "invalid-body", "true or false, not a number"),
+        (b'{"approved": null}', "invalid-body", "true or false, not null"),
+        (b'{"approved": true, "comment": 5}', "invalid-body", "'comment' must be a string or null"),
+        (b'{"approved": true, "comment": "' + b"c" * 4001 + b'"}', "invalid-body", "4001 characters"),
+        (b'{"approved": true, "reviewer": "ann"}', "invalid-body", "'reviewer'"),
+    ],
+)
+def test_bad_decision_bodies_are_400_and_change_nothing(api, raw, slug, detail_part):
+    seed_awaiting(api.host)
+    before = json.dumps(api.host.instances["run1"].custom_status)
+    doc = assert_problem(api.decide("run1", "call_1", raw), 400, slug, "/api/runs/run1/approvals/call_1")
+    assert detail_part in doc["detail"]
+    assert api.host.mutations() == []
+    assert json.dumps(api.host.instances["run1"].custom_status) == before
+
+
+def test_decision_comment_of_4000_characters_is_accepted(api):
+    seed_awaiting(api.host)
+    reply = api.decide("run1", "call_1", {"approved": True, "comment": "c" * 4000})
+    assert reply.status == 202 and len(reply.body["comment"]) == 4000
+
+
+def test_oversized_decision_body_is_413_and_changes_nothing(api):
+    seed_awaiting(api.host)
+    big = json.dumps({"approved": True, "comment": "c" * MAX_BODY_BYTES})
+    assert_problem(api.decide("run1", "call_1", big), 413, "body-too-large", "/api/runs/run1/approvals/call_1")
+    assert api.host.mutations() == []
+
+
+# ------------------------------------------------------------------------------------------------------
+# POST runs/{runId}/cancel
+
+
+def test_cancel_terminates_with_the_default_reason_and_the_run_becomes_cancelled(api):
+    seed_awaiting(api.host)
+    reply = api.cancel("run1")
+    assert reply.status == 202
+    assert reply.body == {"id": "run1", "agent": "support", "cancelRequested": True,
+                          "reason": "cancelled by caller", "links": {"run": "/api/runs/run1"}}
+    assert ("POST", "/durabletask/instances/run1/terminate?reason=cancelled%20by%20caller") in api.host.requests
+    api.loop.run(_sleep(0.2))
+    run = api.get_run("run1").body
+    assert run["status"] == "cancelled" and run["error"] == "cancelled by caller" and run["pendingApprovals"] == []
+
+
+async def _sleep(seconds: float) -> None:
+    import asyncio
+
+    await asyncio.sleep(seconds)
+
+
+def test_cancel_with_a_reason(api):
+    seed_awaiting(api.host)
+    reply = api.cancel("run1", {"reason": "customer withdrew"})
+    assert reply.status == 202 and reply.body["reason"] == "cancelled by caller: customer withdrew"
+    api.loop.run(_sleep(0.2))
+    assert api.get_run("run1").body["error"] == "cancelled by caller: customer withdrew"
+
+
+def test_cancel_with_null_reason_or_empty_object(api):
+    seed_awaiting(api.host, "a")
+    seed_awaiting(api.host, "b")
+    assert api.cancel("a", {"reason": None}).body["reason"] == "cancelled by caller"
+    assert api.cancel("b", {}).body["reason"] == "cancelled by caller"
+
+
+@pytest.mark.parametrize("runtime", ["Completed", "Failed", "Terminated", "Canceled"])
+def test_cancel_a_finished_run_is_410(api, runtime):
+    api.host.add("fin", ORCH, run_input(), runtime_status=runtime)
+    assert_problem(api.cancel("fin"), 410, "run-finished", "/api/runs/fin/cancel")
+    assert api.host.mutations() == []
+
+
+def test_cancel_unknown_or_foreign_run_is_404(api):
+    assert_problem(api.cancel("nope"), 404, "run-not-found", "/api/runs/nope/cancel")
+    api.host.add("foreign", "other", json.dumps({"x": 1}), runtime_status="Running")
+    assert_problem(api.cancel("foreign"), 404, "run-not-found", "/api/runs/foreign/cancel")
+    assert api.host.mutations() == []
+
+
+@pytest.mark.parametrize(
+    ("raw", "status", "slug"),
+    [
+        (b"{", 400, "malformed-json"),
+        (b'"stop"', 400, "invalid-body"),
+        (b'{"reason": 3}', 400, "invalid-body"),
+        (b'{"reason": "x", "force": true}', 400, "invalid-body"),
+        (b'{"reason": "' + b"r" * 4001 + b'"}', 400, "invalid-body"),
+        (b'{"reason": "' + b"r" * (MAX_BODY_BYTES + 1) + b'"}', 413, "body-too-large"),
+    ],
+)
+def test_bad_cancel_bodies_change_nothing(api, raw, status, slug):
+    seed_awaiting(api.host)
+    assert_problem(api.cancel("run1", raw), status, slug, "/api/runs/run1/cancel")
+    assert api.host.mutations() == []
+    assert api.host.instances["run1"].runtime_status == "Running"
+
+
+# ------------------------------------------------------------------------------------------------------
+# End to end over the fake: start → awaiting approval → approve → completed
+
+
+def test_start_approve_complete_flow(api):
+    run_id = api.start("support", {"input": "refund ORD-1", "runId": "flow"}).body["id"]
+    api.host.update(run_id, runtime_status="Running", custom_status={
+        "agent": "support", "currentAgent": "support", "turns": 1, "lastTool": "lookup_order",
+        "pendingApprovals": [PENDING], "approvals": [], "demo": True})
+    assert api.get_run(run_id).body["status"] == "awaiting_approval"
+    assert [r["id"] for r in api.list_runs(status="awaiting_approval").body["runs"]] == ["flow"]
+    assert api.decide(run_id, "call_1", {"approved": True}).status == 202
+    api.host.update(run_id, runtime_status="Completed", output={
+        "finalOutput": "[demo model] refunded", "lastAgent": "support", "turns": 3,
+        "usage": {"requests": 3, "inputTokens": 10, "outputTokens": 5, "totalTokens": 15}, "demo": True})
+    run = api.get_run(run_id).body
+    assert run["status"] == "completed" and run["output"] == "[demo model] refunded" and run["demo"] is True
+    assert run["approvals"][0]["decision"] == "approved"
+    assert_problem(api.decide(run_id, "call_1", {"approved": True}), 410, "run-finished",
+                   f"/api/runs/{run_id}/approvals/call_1")
