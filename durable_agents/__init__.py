@@ -5,6 +5,15 @@ and the local runtime.
 """
 
 from .run_settings import run_setting
+from .runner import ModelCallError, agent_orchestrator
 from .tools import ActivityTool, ToolCall, ToolRetry, activity_tool
 
-__all__ = ["ActivityTool", "ToolCall", "ToolRetry", "activity_tool", "run_setting"]
+__all__ = [
+    "ActivityTool",
+    "ModelCallError",
+    "ToolCall",
+    "ToolRetry",
+    "activity_tool",
+    "agent_orchestrator",
+    "run_setting",
+]
