@@ -548,13 +548,14 @@ def http_api_blueprint(
         """``POST /api/runs/{runId}/approvals/{approvalId}`` with ``{"approved": bool, "comment": str|null}``.
 
         Checks, in order: 413 (over 1 MiB); 400 (strict body: ``approved`` boolean required, ``comment`` at most
-        4000 characters, nothing else); 404 unknown run; 410 run finished (completed, failed or cancelled);
-        for an approval already in the custom status ``approvals``: 200 ``<decision>`` when the same decision is
-        repeated, 409 when it differs (``approval-expired`` when it expired); 404 when the id is neither pending
-        nor decided. Otherwise raises ``approval:<approvalId>`` with ``{"approved", "comment"}`` (docs/internals.md)
-        and polls until the orchestration records a decision (bounded wait): 202 ``<decision>`` when it recorded
-        this one (or when the wait ran out: ``recorded: false``), 409 when it recorded another (a concurrent
-        decision or expiry), 410 when the run finished without recording it.
+        4000 characters, nothing else); 404 unknown run; 410 run finished (completed, failed or cancelled), except
+        that repeating the decision the run recorded is 200 even then (a retry after a lost answer stays
+        idempotent); for an approval already in the custom status ``approvals``: 200 ``<decision>`` when the same
+        decision is repeated, 409 when it differs (``approval-expired`` when it expired); 404 when the id is
+        neither pending nor decided. Otherwise raises ``approval:<approvalId>`` with ``{"approved", "comment"}``
+        (docs/internals.md) and polls until the orchestration records a decision (bounded wait): 202
+        ``<decision>`` when it recorded this one (or when the wait ran out: ``recorded: false``), 409 when it
+        recorded another (a concurrent decision or expiry), 410 when the run finished without recording it.
         """
 
         async def handle() -> func.HttpResponse:
@@ -573,10 +574,13 @@ def http_api_blueprint(
             run_id = _path_run_id(req)
             approval_id = req.route_params.get("approvalId") or ""
             status, _ = await _load_run(client, run_id)
-            if status.runtime_status in _TERMINAL:
-                raise Problem("run-finished", f"Run {run_id!r} has finished; its approvals can no longer change.")
             custom = _custom_status(status)
             recorded = _find(custom.get("approvals"), approval_id)
+            if status.runtime_status in _TERMINAL:
+                if recorded is not None and recorded.get("decision") == ("approved" if approved else "rejected"):
+                    # An idempotent retry (e.g. after a lost 202) of the decision that was applied.
+                    return _decided_answer(run_id, approval_id, recorded, approved, status, replay=True)
+                raise Problem("run-finished", f"Run {run_id!r} has finished; its approvals can no longer change.")
             if recorded is not None:
                 return _decided_answer(run_id, approval_id, recorded, approved, status, replay=True)
             if _find(custom.get("pendingApprovals"), approval_id) is None:

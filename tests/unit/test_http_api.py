@@ -796,5 +796,9 @@ def test_start_approve_complete_flow(api):
     run = api.get_run(run_id).body
     assert run["status"] == "completed" and run["output"] == "[demo model] refunded" and run["demo"] is True
     assert run["approvals"][0]["decision"] == "approved"
-    assert_problem(api.decide(run_id, "call_1", {"approved": True}), 410, "run-finished",
+    # Retrying the applied decision after the run finished stays idempotent; changing it is too late.
+    retry = api.decide(run_id, "call_1", {"approved": True})
+    assert retry.status == 200 and retry.body["status"] == "completed" and retry.body["recorded"] is True
+    assert_problem(api.decide(run_id, "call_1", {"approved": False}), 410, "run-finished",
                    f"/api/runs/{run_id}/approvals/call_1")
+    assert len(api.host.instances[run_id].events) == 1
