@@ -127,3 +127,8 @@ async def run_host(opts: HostOptions) -> None:
     await runner.cleanup()
     await host.engine.stop()
     host.store.close()
+    try:  # the durable client's shared aiohttp session (azure-functions-durable 1.7)
+        from azure.durable_functions.models.utils import http_utils
+        await http_utils._close_session()
+    except Exception:  # noqa: BLE001 - best effort on shutdown
+        pass
