@@ -64,8 +64,10 @@ __all__ = [
     "RefundRecord",
     "SqliteLedger",
     "TableLedger",
+    "LedgerConfig",
     "get_ledger",
-    "ledger_from_settings",
+    "ledger_config",
+    "ledger_from_config",
 ]
 
 DEFAULT_LEDGER_PATH = ".local/refund-ledger.sqlite3"
@@ -381,15 +383,21 @@ class TableLedger:
     layout and the concurrency scheme). Thread-safe: ``TableClient`` is safe to share between threads."""
 
     def __init__(self, table: Any, *, max_attempts: int = 40, create_table: bool = True) -> None:
-        """Wrap an ``azure.data.tables.TableClient``; creates the table unless it exists (``create_table``).
+        """Wrap an ``azure.data.tables.TableClient`` (no I/O here).
 
-        Creating the table is best-effort: when the identity may not create tables (HTTP 403) the table must
-        exist already (the infrastructure creates it).
+        With ``create_table`` the first operation creates the table unless it exists. That is best-effort: when
+        the identity may not create tables (HTTP 403) the table must exist already (the infrastructure creates
+        it). ``max_attempts`` bounds the optimistic-concurrency retries of one ``record_refund``.
         """
         self._table = table
         self._max_attempts = max_attempts
-        if create_table:
-            self._ensure_table()
+        self._table_ready = not create_table
+        self._table_lock = threading.Lock()
+
+    @property
+    def table_client(self) -> Any:
+        """The wrapped ``azure.data.tables.TableClient``."""
+        return self._table
 
     def __repr__(self) -> str:
         return f"TableLedger({self._table.account_name!r}, {self._table.table_name!r})"
@@ -413,15 +421,21 @@ class TableLedger:
         return cls(TableClient(endpoint=endpoint, table_name=table_name, credential=credential))
 
     def _ensure_table(self) -> None:
+        if self._table_ready:
+            return
         from azure.core.exceptions import HttpResponseError, ResourceExistsError
 
-        try:
-            self._table.create_table()
-        except ResourceExistsError:
-            pass
-        except HttpResponseError as exc:
-            if exc.status_code != 403:
-                raise
+        with self._table_lock:
+            if self._table_ready:
+                return
+            try:
+                self._table.create_table()
+            except ResourceExistsError:
+                pass
+            except HttpResponseError as exc:
+                if exc.status_code != 403:
+                    raise
+            self._table_ready = True
 
     def _get(self, partition: str, row: str) -> Any | None:
         from azure.core.exceptions import ResourceNotFoundError
@@ -455,13 +469,16 @@ class TableLedger:
         from azure.data.tables import TableTransactionError, UpdateMode
 
         _check_refund_args(key, amount)
+        self._ensure_table()
         partition = _order_partition(order_id)
         refund_row = _key_row("refund", key)
         for attempt in range(self._max_attempts):
+            # Balance first, then the refund row: if the balance already counts a refund committed under our
+            # key by a racing execution, the refund row read after it shows that refund too (no false refusal).
+            balance = self._get(partition, _BALANCE_ROW)
             stored = self._get(partition, refund_row)
             if stored is not None:
                 return _check_same(self._refund(stored), order_id, amount, currency)
-            balance = self._get(partition, _BALANCE_ROW)
             refunded = Decimal(balance["RefundedTotal"]) if balance is not None else Decimal(0)
             if balance is not None and balance["Currency"] != currency:
                 raise LedgerError(f"{order_id} has refunds in {balance['Currency']}, not {currency}")
@@ -523,11 +540,13 @@ class TableLedger:
 
     def refunded_total(self, order_id: str) -> Decimal:
         """See :meth:`RefundLedger.refunded_total` (reads the balance row)."""
+        self._ensure_table()
         balance = self._get(_order_partition(order_id), _BALANCE_ROW)
         return Decimal(balance["RefundedTotal"]) if balance is not None else Decimal(0)
 
     def list_refunds(self, order_id: str) -> list[RefundRecord]:
         """See :meth:`RefundLedger.list_refunds`."""
+        self._ensure_table()
         entities = self._table.query_entities(
             "PartitionKey eq @pk and Kind eq 'refund'", parameters={"pk": _order_partition(order_id)}
         )
@@ -539,6 +558,7 @@ class TableLedger:
 
         if not key:
             raise ValueError("idempotency key must not be empty")
+        self._ensure_table()
         row = _key_row("message", key)
         entity = {
             "PartitionKey": _OUTBOX_PARTITION,
@@ -559,6 +579,7 @@ class TableLedger:
 
     def list_messages(self, customer_email: str) -> list[MessageRecord]:
         """See :meth:`MessageOutbox.list_messages`."""
+        self._ensure_table()
         entities = self._table.query_entities(
             "PartitionKey eq @pk and CustomerEmail eq @email",
             parameters={"pk": _OUTBOX_PARTITION, "email": customer_email},
@@ -570,40 +591,56 @@ class TableLedger:
 
 # --------------------------------------------------------------------------------------------------- factory
 
-_ledgers: dict[tuple[str, ...], SqliteLedger | TableLedger] = {}
-_ledgers_lock = threading.Lock()
+@dataclass(frozen=True)
+class LedgerConfig:
+    """Which backend the settings select: ``kind`` is ``"table_endpoint"`` (``location`` = endpoint URL,
+    managed identity), ``"table_connection_string"`` (``location`` = connection string) or ``"sqlite"``
+    (``location`` = absolute database path); ``table_name`` and ``client_id`` (``AZURE_CLIENT_ID``) apply to
+    the Table kinds."""
+
+    kind: str
+    location: str
+    table_name: str = DEFAULT_TABLE_NAME
+    client_id: str | None = None
+
+    def __repr__(self) -> str:  # never print a connection string (it holds an account key)
+        location = "<connection string>" if self.kind == "table_connection_string" else self.location
+        return f"LedgerConfig(kind={self.kind!r}, location={location!r}, table_name={self.table_name!r})"
 
 
-def ledger_from_settings() -> SqliteLedger | TableLedger:
-    """Build a new ledger from the settings (the rules are in the module docstring). Prefer :func:`get_ledger`."""
-    return _build(_settings_key())
-
-
-def _settings_key() -> tuple[str, ...]:
+def ledger_config() -> LedgerConfig:
+    """Read the ledger settings (rules in the module docstring; ``REFUND_LEDGER_TABLE_ENDPOINT`` wins over
+    ``REFUND_LEDGER_TABLE_CONNECTION_STRING``, which wins over ``REFUND_LEDGER_PATH``)."""
     table_name = get_setting("REFUND_LEDGER_TABLE_NAME", DEFAULT_TABLE_NAME) or DEFAULT_TABLE_NAME
     endpoint = get_setting("REFUND_LEDGER_TABLE_ENDPOINT")
     if endpoint:
-        return ("endpoint", endpoint, table_name, get_setting("AZURE_CLIENT_ID") or "")
+        return LedgerConfig("table_endpoint", endpoint, table_name, get_setting("AZURE_CLIENT_ID"))
     connection_string = get_setting("REFUND_LEDGER_TABLE_CONNECTION_STRING")
     if connection_string:
-        return ("connection_string", connection_string, table_name)
+        return LedgerConfig("table_connection_string", connection_string, table_name)
     path = get_setting("REFUND_LEDGER_PATH", DEFAULT_LEDGER_PATH) or DEFAULT_LEDGER_PATH
-    return ("sqlite", str(resolve_app_path(path).resolve()))
+    return LedgerConfig("sqlite", str(resolve_app_path(path).resolve()))
 
 
-def _build(key: tuple[str, ...]) -> SqliteLedger | TableLedger:
-    if key[0] == "endpoint":
-        return TableLedger.from_endpoint(key[1], key[2], managed_identity_client_id=key[3] or None)
-    if key[0] == "connection_string":
-        return TableLedger.from_connection_string(key[1], key[2])
-    return SqliteLedger(key[1])
+def ledger_from_config(config: LedgerConfig) -> SqliteLedger | TableLedger:
+    """Build a new ledger for ``config`` (no network I/O; a Table ledger creates its table on first use)."""
+    if config.kind == "table_endpoint":
+        return TableLedger.from_endpoint(config.location, config.table_name,
+                                         managed_identity_client_id=config.client_id)
+    if config.kind == "table_connection_string":
+        return TableLedger.from_connection_string(config.location, config.table_name)
+    return SqliteLedger(config.location)
+
+
+_ledgers: dict[LedgerConfig, SqliteLedger | TableLedger] = {}
+_ledgers_lock = threading.Lock()
 
 
 def get_ledger() -> SqliteLedger | TableLedger:
     """The ledger (and outbox) chosen by the current settings, created once per process per configuration."""
-    key = _settings_key()
+    config = ledger_config()
     with _ledgers_lock:
-        ledger = _ledgers.get(key)
+        ledger = _ledgers.get(config)
         if ledger is None:
-            ledger = _ledgers[key] = _build(key)
+            ledger = _ledgers[config] = ledger_from_config(config)
         return ledger

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 from pydantic import WithJsonSchema
 
+from durable_agents import run_setting
 from durable_agents.tools import ToolCall
 
 from .ledger import IdempotencyKeyReused, RefundExceedsRemaining, get_ledger
@@ -248,7 +249,5 @@ def refund_needs_approval(run_context: Any, arguments: dict[str, Any], call_id: 
     orchestration, so replay is deterministic; the environment outside one). See :func:`amount_needs_approval`.
     Runs in the orchestrator: no I/O.
     """
-    from durable_agents.run_settings import run_setting
-
     threshold = run_setting("REFUND_APPROVAL_THRESHOLD", DEFAULT_REFUND_APPROVAL_THRESHOLD)
     return amount_needs_approval((arguments or {}).get("amount"), threshold)
