@@ -413,7 +413,9 @@ def _output_failed(text: str, parsed: Any) -> bool:
 def _money(order: Mapping[str, Any] | None, fallback: str | None = None) -> str | None:
     if not isinstance(order, Mapping):
         return fallback
-    for key in ("refundable_amount", "refundable", "remaining_refundable", "total"):
+    if isinstance(order.get("refundable_amount"), str | int | float):
+        return str(order["refundable_amount"])  # what the store says may still be refunded, even "0.00"
+    for key in ("refundable", "remaining_refundable", "total"):
         value = order.get(key)
         if isinstance(value, str | int | float) and not isinstance(value, bool):
             try:
@@ -453,7 +455,10 @@ def _read_conversation(input: str | Sequence[Any]) -> _Conversation:
         total += 1
         if index < last_user:
             continue
-        args = _parse_json(str(item.get("arguments") or "{}"))
+        try:  # decimals keep their digits ("668.00" stays 668.00 in texts)
+            args = json.loads(str(item.get("arguments") or "{}"), parse_float=Decimal)
+        except ValueError:
+            args = None
         calls.append({
             "name": item.get("name"),
             "arguments": args if isinstance(args, dict) else {},
@@ -517,6 +522,7 @@ class DemoModel(Model):
     ) -> ModelResponse:
         conversation = _read_conversation(input)
         tool_names = {getattr(tool, "name", None) for tool in tools}
+        schemas = {getattr(tool, "name", None): getattr(tool, "params_json_schema", None) for tool in tools}
         decision = _decide(conversation, tool_names, handoffs)
         seed = hashlib.sha256(json.dumps([system_instructions, _text_of(input) if isinstance(input, str) else
                                           [_as_dict(i) for i in input]], sort_keys=True, default=str)
@@ -527,7 +533,7 @@ class DemoModel(Model):
             n = conversation.total_calls + 1
             output.append(ResponseFunctionToolCall(
                 type="function_call", id=f"fc_demo_{n}", call_id=f"call_demo_{n}", name=name,
-                arguments=json.dumps(arguments, ensure_ascii=False), status="completed",
+                arguments=_encode_arguments(arguments, schemas.get(name)), status="completed",
             ))
             out_text = json.dumps(arguments)
         else:
@@ -549,6 +555,30 @@ class DemoModel(Model):
     def stream_response(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
         """Not supported: durable runs call ``get_response`` only. Raises ``agents.exceptions.UserError``."""
         raise UserError("the demo model does not stream; durable agent runs use get_response")
+
+
+def _encode_arguments(arguments: Mapping[str, Any], schema: Any) -> str:
+    """JSON arguments for a call; decimal strings become JSON numbers where the tool's schema wants a number.
+
+    The number is written with the decimal's own digits (``59.90``), never through float arithmetic.
+    """
+    properties = schema.get("properties") if isinstance(schema, Mapping) else None
+    parts = []
+    for key, value in arguments.items():
+        literal = json.dumps(value, ensure_ascii=False)
+        prop = properties.get(key) if isinstance(properties, Mapping) else None
+        if isinstance(value, str) and isinstance(prop, Mapping):
+            alternatives = [alt for alt in prop.get("anyOf") or [] if isinstance(alt, Mapping)]
+            types = {prop.get("type")} | {alt.get("type") for alt in alternatives}
+            if types & {"number", "integer"} and "string" not in types:
+                try:
+                    number = Decimal(value)
+                except InvalidOperation:
+                    number = None
+                if number is not None and number.is_finite():
+                    literal = str(number) if "number" in types or number == number.to_integral_value() else literal
+        parts.append(f"{json.dumps(key)}: {literal}")
+    return "{" + ", ".join(parts) + "}"
 
 
 def _find_call(conversation: _Conversation, name: str) -> dict[str, Any] | None:
@@ -652,9 +682,17 @@ def _order_flow(conversation: _Conversation, order_id: str, email_addr: str | No
 
     refund = _find_call(conversation, "refund_order")
     if refund is None:
-        amount = _requested_amount(text) or _money(order)
+        left = _money(order)
+        amount = _requested_amount(text) or left
         if amount is None:
             return ("final", f"I could not determine an amount to refund for {order_id}; please tell me how much.")
+        try:
+            nothing_left = left is not None and Decimal(left) <= 0
+        except InvalidOperation:
+            nothing_left = False
+        if nothing_left:
+            return ("final", f"Order {order_id} has nothing left to refund (refunded so far: "
+                             f"{order.get('refunded_total', order.get('total')) if order else 'n/a'} {currency}).")
         return ("call", "refund_order", {"order_id": order_id, "amount": amount, "reason": _reason(text)})
     if refund["output"] is None:
         return ("final", f"The refund for {order_id} is waiting for a decision.")
@@ -664,6 +702,9 @@ def _order_flow(conversation: _Conversation, order_id: str, email_addr: str | No
     refund_id = None
     if isinstance(parsed_refund, Mapping):
         refund_id = parsed_refund.get("refund_id") or parsed_refund.get("refundId") or parsed_refund.get("id")
+    if isinstance(parsed_refund, Mapping) and isinstance(parsed_refund.get("amount"), str | int | float):
+        amount = parsed_refund["amount"]
+        currency = str(parsed_refund.get("currency") or currency)
     money = f"{amount} {currency}".strip()
     if failed:
         summary = f"The refund of {money} for order {order_id} was not made: {refund['output']}"

@@ -464,3 +464,41 @@ def test_real_models_through_scripted_server_and_runner(monkeypatch):
         assert result.context_wrapper.usage.requests == 3
         assert result.context_wrapper.usage.total_tokens == sum(
             r["response"]["usage"]["total_tokens"] for r in bridge.results) > 0
+
+
+def test_demo_with_the_real_support_tools_and_ledger(monkeypatch, tmp_path):
+    """The README demo offline: the demo model through invoke_model, the store's real tool bodies and ledger."""
+    monkeypatch.setenv("REFUND_LEDGER_PATH", str(tmp_path / "ledger.sqlite3"))
+    for name in ("REFUND_LEDGER_TABLE_ENDPOINT", "REFUND_LEDGER_TABLE_CONNECTION_STRING", "ORDERS_DATA_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    from activities import SUPPORT_TOOLS
+
+    tools = {tool.name: tool for tool in SUPPORT_TOOLS}
+    items = [{"role": "user", "content": "Please refund order ORD-1042, it arrived broken"}]
+    executed = []
+    for _turn in range(6):
+        request = encode_model_request(model=None, system_instructions="support", input=items,
+                                       model_settings=ModelSettings(), tools=list(tools.values()),
+                                       output_schema=None, handoffs=[])
+        result = asyncio.run(invoke_model(json.loads(json.dumps({"model": None, "request": request}))))
+        assert result["ok"] and result["demo"] is True
+        response = decode_model_response(result["response"])
+        items += response.to_input_items()
+        item = response.output[0]
+        if item.type == "message":
+            break
+        args = json.loads(item.arguments)
+        # The arguments validate against the real tool's parameters (amount is a JSON number there).
+        output = tools[item.name].run_activity(
+            {"args": args, "call": {"runId": "run-1", "callId": item.call_id, "tool": item.name, "agent": "support"}})
+        executed.append((item.name, args, output))
+        items.append({"type": "function_call_output", "call_id": item.call_id, "output": json.dumps(output)})
+    assert [name for name, _, _ in executed] == ["lookup_order", "refund_order", "send_message"]
+    refund_args, refund = executed[1][1], executed[1][2]
+    assert refund_args == {"order_id": "ORD-1042", "amount": 668.0, "reason": "item arrived damaged"}
+    raw_refund_call = next(i for i in items if i.get("type") == "function_call" and i["name"] == "refund_order")
+    assert '"amount": 668.00' in raw_refund_call["arguments"]  # the decimal's digits, as a JSON number
+    assert refund["status"] == "refunded" and refund["refund_id"]
+    assert executed[2][1]["customer_email"] == "sam.whitaker@example.org"
+    final = item.content[0].text
+    assert final.startswith(DEMO_PREFIX) and refund["refund_id"] in final and "668.00 USD" in final
