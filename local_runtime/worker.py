@@ -24,7 +24,8 @@ from azure.functions.durable_functions import ActivityTriggerConverter
 from .app_loader import FunctionInfo
 from .events import compact
 
-__all__ = ["InvocationContext", "invoke", "run_activity", "activity_failure", "OUT_OF_PROC_LABEL"]
+__all__ = ["InvocationContext", "invoke", "run_activity", "activity_failure", "orchestrator_state",
+           "call_orchestrator", "OUT_OF_PROC_LABEL"]
 
 OUT_OF_PROC_LABEL = "$OutOfProcData$:"
 
@@ -156,15 +157,15 @@ async def run_activity(info: FunctionInfo, input_text: str | None, executor: Thr
         return False, reason, details
 
 
-def call_orchestrator(info: FunctionInfo, body: str) -> dict:
-    """Call the orchestrator wrapper synchronously (run this in a worker thread) with the context JSON ``body``.
+def orchestrator_state(fn, body: str, binding_name: str = "context") -> dict:
+    """Call an orchestrator wrapper (the DFApp ``handle``) synchronously with the context JSON ``body``.
 
-    Returns the ``OrchestratorState`` dict. When the wrapper raises, the state after ``$OutOfProcData$:`` is parsed
-    (protocol §2.1); a raise without that label yields ``{"isDone": false, "actions": [[]], "error": str(exc),
-    "schemaVersion": 2}``.
+    Run this in a worker thread. Returns the ``OrchestratorState`` dict. When the wrapper raises, the state after
+    ``$OutOfProcData$:`` is parsed (protocol §2.1); a raise without that label yields ``{"isDone": false,
+    "schemaVersion": 2, "actions": [[]], "error": str(exc)}``.
     """
     try:
-        out = info.fn(**{info.trigger_name or "context": func.OrchestrationContext(body)})
+        out = fn(**{binding_name: func.OrchestrationContext(body)})
     except Exception as exc:  # noqa: BLE001
         text = str(exc)
         idx = text.find(OUT_OF_PROC_LABEL)
@@ -177,3 +178,8 @@ def call_orchestrator(info: FunctionInfo, body: str) -> dict:
     if isinstance(out, dict):
         return out
     return json.loads(out)
+
+
+def call_orchestrator(info: FunctionInfo, body: str) -> dict:
+    """:func:`orchestrator_state` for a registered orchestrator function."""
+    return orchestrator_state(info.fn, body, info.trigger_name or "context")
