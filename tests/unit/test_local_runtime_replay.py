@@ -17,7 +17,7 @@ from local_runtime.events import ET
 from local_runtime.replay import replay
 from local_runtime.worker import orchestrator_state
 
-T0 = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
 ACTIVITIES = ["say_hello", "flaky", "echo", "after", "square"]
 ORCHESTRATORS = ["orch", "child"]
 
