@@ -7,6 +7,7 @@ import json
 import math
 
 import pytest
+from agents import Agent, ModelSettings, WebSearchTool, function_tool, handoff
 from agents.agent_output import AgentOutputSchema
 from agents.items import ModelResponse
 from agents.models.chatcmpl_converter import Converter as ChatConverter
@@ -20,7 +21,6 @@ from openai.types.responses.response_usage import InputTokensDetails, OutputToke
 from openai.types.shared import Reasoning
 from pydantic import BaseModel
 
-from agents import Agent, ModelSettings, WebSearchTool, function_tool, handoff
 from durable_agents import model_io
 from durable_agents.model_io import (
     decode_model_request,
@@ -289,3 +289,27 @@ def test_unknown_items_and_empty_usage_pass_through():
 def test_module_exports_documented_api():
     for name in model_io.__all__:
         assert getattr(model_io, name).__doc__, name
+
+
+def test_model_settings_of_every_json_kind_round_trip():
+    from agents.model_settings import MCPToolChoice
+
+    settings = ModelSettings(
+        tool_choice=MCPToolChoice(server_label="s", name="n"), extra_body={"a": 1}, extra_headers={"X-A": "b"},
+        extra_args={"seed": 3}, truncation="auto", top_logprobs=2, timeout=12.5, max_tokens=100, store=False,
+        response_include=["reasoning.encrypted_content"], verbosity="low", include_usage=True,
+        prompt_cache_retention="24h", top_p=0.5, frequency_penalty=0.1, presence_penalty=0.2,
+    )
+    payload = encode_model_request(**_request(model_settings=settings))
+    decoded = decode_model_request(_json_round(payload))["model_settings"]
+    assert decoded == settings
+    assert payload["modelSettings"]["tool_choice"] == {"server_label": "s", "name": "n"}
+
+
+def test_prompt_and_response_ids_pass_through():
+    prompt = {"id": "pmpt_1", "version": "2", "variables": {"customer": "Sam"}}
+    payload = encode_model_request(**_request(previous_response_id="resp_0", conversation_id="conv_1",
+                                              prompt=prompt))
+    decoded = decode_model_request(_json_round(payload))
+    assert (decoded["previous_response_id"], decoded["conversation_id"], decoded["prompt"]) == (
+        "resp_0", "conv_1", prompt)

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import openai
 import pytest
+from agents import ModelSettings, function_tool
 from agents.models.interface import ModelTracing
 from agents.models.openai_chatcompletions import OpenAIChatCompletionsModel
 from agents.models.openai_responses import OpenAIResponsesModel
 
-from agents import ModelSettings, function_tool
 from tests.support.model_server import ScriptedModelServer, call, calls_step, text_step
 
 REPO = Path(__file__).resolve().parents[2]

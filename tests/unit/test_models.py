@@ -11,11 +11,6 @@ from email.utils import format_datetime
 import httpx2
 import openai
 import pytest
-from agents.items import ModelResponse
-from agents.models.interface import Model, ModelTracing
-from azure.core.credentials import AccessToken
-from pydantic import BaseModel
-
 from agents import (
     Agent,
     ModelSettings,
@@ -24,6 +19,11 @@ from agents import (
     function_tool,
     handoff,
 )
+from agents.items import ModelResponse
+from agents.models.interface import Model, ModelTracing
+from azure.core.credentials import AccessToken
+from pydantic import BaseModel
+
 from durable_agents import models
 from durable_agents.model_io import decode_model_response, encode_model_request
 from durable_agents.models import (
@@ -502,3 +502,36 @@ def test_demo_with_the_real_support_tools_and_ledger(monkeypatch, tmp_path):
     assert executed[2][1]["customer_email"] == "sam.whitaker@example.org"
     final = item.content[0].text
     assert final.startswith(DEMO_PREFIX) and refund["refund_id"] in final and "668.00 USD" in final
+
+
+def test_invoke_model_activity_registration_and_worker_style_invocation():
+    """The blueprint holds an activity named invoke_model; invoked like the worker (JSON text in, JSON out)."""
+    import azure.durable_functions as df
+    import azure.functions as func
+    from azure.functions.durable_functions import ActivityTriggerConverter
+    from azure.functions.meta import Datum
+
+    app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
+    app.register_functions(models.model_blueprint)
+    functions = {f.get_function_name(): f for f in app.get_functions()}
+    assert list(functions) == ["invoke_model"]
+    function = functions["invoke_model"]
+    bindings = [json.loads(b.get_dict_repr()) if isinstance(b.get_dict_repr(), str) else b.get_dict_repr()
+                for b in function.get_bindings()]
+    assert [(b["type"], b["name"], b.get("activity")) for b in bindings] == [
+        ("activityTrigger", "payload", "invoke_model")]
+
+    request = encode_model_request(model=None, system_instructions=None, input="Where is ORD-1001?",
+                                   model_settings=ModelSettings(), tools=[], output_schema=None, handoffs=[])
+    text = json.dumps({"model": None, "request": request})
+    arg = ActivityTriggerConverter.decode(Datum(type="string", value=text), trigger_metadata=None)
+    result = asyncio.run(function.get_user_function()(payload=arg))
+    encoded = json.loads(ActivityTriggerConverter.encode(result, expected_type=None).value)
+    assert encoded["ok"] is True and encoded["demo"] is True
+    assert decode_model_response(encoded["response"]).output[0].content[0].text.startswith(DEMO_PREFIX)
+
+    other = df.Blueprint()
+    models.register_model_activity(other)
+    app2 = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
+    app2.register_functions(other)
+    assert [f.get_function_name() for f in app2.get_functions()] == ["invoke_model"]
