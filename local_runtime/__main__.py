@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -34,7 +35,12 @@ def main(argv: list[str] | None = None) -> int:
     except AppLoadError as exc:
         logging.getLogger("local_runtime").error("Cannot load the function app: %s", exc)
         return 1
-    return 0
+    # Sync activities still running in worker threads would keep the interpreter alive until they return.
+    # Their results are not recorded, so they run again on the next start (at-least-once); exit now.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

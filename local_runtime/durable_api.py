@@ -401,7 +401,7 @@ class DurableApi:
         if inst is None:
             return _bad_argument(f"An orchestration with the instanceId {iid} was not found.")
         new_id = uuid.uuid4().hex if _bool(request.query.get("restartWithNewInstanceId"), True) else iid
-        self.engine.start_instance(inst.name, new_id, inst.input if inst.parent_instance_id is None else inst.input)
+        self.engine.start_instance(inst.name, new_id, inst.input)
         return self._check_status_response(request, new_id)
 
     async def entities(self, request: web.Request) -> web.Response:

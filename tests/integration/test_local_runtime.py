@@ -139,6 +139,9 @@ def test_sequence_via_real_client_and_check_status_response(rt):
                                                "TaskCompleted", "ExecutionCompleted"]
     assert hist[1]["FunctionName"] == "say_hello" and hist[1]["Result"] == "Hello Tokyo!"
     assert hist[-1]["OrchestrationStatus"] == "Completed"
+    # wait_for_completion_or_create_check_status_response polls get_status through the real client
+    code, _, out = http("GET", rt.url("/api/client/wait/seq-1"))
+    assert code == 200 and out == ["Hello Tokyo!", "Hello Seattle!", "Hello London!"]
 
 
 def test_fan_out_runs_each_activity_once(rt, workdir):
@@ -318,4 +321,5 @@ def test_kill_and_restart_resumes_without_rerunning_completed_activities(tmp_pat
         assert "Resuming 1 in-flight activity" in proc.log_text()
     finally:
         (tmp_path / "release").write_text("go")
-        proc.stop()
+        assert proc.stop() == 0      # SIGTERM: clean exit
+

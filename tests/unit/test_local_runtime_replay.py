@@ -352,3 +352,16 @@ def test_custom_status_is_compact_text_and_history_events_have_the_sdk_shape():
     assert started["EventType"] == ET.ExecutionStarted and started["IsPlayed"] is True
     assert started["OrchestrationInstance"] == {"InstanceId": "inst", "ExecutionId": "exec1"}
     assert sim.history[0]["Timestamp"] == "2024-01-01T00:00:00Z"
+
+
+def test_suspend_parks_new_work_until_resume():
+    sim = Sim(seq_orch)
+    assert ids(sim.episode(0)) == [(0, "activity", "say_hello")]
+    d = sim.episode(1, ev.execution_suspended("pause", at(1)))
+    assert d.suspended and d.new_actions == []
+    d = sim.episode(2, done(2, 0, "Hello Tokyo!"))
+    # the SDK already asked for the next activity, but the extension does not act while suspended
+    assert len(sim.states[-1]["actions"][0]) == 2
+    assert d.suspended and d.new_actions == [] and d.outcome is None
+    d = sim.episode(3, ev.execution_resumed("go", at(3)))
+    assert not d.suspended and ids(d) == [(1, "activity", "say_hello")]
