@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         asyncio.run(run_host(HostOptions(app_dir=args.app_dir.resolve(), port=args.port, state=args.state)))
     except AppLoadError as exc:
-        logging.getLogger("local_runtime").error("Cannot load the function app: %s", exc)
+        logging.getLogger("local_runtime").error("Cannot start the local runtime: %s", exc)
         return 1
     # Sync activities still running in worker threads would keep the interpreter alive until they return.
     # Their results are not recorded, so they run again on the next start (at-least-once); exit now.

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from .app_loader import Registry, apply_local_settings, load_functions, load_host_config
+from .app_loader import AppLoadError, Registry, apply_local_settings, load_functions, load_host_config
 from .durable_api import DurableApi, client_json
 from .engine import Engine
 from .http_triggers import HttpTriggers, to_http_request, to_web_response
@@ -102,11 +102,16 @@ async def build_host(opts: HostOptions) -> tuple[_Host, web.AppRunner]:
     store = Store(Path(state))
     engine = Engine(store, registry, app_dir)
     host = _Host(opts, registry, store, engine, cfg.hub_name, cfg.route_prefix)
-    await engine.start()
     runner = web.AppRunner(host.make_app(), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, opts.host, opts.port)
-    await site.start()
+    try:
+        await site.start()   # bind first: a second host on the same port must not touch the state file
+    except OSError as exc:
+        await runner.cleanup()
+        store.close()
+        raise AppLoadError(f"cannot listen on {opts.host}:{opts.port}: {exc.strerror}") from exc
+    await engine.start()
     log.info("%s", host.banner())
     log.info("Host started; listening on http://%s:%d", opts.host, opts.port)
     return host, runner
