@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import traceback
 from dataclasses import dataclass
@@ -58,7 +59,7 @@ class _Host:
         return app
 
     async def host_status(self, request: web.Request) -> web.Response:
-        return web.json_response({"state": "Running"})
+        return web.json_response({"state": "Running"}, headers={"X-Local-Runtime-Pid": str(os.getpid())})
 
     async def http_trigger(self, request: web.Request) -> web.Response:
         route, params, path_matched = self.triggers.match(request.path, request.method)

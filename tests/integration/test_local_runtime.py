@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.runtime_process import REPO_ROOT, RuntimeProcess
+from tests.support.runtime_process import REPO_ROOT, RuntimeProcess, RuntimeStartError
 
 pytestmark = pytest.mark.integration
 
@@ -323,3 +323,12 @@ def test_kill_and_restart_resumes_without_rerunning_completed_activities(tmp_pat
         (tmp_path / "release").write_text("go")
         assert proc.stop() == 0      # SIGTERM: clean exit
 
+
+
+def test_second_host_on_a_busy_port_fails_cleanly(rt, tmp_path):
+    other = RuntimeProcess(APP_DIR, state=tmp_path / "other.sqlite3", port=rt.port, log_path=tmp_path / "o.log")
+    with pytest.raises(RuntimeStartError):
+        other.start()
+    assert other.proc.returncode == 1
+    assert "cannot listen on 127.0.0.1" in other.log_text()
+    assert http("GET", rt.url("/admin/host/status"))[0] == 200

@@ -109,7 +109,8 @@ class RuntimeProcess:
                 raise RuntimeStartError(f"local runtime exited with {self.proc.returncode}:\n{self.log_tail()}")
             try:
                 with urllib.request.urlopen(self.url("/admin/host/status"), timeout=2) as resp:
-                    if resp.status == 200 and json.loads(resp.read()).get("state") == "Running":
+                    ours = resp.headers.get("X-Local-Runtime-Pid") in (None, str(self.proc.pid))
+                    if resp.status == 200 and json.loads(resp.read()).get("state") == "Running" and ours:
                         return
             except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError):
                 pass
