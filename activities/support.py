@@ -50,10 +50,11 @@ logger = logging.getLogger(__name__)
 DEFAULT_REFUND_APPROVAL_THRESHOLD = "100"
 MAX_REASON_CHARS = 500
 MAX_MESSAGE_CHARS = 4000
-Amount = Annotated[float | int, WithJsonSchema({"type": "number"})]
-"""Type of the ``amount`` argument: JSON schema ``number``; ``float | int`` so that validation keeps a JSON integer an
-``int``. (With plain ``float`` the SDK sees ``25`` become ``25.0``, treats the arguments as changed and asks for
-approval of every integer amount, whatever ``refund_needs_approval`` says.)"""
+Amount = Annotated[float | int | str, WithJsonSchema({"type": "number"})]
+"""Type of the ``amount`` argument: JSON schema ``number``, but validation keeps what the model sent (an ``int``
+stays an ``int``, a quoted ``"25.00"`` stays a string). The SDK asks for approval of every call whose arguments
+validation changed (``25`` → ``25.0`` with plain ``float``), whatever ``refund_needs_approval`` says; and malformed
+amounts reach ``refund_order``, which refuses them as a tool error instead of failing validation."""
 
 _NOT_REFUNDABLE = {
     "cancelled": "was cancelled; a cancelled order was never charged and cannot be refunded",

@@ -116,6 +116,13 @@ class TestRefundOrder:
     def test_a_reason_is_required(self, reason):
         assert refund_order("ORD-1001", 5, reason, call("c1"))["code"] == "invalid_reason"
 
+    def test_quoted_and_malformed_amounts_through_the_activity_entry_point(self):
+        quoted = {"args": {"order_id": "ORD-1001", "amount": "19.99", "reason": "x"}, "call": call("q1").to_json()}
+        assert activities.refund_order.run_activity(quoted)["amount"] == "19.99"
+        bad = {"args": {"order_id": "ORD-1001", "amount": "twenty", "reason": "x"}, "call": call("q2").to_json()}
+        assert activities.refund_order.run_activity(bad)["code"] == "invalid_amount"
+        assert get_ledger().refunded_total("ORD-1001") == D("19.99")
+
     def test_through_the_activity_entry_point_repeated_and_racing(self):
         """What the Durable activity runs: args validated against the tool schema, ToolCall injected."""
         payload = {"args": {"order_id": "ORD-1001", "amount": 291.5, "reason": "Never arrived"},
@@ -194,10 +201,13 @@ class TestApprovalPolicy:
         assert refund_needs_approval(None, {"amount": 150}, "c1") is False
         assert refund_needs_approval(None, {}, "c1") is False
 
-    @pytest.mark.parametrize("amount, expected", [(25, "invoke"), (25.5, "invoke"), (100, "invoke"),
-                                                  (100.5, "require_approval"), (250, "require_approval")])
+    @pytest.mark.parametrize("amount, expected", [
+        (25, "invoke"), (25.5, "invoke"), (100, "invoke"), ("25.00", "invoke"), ("abc", "invoke"),
+        (100.5, "require_approval"), (250, "require_approval"), ("250", "require_approval"),
+    ])
     def test_sdk_evaluation_of_the_tool(self, amount, expected):
-        """The SDK's own approval evaluation: integer amounts stay integers (no forced approval)."""
+        """The SDK's own approval evaluation: validation keeps integers and quoted amounts as sent, so the policy
+        decides (a changed argument would force approval); a malformed amount needs none (the tool refuses it)."""
         from agents import RunContextWrapper
         from agents.util._approvals import evaluate_function_tool_approval
 
