@@ -21,7 +21,8 @@ User code is a plain function written with the OpenAI Agents SDK::
   into Durable tasks (so all activity-tool calls of one model turn are one fan-out), yields, and answers.
 * **Steps.** A step is a JSON spec: ``{"kind": "calls", "calls": [...], "progress": {...}}`` (activities with or
   without retry options, and durable timers, scheduled together with ``task_all`` and awaited again after a
-  caught failure until every child has finished, so a failed child never hides the others) or ``{"kind": "approvals", "items": [...]}`` (each approval waits for
+  caught failure until every child has finished, so a failed child never hides the others) or
+  ``{"kind": "approvals", "items": [...]}`` (each approval waits for
   the external event ``approval:<id>`` raced against a durable timer, cancelled when the event wins). Results are
   the SDK's own task results, matched by task id.
 * **Session cache.** The live worker is kept between episodes in a per-process LRU keyed by instance id. The next
@@ -46,13 +47,12 @@ from typing import Any
 
 import azure.durable_functions as df
 import pydantic_core
+from agents import Agent, RunConfig, RunResult
 from agents.exceptions import UserError
 from agents.items import ModelResponse, ToolApprovalItem
 from agents.models.interface import Model, ModelProvider
 from agents.run import AgentRunner, set_default_agent_runner
 from azure.durable_functions.models.Task import TaskState
-
-from agents import Agent, RunConfig, RunResult
 
 from .model_io import decode_model_response, encode_model_request
 from .run_settings import bind_session, current_session, run_setting
@@ -131,9 +131,9 @@ def parse_iso_duration(text: str) -> dt.timedelta:
 
 
 def _iso(value: dt.datetime) -> str:
-    """UTC ISO 8601 with ``Z`` (docs/internals.md "Custom status"): whole seconds unless there is a fraction."""
+    """UTC ISO 8601 with ``Z`` (docs/internals.md "Custom status"): whole seconds, or milliseconds if any."""
     value = value.astimezone(dt.UTC).replace(tzinfo=None)
-    text = value.isoformat(timespec="microseconds" if value.microsecond else "seconds")
+    text = value.isoformat(timespec="milliseconds" if value.microsecond else "seconds")
     return text + "Z"
 
 
@@ -228,7 +228,7 @@ class _DurableSession:
         else:
             step = self.log[-1]
             step.outcome = outcome
-            step.now = _iso(now)
+            step.now = now.isoformat()
             self._to_worker.put(outcome)
         kind, value = self._to_gen.get()
         if kind == "step":
@@ -251,17 +251,12 @@ class _DurableSession:
         bind_session(self)
         try:
             output = self.fn(_RunContextView(self))
-        except _Abandoned:
-            return
         except BaseException as exc:  # noqa: BLE001 - reported to the generator, which fails the orchestration
-            if self.abandoned:
-                return
-            self._to_gen.put(("error", exc))
+            self._to_gen.put(("abandoned", None) if self.abandoned else ("error", exc))
             return
         finally:
             bind_session(None)
-        if not self.abandoned:
-            self._to_gen.put(("done", output))
+        self._to_gen.put(("abandoned", None) if self.abandoned else ("done", output))
 
     def submit(self, call: dict[str, Any]) -> asyncio.Future[Any]:
         """Register a durable call from the worker's event loop; resolved with its outcome.
@@ -375,6 +370,8 @@ def _cache_take(instance_id: str) -> _DurableSession | None:
 
 def _cache_put(session: _DurableSession) -> None:
     with _cache_lock:
+        if _cache_size == 0:
+            return
         _cache[session.instance_id] = session
         _cache.move_to_end(session.instance_id)
         _trim_cache()
@@ -533,6 +530,22 @@ def _run_step(
     return (yield from _run_calls(context, spec["calls"]))
 
 
+def _replay_into(session: _DurableSession, episode: list[_Step], start: dt.datetime) -> tuple[str, Any]:
+    """Start a fresh worker (at the run's first ``current_utc_datetime``, ``start``) and feed it the steps this
+    episode already resolved, without yielding them again."""
+    kind, value = session.advance(None, start)
+    for replayed in episode:
+        if kind != "step" or value != replayed.spec:
+            _cache_drop(session)
+            session.abandon()
+            raise RuntimeError(
+                "Non-deterministic agent orchestrator: the run asked for different durable work than its "
+                f"history records (step {len(session.log)})"
+            )
+        kind, value = session.advance(replayed.outcome, dt.datetime.fromisoformat(replayed.now))
+    return kind, value
+
+
 def _drive(
     context: df.DurableOrchestrationContext, fn: Callable[..., Any], agent_name: str | None
 ) -> Generator[Any, Any, Any]:
@@ -545,6 +558,7 @@ def _drive(
     settings = orchestration_input.get("settings") if isinstance(orchestration_input, dict) else None
     timeout = parse_iso_duration(str((settings or {}).get("APPROVAL_TIMEOUT") or DEFAULT_APPROVAL_TIMEOUT))
     book = _StatusBook()
+    start = _utc(context.current_utc_datetime)  # the first OrchestratorStarted time: the run's start
     episode: list[_Step] = []  # steps resolved by this generator execution, in order
 
     session = _cache_take(instance_id)
@@ -554,39 +568,32 @@ def _drive(
         _cache_put(session)
         for logged in list(session.log):
             result = yield from _run_step(context, logged.spec, book, timeout)
-            episode.append(_Step(logged.spec, result, _iso(_utc(context.current_utc_datetime))))
+            episode.append(_Step(logged.spec, result, _utc(context.current_utc_datetime).isoformat()))
             if logged.outcome is _PENDING:
                 outcome, resume_live = result, True
                 break
             if result != logged.outcome:
                 break  # history disagrees with the live worker: replay from scratch
-        else:
-            resume_live = False
         if not resume_live:
             _cache_drop(session)
             session.abandon()
             session = None
 
-    if session is None:
-        session = _DurableSession(instance_id, orchestration_input, fn, agent_name)
-        _cache_put(session)
-        now = _utc(context.current_utc_datetime)
-        kind, value = session.advance(None, now)
-        for replayed in episode:
-            if kind != "step" or value != replayed.spec:
-                _cache_drop(session)
-                session.abandon()
-                raise RuntimeError(
-                    "Non-deterministic agent orchestrator: the run asked for different durable work than its "
-                    f"history records (step {len(session.log)})"
-                )
-            kind, value = session.advance(replayed.outcome, _parse_iso(replayed.now))
-    else:
-        kind, value = session.advance(outcome, _utc(context.current_utc_datetime))
-
-    while kind == "step":
-        result = yield from _run_step(context, value, book, timeout)
-        kind, value = session.advance(result, _utc(context.current_utc_datetime))
+    while True:
+        if session is None:
+            session = _DurableSession(instance_id, orchestration_input, fn, agent_name)
+            _cache_put(session)
+            kind, value = _replay_into(session, episode, start)
+        else:
+            kind, value = session.advance(outcome, _utc(context.current_utc_datetime))
+        while kind == "step":
+            result = yield from _run_step(context, value, book, timeout)
+            now = _utc(context.current_utc_datetime)
+            episode.append(_Step(value, result, now.isoformat()))
+            kind, value = session.advance(result, now)
+        if kind != "abandoned":
+            break
+        session = None  # evicted from the cache while in use: continue with a fresh worker
 
     _cache_drop(session)
     book.publish(context, session.progress)

@@ -349,6 +349,13 @@ class ReplayHarness:
     def run(self, *, advance_timers: bool = True, max_episodes: int = 10_000) -> None:
         """Run episodes until no message is due (advancing the virtual clock to timers if allowed)."""
         for _ in range(max_episodes):
+            if not self.step(advance_timers=advance_timers):
+                return
+        raise RuntimeError("too many episodes")
+
+    def step(self, *, advance_timers: bool = True) -> bool:
+        """Run one round of episodes (one per instance with due messages); False when nothing is left to do."""
+        for _ in range(2):
             progressed = False
             for instance in list(self.instances.values()):
                 if instance.status in ("Completed", "Failed", "Terminated"):
@@ -363,13 +370,13 @@ class ReplayHarness:
                     self._episode(instance, [m.event for m in due])
                     progressed = True
             if progressed:
-                continue
+                return True
             pending = [m.due for i in self.instances.values() for m in i.messages
                        if i.status not in ("Completed", "Failed", "Terminated")]
             if not pending or not advance_timers:
-                return
+                return False
             self.clock = max(self.clock, min(pending))
-        raise RuntimeError("too many episodes")
+        return False
 
     def _episode(self, instance: Instance, events: list[dict[str, Any]]) -> None:
         self.clock += dt.timedelta(milliseconds=1)

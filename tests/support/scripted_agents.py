@@ -13,9 +13,9 @@ from collections.abc import Callable
 from typing import Any
 
 import azure.durable_functions as df
+from agents import ModelResponse, Usage
 from openai.types.responses import ResponseFunctionToolCall, ResponseOutputMessage, ResponseOutputText
 
-from agents import ModelResponse, Usage
 from durable_agents.model_io import decode_model_request, encode_model_response
 
 

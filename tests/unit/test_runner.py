@@ -1,0 +1,353 @@
+"""Replay tests of the durable agent runner: real azure-functions-durable replay driven by tests/support/replay.py,
+real openai-agents runs, activities executed in-process, the model scripted (no model API here)."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+import azure.durable_functions as df
+import azure.functions as func
+import pytest
+from agents import Agent, Runner, handoff
+
+from durable_agents import ToolCall, activity_tool, agent_orchestrator, run_setting
+from durable_agents import runner as durable_runner
+from tests.support.replay import ReplayHarness
+from tests.support.scripted_agents import (
+    ScriptedModel,
+    error_result,
+    function_outputs,
+    text_response,
+    tool_calls,
+)
+
+SETTINGS = {"APPROVAL_TIMEOUT": "PT1H", "REFUND_APPROVAL_THRESHOLD": "100"}
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    durable_runner.set_session_cache_size(64)
+    durable_runner.clear_session_cache()
+    yield
+    durable_runner.set_session_cache_size(64)
+    durable_runner.clear_session_cache()
+
+
+class Shop:
+    """A small app: tools, a support agent, a refunds agent reachable by handoff, and a scripted model."""
+
+    def __init__(self, script: list[Any], *, one_message_per_episode: bool = False) -> None:
+        self.bp = df.Blueprint()
+        self.calls: list[tuple[str, Any]] = []
+        self.failures = 0
+        shop = self
+
+        @activity_tool(self.bp)
+        def lookup_order(order_id: str) -> dict:
+            """Look up an order by id."""
+            shop.calls.append(("lookup_order", order_id))
+            return {"order_id": order_id, "status": "shipped", "total": "250.00"}
+
+        @activity_tool(self.bp)
+        def flaky_inventory(sku: str) -> dict:
+            """Check stock; always fails in these tests."""
+            shop.calls.append(("flaky_inventory", sku))
+            shop.failures += 1
+            raise ConnectionError(f"inventory service down for {sku}")
+
+        async def needs_review(ctx, args: dict, call_id: str) -> bool:
+            return Decimal(str(args["amount"])) > Decimal(run_setting("REFUND_APPROVAL_THRESHOLD", "100"))
+
+        @activity_tool(self.bp, needs_approval=needs_review)
+        def refund_order(order_id: str, amount: str, call: ToolCall) -> dict:
+            """Refund (part of) an order."""
+            shop.calls.append(("refund_order", order_id, amount, f"{call.run_id}:{call.call_id}"))
+            return {"refunded": amount, "order_id": order_id}
+
+        self.refunds = Agent(name="refunds", instructions="Handle refunds.", tools=[refund_order])
+        self.support = Agent(
+            name="support",
+            instructions="Help customers.",
+            tools=[lookup_order, flaky_inventory, refund_order],
+            handoffs=[handoff(self.refunds)],
+        )
+
+        @self.bp.orchestration_trigger(context_name="context")
+        @agent_orchestrator(agent_name="support")
+        def support(context):
+            return Runner.run_sync(shop.support, context.get_input()["input"], max_turns=60)
+
+        self.model = ScriptedModel(script)
+        self.model.register(self.bp)
+        app = df.DFApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+        app.register_functions(self.bp)
+        self.harness = ReplayHarness(app, one_message_per_episode=one_message_per_episode)
+
+    def start(self, text: str = "hello", settings: dict | None = None, instance_id: str = "run-1"):
+        return self.harness.start(
+            "support", {"agent": "support", "input": text, "settings": settings or SETTINGS}, instance_id
+        )
+
+
+def _names(actions: list[dict]) -> list[str]:
+    return [a.get("name") or "timer" for a in actions]
+
+
+def test_multi_turn_run_with_parallel_tools_and_a_failing_tool():
+    shop = Shop(
+        [
+            tool_calls(("c1", "lookup_order", {"order_id": "ORD-1"})),
+            tool_calls(
+                ("c2", "flaky_inventory", {"sku": "SKU-9"}),
+                ("c3", "lookup_order", {"order_id": "ORD-2"}),
+                ("c4", "lookup_order", {"order_id": "ORD-3"}),
+            ),
+            text_response("All checked."),
+        ]
+    )
+    inst = shop.start()
+    shop.harness.run()
+    assert inst.status == "Completed", inst.output
+    assert inst.output == {
+        "finalOutput": "All checked.",
+        "lastAgent": "support",
+        "turns": 3,
+        "usage": {"requests": 3, "inputTokens": 50, "outputTokens": 19, "totalTokens": 69},
+        "demo": False,
+    }
+    # Episode 1: model; 2: one tool; 3: the three tools of turn 2 scheduled together (one fan-out).
+    assert _names(inst.episode_actions[0]) == ["invoke_model"]
+    assert _names(inst.episode_actions[1]) == ["lookup_order"]
+    assert _names(inst.episode_actions[3]) == ["flaky_inventory", "lookup_order", "lookup_order"]
+    # The failing tool was retried by Durable (3 attempts) and reached the model as a tool error.
+    assert shop.failures == 3
+    outputs = function_outputs(shop.model.requests[2])
+    assert outputs["c2"] == "Tool 'flaky_inventory' failed: ConnectionError: inventory service down for SKU-9"
+    assert json.loads(outputs["c3"])["order_id"] == "ORD-2"
+    assert json.loads(outputs["c4"])["order_id"] == "ORD-3"
+    # Tool activity input contract (docs/internals.md).
+    first_tool = inst.episode_actions[1][0]["input"]
+    assert first_tool == {
+        "args": {"order_id": "ORD-1"},
+        "call": {"runId": "run-1", "callId": "c1", "tool": "lookup_order", "agent": "support"},
+    }
+    assert inst.custom_status == {
+        "agent": "support",
+        "currentAgent": "support",
+        "turns": 3,
+        "lastTool": "lookup_order",
+        "pendingApprovals": [],
+        "approvals": [],
+        "demo": False,
+    }
+
+
+def test_results_are_matched_by_task_id_when_a_caught_failure_precedes_them():
+    # One completion per episode: the failure (and its retries) interleave with the other results.
+    shop = Shop(
+        [
+            tool_calls(
+                ("c1", "flaky_inventory", {"sku": "A"}),
+                ("c2", "lookup_order", {"order_id": "ORD-2"}),
+                ("c3", "lookup_order", {"order_id": "ORD-3"}),
+            ),
+            tool_calls(("c4", "lookup_order", {"order_id": "ORD-4"})),
+            text_response("ok"),
+        ],
+        one_message_per_episode=True,
+    )
+    inst = shop.start()
+    shop.harness.run()
+    assert inst.status == "Completed", inst.output
+    second = function_outputs(shop.model.requests[1])
+    assert second["c1"].startswith("Tool 'flaky_inventory' failed: ConnectionError")
+    assert json.loads(second["c2"])["order_id"] == "ORD-2"
+    assert json.loads(second["c3"])["order_id"] == "ORD-3"
+    third = function_outputs(shop.model.requests[2])
+    assert json.loads(third["c4"])["order_id"] == "ORD-4"
+
+
+def test_model_retries_on_429_with_retry_after_and_500_then_succeeds():
+    shop = Shop([error_result(429, retry_after=30), error_result(500), text_response("fine")])
+    inst = shop.start()
+    shop.harness.run()
+    assert inst.status == "Completed", inst.output
+    assert inst.output["finalOutput"] == "fine"
+    timers = [a for episode in inst.episode_actions for a in episode if "timer" in a]
+    assert [t["timer"] for t in timers] == ["2026-01-01T00:00:30.002Z", "2026-01-01T00:00:34.004Z"]
+    # 30 s honours retry-after (> 2 s backoff); then 4 s = 2 s * 2**1 after the second failure.
+    assert len(shop.model.requests) == 3
+
+
+def test_model_error_400_is_not_retried_and_fails_the_run():
+    shop = Shop([error_result(400, message="bad request")])
+    inst = shop.start()
+    shop.harness.run()
+    assert inst.status == "Failed"
+    assert "HTTP 400" in inst.output and "bad request" in inst.output
+    assert len(shop.model.requests) == 1
+    assert not [a for episode in inst.episode_actions for a in episode if "timer" in a]
+
+
+def test_model_retries_stop_after_max_attempts():
+    shop = Shop([error_result(503)] * 3)
+    inst = shop.start(settings={**SETTINGS, "MODEL_MAX_ATTEMPTS": "3"})
+    shop.harness.run()
+    assert inst.status == "Failed"
+    assert "after 3 attempt(s)" in inst.output
+    assert len(shop.model.requests) == 3
+
+
+def _refund_script(final: str = "done") -> list[Any]:
+    return [
+        tool_calls(("call_r1", "refund_order", {"order_id": "ORD-1", "amount": "250.00"})),
+        text_response(final),
+    ]
+
+
+def test_approval_approved_runs_the_tool_and_cancels_the_timer():
+    shop = Shop(_refund_script())
+    inst = shop.start()
+    shop.harness.run(advance_timers=False)
+    assert inst.status == "Running"
+    status = inst.custom_status
+    assert status["pendingApprovals"] == [
+        {
+            "id": "call_r1",
+            "tool": "refund_order",
+            "arguments": {"order_id": "ORD-1", "amount": "250.00"},
+            "requestedAt": status["pendingApprovals"][0]["requestedAt"],
+            "expiresAt": "2026-01-01T01:00:00.002Z",
+        }
+    ]
+    assert status["pendingApprovals"][0]["requestedAt"] == "2026-01-01T00:00:00.002Z"
+    assert not any(c[0] == "refund_order" for c in shop.calls)
+    shop.harness.raise_event(inst.instance_id, "approval:call_r1", {"approved": True, "comment": "ok"})
+    shop.harness.run(advance_timers=False)  # completes without the timer firing: it was cancelled
+    assert inst.status == "Completed", inst.output
+    assert [c for c in shop.calls if c[0] == "refund_order"] == [
+        ("refund_order", "ORD-1", "250.00", "run-1:call_r1")
+    ]
+    assert inst.custom_status["pendingApprovals"] == []
+    assert inst.custom_status["approvals"] == [
+        {"id": "call_r1", "tool": "refund_order", "decision": "approved", "comment": "ok",
+         "decidedAt": inst.custom_status["approvals"][0]["decidedAt"]}
+    ]
+    timer_events = [e for e in inst.history if e["EventType"] == 10]
+    assert len(timer_events) == 1 and not [e for e in inst.history if e["EventType"] == 11]
+
+
+def test_small_refund_needs_no_approval_by_the_callable_policy():
+    shop = Shop(
+        [tool_calls(("call_s", "refund_order", {"order_id": "ORD-1", "amount": "20.00"})), text_response("ok")]
+    )
+    inst = shop.start()
+    shop.harness.run(advance_timers=False)
+    assert inst.status == "Completed"
+    assert [c[0] for c in shop.calls] == ["refund_order"]
+
+
+def test_approval_rejected_reaches_the_model_with_the_comment():
+    shop = Shop(_refund_script("understood"))
+    inst = shop.start()
+    shop.harness.run(advance_timers=False)
+    # The Python client double-encodes: the orchestrator receives a JSON string holding the payload.
+    shop.harness.raise_event(inst.instance_id, "approval:call_r1", {"approved": False, "comment": "too much"})
+    shop.harness.run(advance_timers=False)
+    assert inst.status == "Completed", inst.output
+    assert not any(c[0] == "refund_order" for c in shop.calls)
+    seen = function_outputs(shop.model.requests[1])["call_r1"]
+    assert "rejected" in seen and "too much" in seen
+    assert inst.custom_status["approvals"][0]["decision"] == "rejected"
+    assert inst.custom_status["approvals"][0]["comment"] == "too much"
+
+
+def test_approval_expires_when_the_timer_fires_first():
+    shop = Shop(_refund_script("expired noted"))
+    inst = shop.start()
+    shop.harness.run(advance_timers=True)
+    assert inst.status == "Completed", inst.output
+    assert not any(c[0] == "refund_order" for c in shop.calls)
+    seen = function_outputs(shop.model.requests[1])["call_r1"]
+    assert "expired" in seen
+    decision = inst.custom_status["approvals"][0]
+    assert decision["decision"] == "expired"
+    assert decision["decidedAt"].startswith("2026-01-01T01:00:00")
+
+
+def test_handoff_between_two_agents():
+    shop = Shop(
+        [
+            tool_calls(("h1", "transfer_to_refunds", {})),
+            tool_calls(("call_r2", "refund_order", {"order_id": "ORD-7", "amount": "10.00"})),
+            text_response("Refunded 10.00."),
+        ]
+    )
+    inst = shop.start()
+    shop.harness.run(advance_timers=False)
+    assert inst.status == "Completed", inst.output
+    assert inst.output["lastAgent"] == "refunds"
+    assert inst.custom_status["currentAgent"] == "refunds"
+    assert [c[0] for c in shop.calls] == ["refund_order"]
+    assert shop.calls[0][3] == "run-1:call_r2"
+    assert shop.harness.activity_calls[-2][1]["call"]["agent"] == "refunds"
+
+
+def _scenario() -> list[Any]:
+    return [
+        tool_calls(("c1", "lookup_order", {"order_id": "ORD-1"})),
+        error_result(429, retry_after=5),
+        tool_calls(("c2", "flaky_inventory", {"sku": "X"}), ("c3", "lookup_order", {"order_id": "ORD-2"})),
+        tool_calls(("call_r1", "refund_order", {"order_id": "ORD-1", "amount": "250.00"})),
+        text_response("done"),
+    ]
+
+
+def _run_scenario(cache_size: int, *, restart_every_episode: bool = False) -> tuple[Any, ReplayHarness]:
+    durable_runner.set_session_cache_size(cache_size)
+    shop = Shop(_scenario())
+    inst = shop.start()
+    for _ in range(500):
+        if shop.harness.step(advance_timers=True):
+            if restart_every_episode:
+                durable_runner.clear_session_cache()  # as if the process restarted between episodes
+            continue
+        if inst.status == "Running" and inst.custom_status["pendingApprovals"]:
+            shop.harness.raise_event(inst.instance_id, "approval:call_r1", {"approved": True, "comment": None})
+            continue
+        break
+    return inst, shop.harness
+
+
+def test_cache_and_full_replay_produce_identical_histories():
+    cached, h1 = _run_scenario(64)
+    uncached, h2 = _run_scenario(0)
+    restarted, h3 = _run_scenario(64, restart_every_episode=True)
+    assert cached.status == uncached.status == restarted.status == "Completed"
+    assert cached.output == uncached.output == restarted.output
+    assert h1.comparable_history("run-1") == h2.comparable_history("run-1") == h3.comparable_history("run-1")
+    assert cached.custom_statuses == uncached.custom_statuses == restarted.custom_statuses
+    assert cached.episodes == uncached.episodes
+
+
+def test_model_instance_on_an_agent_is_rejected_inside_an_orchestration():
+    from agents.models.openai_responses import OpenAIResponsesModel
+    from openai import AsyncOpenAI
+
+    bp = df.Blueprint()
+    agent = Agent(name="x", model=OpenAIResponsesModel("gpt-4.1", AsyncOpenAI(api_key="k", base_url="http://127.0.0.1:9")))
+
+    @bp.orchestration_trigger(context_name="context")
+    @agent_orchestrator
+    def bad(context):
+        return Runner.run_sync(agent, "hi")
+
+    app = df.DFApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+    app.register_functions(bp)
+    harness = ReplayHarness(app)
+    inst = harness.start("bad", {"agent": "x", "input": "hi", "settings": {}}, "bad-1")
+    harness.run()
+    assert inst.status == "Failed"
+    assert "model name" in inst.output
