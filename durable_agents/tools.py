@@ -29,11 +29,10 @@ from typing import Any
 
 import azure.durable_functions as df
 import pydantic_core
+from agents import FunctionTool, RunContextWrapper, function_tool
 from agents.exceptions import UserError
 from agents.function_schema import FuncSchema, function_schema
 from agents.tool_context import ToolContext
-
-from agents import FunctionTool, RunContextWrapper, function_tool
 
 from .run_settings import current_session
 

@@ -12,11 +12,11 @@ import azure.durable_functions as df
 import azure.functions as func
 import pydantic
 import pytest
+from agents import Agent, FunctionTool
 from agents.exceptions import UserError
 from agents.tool_context import ToolContext
 from pydantic import Field
 
-from agents import Agent, FunctionTool
 from durable_agents import ActivityTool, ToolCall, ToolRetry, activity_tool, run_setting
 
 
