@@ -16,8 +16,8 @@ from urllib.parse import urlencode
 import azure.durable_functions as df
 import azure.functions as func
 import pytest
-
 from agents import Agent, function_tool
+
 from durable_agents.http_api import MAX_BODY_BYTES, http_api_blueprint
 from durable_agents.registry import AgentRegistry
 from tests.unit.test_http_api_fake_durable import (

@@ -3,8 +3,8 @@
 from typing import Any
 
 import pytest
-
 from agents import Agent, function_tool, handoff
+
 from durable_agents import registry as registry_module
 from durable_agents.registry import AgentRegistry, approval_tools
 
