@@ -725,3 +725,20 @@ def _order_flow(conversation: _Conversation, order_id: str, email_addr: str | No
         else:
             summary += f" I wrote to {customer}."
     return ("final", summary)
+
+
+def _announce_configuration() -> None:
+    """Log the model configuration once when the app loads, so a missing model is visible at start-up (the demo
+    warning), not only at the first model call. A bad ``OPENAI_API`` is logged here and raised at the first call."""
+    try:
+        config = load_model_config()
+    except ValueError as exc:
+        logger.error("Model configuration error: %s", exc)
+        return
+    if config.mode == "demo":
+        get_model(config=config)  # logs the one demo warning of this process
+    else:
+        logger.info("Model calls go to %s (settings: docs/internals.md)", config.label)
+
+
+_announce_configuration()
