@@ -25,10 +25,18 @@ User code is a plain function written with the OpenAI Agents SDK::
   ``{"kind": "approvals", "items": [...]}`` (each approval waits for
   the external event ``approval:<id>`` raced against a durable timer, cancelled when the event wins). Results are
   the SDK's own task results, matched by task id.
-* **Session cache.** The live worker is kept between episodes in a per-process LRU keyed by instance id. The next
-  episode re-yields the logged steps (resolved from history without new actions), compares each outcome with the
-  logged one, and resumes the live worker; on any difference, or with no cached session (process restart), it
-  replays from scratch with a fresh worker. This keeps orchestrator CPU linear in the number of turns.
+* **Session cache.** The live worker is kept between episodes in a per-process LRU keyed by instance id *and*
+  execution (the ``ExecutionStarted`` event's ``ExecutionId``), so a purged and restarted instance with the same id
+  never resumes a stale worker. The next episode re-yields the logged steps (resolved from history without new
+  actions), compares each outcome with the logged one, and resumes the live worker; on any difference, or with no
+  cached session (process restart), it replays from scratch with a fresh worker.
+* **Worker lifetime.** A worker that is not kept (cache disabled or full, a replaced or mismatching session, the
+  episode's generator closed) is abandoned: it unwinds at its pending durable call and closes its own event loop in
+  its own thread, so no asyncio object of a run is ever finalized by the garbage collector in another thread.
+  :func:`clear_session_cache` abandons every live worker and waits for its thread to end.
+* **History timestamps.** The Durable SDK parses every history event's ``Timestamp`` with ``dateutil`` on every
+  episode (``HistoryEvent.__init__``); that parse was most of the orchestrator CPU of long runs. This module wraps
+  the SDK's parser in a memo (same function, same results; a history's timestamps repeat across its episodes).
 """
 
 from __future__ import annotations
@@ -36,12 +44,17 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import contextvars
 import dataclasses
 import datetime as dt
+import functools
+import importlib
 import json
 import queue
 import re
 import threading
+import warnings
+import weakref
 from collections.abc import Callable, Generator
 from typing import Any
 
@@ -50,8 +63,11 @@ import pydantic_core
 from agents import Agent, RunConfig, RunResult
 from agents.exceptions import UserError
 from agents.items import ModelResponse, ToolApprovalItem
+from agents.model_settings import ModelSettings
+from agents.models.default_models import get_default_model_settings
 from agents.models.interface import Model, ModelProvider
 from agents.run import AgentRunner, set_default_agent_runner
+from azure.durable_functions.models.history.HistoryEventType import HistoryEventType
 from azure.durable_functions.models.Task import TaskState
 
 from .model_io import decode_model_response, encode_model_request
@@ -185,10 +201,24 @@ class _RunContextView:
 
 
 class _DurableSession:
-    """One agent run: the worker thread running the user's function and the log of its durable steps."""
+    """One agent run: the worker thread running the user's function and the log of its durable steps.
 
-    def __init__(self, instance_id: str, orchestration_input: Any, fn: Callable[..., Any], agent: str | None):
+    Hand-off: the generator thread and the worker thread exchange messages over two ``queue.SimpleQueue`` (C
+    implementation, no Python-level ``Condition``; ``put`` is reentrant, so :meth:`abandon` is safe from any
+    thread, even from a finalizer). Only one side runs at a time: the worker runs while the generator waits in
+    :meth:`advance`, and the other way round.
+    """
+
+    def __init__(
+        self,
+        instance_id: str,
+        orchestration_input: Any,
+        fn: Callable[..., Any],
+        agent: str | None,
+        key: tuple[str, str] | None = None,
+    ):
         self.instance_id = instance_id
+        self.key = key or (instance_id, "")
         self.input = orchestration_input
         raw_settings = orchestration_input.get("settings") if isinstance(orchestration_input, dict) else None
         self.settings: dict[str, Any] = dict(raw_settings or {})
@@ -206,8 +236,8 @@ class _DurableSession:
         self.now = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
         self.abandoned = False
         self.finished = False
-        self._to_gen: queue.Queue[tuple[str, Any]] = queue.Queue()
-        self._to_worker: queue.Queue[Any] = queue.Queue()
+        self._to_gen: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self._to_worker: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._batch: list[tuple[dict[str, Any], asyncio.Future[Any]]] = []
         self._flush_scheduled = False
@@ -217,13 +247,18 @@ class _DurableSession:
     def advance(self, outcome: Any, now: dt.datetime) -> tuple[str, Any]:
         """Start the worker (first call) or answer its pending step; block until its next message.
 
-        Returns ``("step", spec)``, ``("done", output)`` or ``("error", exception)``.
+        Returns ``("step", spec)``, ``("done", output)``, ``("error", exception)`` or ``("abandoned", None)`` (the
+        session was abandoned, e.g. evicted from the cache by another thread, before or while it ran).
         """
         self.now = now
         if self._thread is None:
+            if self.abandoned:
+                return "abandoned", None
             self._thread = threading.Thread(
                 target=self._worker_main, name=f"durable-agent-{self.instance_id}", daemon=True
             )
+            with _live_lock:
+                _live_sessions.add(self)
             self._thread.start()
         else:
             step = self.log[-1]
@@ -237,26 +272,39 @@ class _DurableSession:
             self.finished = True
         return kind, value
 
-    def abandon(self) -> None:
-        """Unwind the worker thread (it raises :class:`_Abandoned` at its pending durable call)."""
-        if self.abandoned:
-            return
-        self.abandoned = True
-        if self._thread is not None and not self.finished:
-            self._to_worker.put(_Abandoned)
+    def abandon(self, join_timeout: float | None = None) -> None:
+        """Unwind the worker thread (it raises :class:`_Abandoned` at its pending durable call).
+
+        Never blocks unless ``join_timeout`` is given: then it waits up to that many seconds for the worker thread
+        to end (not when called from the worker thread itself).
+        """
+        if not self.abandoned:
+            self.abandoned = True
+            if self._thread is not None and not self.finished:
+                self._to_worker.put(_Abandoned)
+        thread = self._thread
+        if join_timeout is not None and thread is not None and thread is not threading.current_thread():
+            thread.join(join_timeout)
+
+    @property
+    def thread_alive(self) -> bool:
+        """True while the worker thread runs (it ends after the run finished or unwound)."""
+        return self._thread is not None and self._thread.is_alive()
 
     # -- worker side -----------------------------------------------------------------------------------------
 
     def _worker_main(self) -> None:
         bind_session(self)
+        message: tuple[str, Any]
         try:
             output = self.fn(_RunContextView(self))
+            message = ("abandoned", None) if self.abandoned else ("done", output)
         except BaseException as exc:  # noqa: BLE001 - reported to the generator, which fails the orchestration
-            self._to_gen.put(("abandoned", None) if self.abandoned else ("error", exc))
-            return
+            message = ("abandoned", None) if self.abandoned else ("error", exc)
         finally:
             bind_session(None)
-        self._to_gen.put(("abandoned", None) if self.abandoned else ("done", output))
+            _close_thread_event_loop()
+        self._to_gen.put(message)
 
     def submit(self, call: dict[str, Any]) -> asyncio.Future[Any]:
         """Register a durable call from the worker's event loop; resolved with its outcome.
@@ -329,12 +377,46 @@ class _DurableSession:
         return False, outcome["error"]
 
 
+
+def _close_thread_event_loop() -> None:
+    """Close the calling thread's default event loop (``Runner.run_sync`` leaves it open on purpose).
+
+    Runs in the worker thread when the user's function has returned or unwound: remaining tasks are cancelled and
+    awaited, async generators shut down, the loop closed and unset. Without it the loop and any pending task of
+    an abandoned run would be finalized later by the garbage collector in whatever thread triggers a collection
+    (an orchestrator episode of another run, another worker), closing SDK coroutines outside their thread.
+    """
+    policy = asyncio.get_event_loop_policy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            loop = policy.get_event_loop()
+        except RuntimeError:
+            return
+    try:
+        if not loop.is_closed() and not loop.is_running():
+            pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+            for task in pending:
+                task.cancel()
+            if pending:
+                with contextlib.suppress(BaseException):
+                    loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            with contextlib.suppress(BaseException):
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+    finally:
+        policy.set_event_loop(None)
+
+
 # ---------------------------------------------------------------------------------------------------------------
-# Session cache (per process, LRU)
+# Session cache (per process, LRU) and the registry of live workers
 
 _cache_lock = threading.Lock()
-_cache: collections.OrderedDict[str, _DurableSession] = collections.OrderedDict()
+_cache: collections.OrderedDict[tuple[str, str], _DurableSession] = collections.OrderedDict()
 _cache_size = 64
+_live_lock = threading.Lock()
+_live_sessions: weakref.WeakSet[_DurableSession] = weakref.WeakSet()  # sessions whose worker was started
+_JOIN_TIMEOUT_SECONDS = 30.0
 
 
 def set_session_cache_size(size: int) -> None:
@@ -346,41 +428,74 @@ def set_session_cache_size(size: int) -> None:
     global _cache_size
     with _cache_lock:
         _cache_size = max(0, int(size))
-        _trim_cache()
-
-
-def clear_session_cache() -> None:
-    """Drop (and unwind) every cached run, as after a process restart."""
-    with _cache_lock:
-        while _cache:
-            _, session = _cache.popitem(last=False)
-            session.abandon()
-
-
-def _trim_cache() -> None:
-    while len(_cache) > _cache_size:
-        _, session = _cache.popitem(last=False)
+        evicted = _trim_cache()
+    for session in evicted:
         session.abandon()
 
 
-def _cache_take(instance_id: str) -> _DurableSession | None:
+def clear_session_cache() -> None:
+    """Drop every cached run, as after a process restart, and end every worker thread of this module.
+
+    Abandons all live workers (cached ones and any still unwinding) and waits for their threads to end (up to
+    30 s each), so the process's thread count is back to what it was before the runs started.
+    """
     with _cache_lock:
-        return _cache.pop(instance_id, None)
+        sessions = list(_cache.values())
+        _cache.clear()
+    with _live_lock:
+        sessions.extend(_live_sessions)
+    for session in sessions:
+        session.abandon()
+    for session in sessions:
+        session.abandon(join_timeout=_JOIN_TIMEOUT_SECONDS)
+
+
+def live_worker_count() -> int:
+    """Number of worker threads of this module that are still running (diagnostics and tests)."""
+    with _live_lock:
+        return sum(1 for session in _live_sessions if session.thread_alive)
+
+
+def _trim_cache() -> list[_DurableSession]:
+    """Evict least recently used runs over the size; the caller abandons them after releasing the lock."""
+    evicted = []
+    while len(_cache) > _cache_size:
+        _, session = _cache.popitem(last=False)
+        evicted.append(session)
+    return evicted
+
+
+def _cache_take(key: tuple[str, str]) -> _DurableSession | None:
+    with _cache_lock:
+        return _cache.pop(key, None)
 
 
 def _cache_put(session: _DurableSession) -> None:
+    """Keep ``session`` (most recently used). A different session under the same key, and runs evicted by the
+    size limit, are abandoned; with the cache disabled ``session`` itself is not kept (the caller abandons it when
+    its episode ends)."""
     with _cache_lock:
         if _cache_size == 0:
             return
-        _cache[session.instance_id] = session
-        _cache.move_to_end(session.instance_id)
-        _trim_cache()
+        replaced = _cache.get(session.key)
+        _cache[session.key] = session
+        _cache.move_to_end(session.key)
+        evicted = _trim_cache()
+    if replaced is not None and replaced is not session:
+        evicted.append(replaced)
+    for old in evicted:
+        old.abandon()
+
+
+def _cache_holds(session: _DurableSession) -> bool:
+    with _cache_lock:
+        return _cache.get(session.key) is session
 
 
 def _cache_drop(session: _DurableSession) -> None:
     with _cache_lock:
-        if _cache.get(session.instance_id) is session:
-            del _cache[session.instance_id]
+        if _cache.get(session.key) is session:
+            del _cache[session.key]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -535,9 +650,9 @@ def _replay_into(session: _DurableSession, episode: list[_Step], start: dt.datet
     episode already resolved, without yielding them again."""
     kind, value = session.advance(None, start)
     for replayed in episode:
+        if kind == "abandoned":
+            return kind, value
         if kind != "step" or value != replayed.spec:
-            _cache_drop(session)
-            session.abandon()
             raise RuntimeError(
                 "Non-deterministic agent orchestrator: the run asked for different durable work than its "
                 f"history records (step {len(session.log)})"
@@ -546,10 +661,28 @@ def _replay_into(session: _DurableSession, episode: list[_Step], start: dt.datet
     return kind, value
 
 
+def _execution_key(context: df.DurableOrchestrationContext, start: dt.datetime) -> str:
+    """Identify this execution of the instance: the ``ExecutionStarted`` event's ``OrchestrationInstance.ExecutionId``
+    (protocol §2.3: a new GUID for every start, also after a purge and restart with the same instance id), or, if a
+    backend does not send it, the first ``OrchestratorStarted`` time (``start``)."""
+    for event in context.histories:
+        if event.event_type == HistoryEventType.EXECUTION_STARTED:
+            instance = getattr(event, "OrchestrationInstance", None)
+            execution_id = instance.get("ExecutionId") if isinstance(instance, dict) else None
+            if execution_id:
+                return f"execution:{execution_id}"
+            break
+    return f"started:{start.isoformat()}"
+
+
 def _drive(
     context: df.DurableOrchestrationContext, fn: Callable[..., Any], agent_name: str | None
 ) -> Generator[Any, Any, Any]:
-    """The orchestrator generator: replay/resume the run's steps and turn new ones into Durable tasks."""
+    """The orchestrator generator: replay/resume the run's steps and turn new ones into Durable tasks.
+
+    Whatever way it ends (output, error, or closed by the SDK when the episode stops at a pending task), a worker
+    that is not kept in the session cache is abandoned, so no worker thread outlives its usefulness.
+    """
     instance_id = context.instance_id
     orchestration_input = context.get_input()
     if isinstance(orchestration_input, str):
@@ -559,47 +692,63 @@ def _drive(
     timeout = parse_iso_duration(str((settings or {}).get("APPROVAL_TIMEOUT") or DEFAULT_APPROVAL_TIMEOUT))
     book = _StatusBook()
     start = _utc(context.current_utc_datetime)  # the first OrchestratorStarted time: the run's start
+    key = (instance_id, _execution_key(context, start))
     episode: list[_Step] = []  # steps resolved by this generator execution, in order
 
-    session = _cache_take(instance_id)
-    outcome: Any = None
-    resume_live = False
-    if session is not None:
-        _cache_put(session)
-        for logged in list(session.log):
-            result = yield from _run_step(context, logged.spec, book, timeout)
-            episode.append(_Step(logged.spec, result, _utc(context.current_utc_datetime).isoformat()))
-            if logged.outcome is _PENDING:
-                outcome, resume_live = result, True
+    session = _cache_take(key)
+    try:
+        outcome: Any = None
+        resume_live = False
+        if session is not None:
+            _cache_put(session)
+            for logged in list(session.log):
+                result = yield from _run_step(context, logged.spec, book, timeout)
+                episode.append(_Step(logged.spec, result, _utc(context.current_utc_datetime).isoformat()))
+                if logged.outcome is _PENDING:
+                    outcome, resume_live = result, True
+                    break
+                if result != logged.outcome:
+                    break  # history disagrees with the live worker: replay from scratch
+            if not resume_live:
+                _cache_drop(session)
+                session.abandon()
+                session = None
+
+        while True:
+            if session is None:
+                session = _DurableSession(instance_id, orchestration_input, fn, agent_name, key)
+                _cache_put(session)
+                kind, value = _replay_into(session, episode, start)
+            else:
+                kind, value = session.advance(outcome, _utc(context.current_utc_datetime))
+            while kind == "step":
+                result = yield from _run_step(context, value, book, timeout)
+                now = _utc(context.current_utc_datetime)
+                episode.append(_Step(value, result, now.isoformat()))
+                kind, value = session.advance(result, now)
+            if kind != "abandoned":
                 break
-            if result != logged.outcome:
-                break  # history disagrees with the live worker: replay from scratch
-        if not resume_live:
+            # Evicted from the cache (by another run's episode) while in use: continue with a fresh worker.
             _cache_drop(session)
-            session.abandon()
             session = None
 
-    while True:
-        if session is None:
-            session = _DurableSession(instance_id, orchestration_input, fn, agent_name)
-            _cache_put(session)
-            kind, value = _replay_into(session, episode, start)
-        else:
-            kind, value = session.advance(outcome, _utc(context.current_utc_datetime))
-        while kind == "step":
-            result = yield from _run_step(context, value, book, timeout)
-            now = _utc(context.current_utc_datetime)
-            episode.append(_Step(value, result, now.isoformat()))
-            kind, value = session.advance(result, now)
-        if kind != "abandoned":
-            break
-        session = None  # evicted from the cache while in use: continue with a fresh worker
-
-    _cache_drop(session)
-    book.publish(context, session.progress)
-    if kind == "error":
-        raise value
-    return _output(session, value)
+        _cache_drop(session)
+        book.publish(context, session.progress)
+        if kind == "error":
+            raise value
+        return _output(session, value)
+    except GeneratorExit:
+        raise  # the episode ended at a pending task: a cached session stays for the next episode
+    except BaseException:
+        if session is not None:
+            _cache_drop(session)  # the run failed (or is non-deterministic): never resume this worker
+        raise
+    finally:
+        # Runs on return, on error, and on GeneratorExit when the SDK drops the generator at the end of an
+        # episode. abandon() only enqueues a message (SimpleQueue.put is reentrant), so this is safe even when
+        # the generator is finalized by the garbage collector in another thread.
+        if session is not None and not _cache_holds(session):
+            session.abandon()
 
 
 def _output(session: _DurableSession, value: Any) -> Any:
@@ -665,8 +814,9 @@ class DurableModel(Model):
     :class:`ModelCallError` is raised and the run fails. Streaming is not supported.
     """
 
-    def __init__(self, model_name: str | None) -> None:
+    def __init__(self, model_name: str | None, run_model_settings: ModelSettings | None = None) -> None:
         self.model_name = model_name
+        self.run_model_settings = run_model_settings
 
     async def get_response(
         self,
@@ -685,6 +835,8 @@ class DurableModel(Model):
         session = current_session()
         if session is None:
             raise UserError("DurableModel can only be used inside an agent_orchestrator run")
+        if self.model_name is None:
+            model_settings = _without_implicit_defaults(_CURRENT_AGENT.get(), model_settings, self.run_model_settings)
         request = encode_model_request(
             model=self.model_name,
             system_instructions=system_instructions,
@@ -735,10 +887,55 @@ class DurableModel(Model):
 
 
 class DurableModelProvider(ModelProvider):
-    """Model provider used inside orchestrations: every model name maps to a :class:`DurableModel`."""
+    """Model provider used inside orchestrations: every model name maps to a :class:`DurableModel`.
+
+    ``run_model_settings`` is the run's ``RunConfig.model_settings`` (the overrides the caller set explicitly);
+    the models keep them when they drop the SDK's environment-derived defaults (see
+    :func:`_without_implicit_defaults`).
+    """
+
+    def __init__(self, run_model_settings: ModelSettings | None = None) -> None:
+        self.run_model_settings = run_model_settings
 
     def get_model(self, model_name: str | None) -> Model:
-        return DurableModel(model_name)
+        return DurableModel(model_name, self.run_model_settings)
+
+
+_CURRENT_AGENT: contextvars.ContextVar[Agent[Any] | None] = contextvars.ContextVar(
+    "durable_agents_current_agent", default=None
+)
+"""The agent of the model call being prepared, set by the run config's ``call_model_input_filter`` (the SDK awaits
+it in the task that then calls the model, so concurrent agents-as-tools each see their own)."""
+
+
+def _without_implicit_defaults(
+    agent: Agent[Any] | None, resolved: ModelSettings, run_model_settings: ModelSettings | None
+) -> ModelSettings:
+    """Model settings for a model call whose agent names no model, independent of ``OPENAI_DEFAULT_MODEL``.
+
+    The SDK gives an agent without a model the default settings of the model named by the environment variable
+    ``OPENAI_DEFAULT_MODEL`` (default a GPT-5 model: ``reasoning.effort`` and ``verbosity``), read inside the
+    orchestration (``agents.run_internal.turn_preparation.get_model_settings``). Inside a durable run that model
+    is never used: the ``invoke_model`` activity calls ``AGENT_MODEL``. So when the agent's settings are the
+    SDK's implicit default (the SDK's own rule: equal to ``get_default_model_settings()``), every field in which
+    that default differs from ``ModelSettings()`` is reset to ``ModelSettings()``'s value unless the run config
+    sets it; explicit agent settings and run-config overrides are kept. The request then no longer depends on the
+    environment of the process that runs the episode.
+    """
+    if agent is None or agent.model is not None:
+        return resolved
+    implicit = get_default_model_settings()
+    if agent.model_settings != implicit:
+        return resolved
+    neutral = ModelSettings()
+    changes = {}
+    for field in dataclasses.fields(ModelSettings):
+        if getattr(implicit, field.name) == getattr(neutral, field.name):
+            continue
+        if run_model_settings is not None and getattr(run_model_settings, field.name) is not None:
+            continue
+        changes[field.name] = getattr(neutral, field.name)
+    return dataclasses.replace(resolved, **changes) if changes else resolved
 
 
 def _check_models(agent: Agent[Any], seen: set[int] | None = None) -> None:
@@ -767,6 +964,7 @@ def _durable_run_config(session: _DurableSession, run_config: RunConfig | dict[s
 
     async def track_agent(data: Any) -> Any:
         session.progress["currentAgent"] = data.agent.name
+        _CURRENT_AGENT.set(data.agent)
         if user_filter is None:
             return data.model_data
         result = user_filter(data)
@@ -776,7 +974,7 @@ def _durable_run_config(session: _DurableSession, run_config: RunConfig | dict[s
 
     return dataclasses.replace(
         base,
-        model_provider=DurableModelProvider(),
+        model_provider=DurableModelProvider(base.model_settings),
         tracing_disabled=True,
         call_model_input_filter=track_agent,
     )
@@ -849,3 +1047,35 @@ class DurableAgentRunner(AgentRunner):
 
 
 set_default_agent_runner(DurableAgentRunner())
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# History timestamp parse memo (orchestrator CPU)
+
+_HISTORY_EVENT_MODULE = importlib.import_module("azure.durable_functions.models.history.HistoryEvent")
+
+
+def _install_timestamp_memo() -> None:
+    """Wrap the SDK's history timestamp parser (``dateutil.parser.parse``, bound as ``dt_parse`` in
+    ``azure.durable_functions.models.history.HistoryEvent``) in a bounded memo.
+
+    The SDK re-parses the ``Timestamp`` of every history event on every episode, so a run of *n* episodes parses
+    O(n²) timestamps, about 60 µs each with dateutil; the distinct timestamps of a history are few (the events of
+    one episode share one). Results are the parser's own, memoized by the exact string (``datetime`` objects are
+    immutable, so sharing them is safe). Idempotent; other callers of ``dateutil`` are not affected.
+    """
+    original = getattr(_HISTORY_EVENT_MODULE, "dt_parse", None)
+    if original is None or getattr(original, "_durable_agents_memo", False):
+        return
+    memo = functools.lru_cache(maxsize=65536)(original)
+
+    def dt_parse(timestr: Any, *args: Any, **kwargs: Any) -> Any:
+        if args or kwargs or not isinstance(timestr, str):
+            return original(timestr, *args, **kwargs)
+        return memo(timestr)
+
+    dt_parse._durable_agents_memo = True  # type: ignore[attr-defined]
+    _HISTORY_EVENT_MODULE.dt_parse = dt_parse
+
+
+_install_timestamp_memo()
