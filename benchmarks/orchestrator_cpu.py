@@ -2,18 +2,28 @@
 
 Drives a real ``agent_orchestrator`` run through the replay harness (tests/support/replay.py: the extension's
 episode protocol, activities in-process, a scripted model): each turn the model calls one activity tool, then the
-last turn answers. Prints the total orchestrator CPU time summed over all episodes (``time.thread_time`` around
-each orchestrator invocation, plus the worker thread's CPU, which runs the SDK) for 10, 25 and 50 turns, with and
-without the cache, and the ratio to the 5.0 s the Microsoft integration needed for 50 turns (DESIGN.md).
+last turn answers. For every orchestrator invocation (every episode) it measures the process CPU time
+(``time.process_time``, all threads) from the call of the orchestrator function with the extension's context JSON
+until it returned its ``OrchestratorState`` JSON: the SDK's JSON and history parse, the replay, our generator, the
+worker thread that runs the Agents SDK, and the output serialization. Without the cache the measurement also
+waits, inside the window, for the worker threads that unwind after the invocation returned, so their CPU counts
+too. Not counted: activities (the tool and the scripted model) and the harness's own emulation of the extension.
 
-Run: ``.venv/bin/python -m benchmarks.orchestrator_cpu`` from the app folder.
+Prints a table for 10, 25, 50 and 100 turns, with and without the cache, the ratio of the 50-turn figure to the
+5.0 s the Microsoft integration needed (issue reference), and the growth exponent between sizes (1 = linear,
+2 = quadratic).
+
+Run: ``.venv/bin/python -m benchmarks.orchestrator_cpu [--turns 10 25 50 100] [--repeat 3]`` from the app folder
+(the best of ``--repeat`` runs is reported per row, to reduce noise from other processes).
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
+import math
 import sys
-import time
+import threading
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -30,8 +40,16 @@ from tests.support.scripted_agents import ScriptedModel, text_response, tool_cal
 REFERENCE_50_TURNS_S = 5.0
 
 
-def run(turns: int, cache: bool) -> tuple[float, float, int]:
-    """Return (orchestrator thread CPU s, process CPU s for the whole run, episodes)."""
+def _wait_for_unwinding_workers() -> None:
+    """Without the cache the worker of each episode is abandoned when the episode ends; wait until it is gone."""
+    for thread in threading.enumerate():
+        if thread.name.startswith("durable-agent-bench") and thread is not threading.current_thread():
+            thread.join(30)
+
+
+def run(turns: int, cache: bool) -> tuple[float, float, int, int]:
+    """One run of ``turns`` model turns. Returns (orchestrator CPU s (process, all threads), orchestrator-thread
+    CPU s, episodes, history events at the end)."""
     durable_runner.set_session_cache_size(64 if cache else 0)
     durable_runner.clear_session_cache()
     bp = df.Blueprint()
@@ -54,38 +72,42 @@ def run(turns: int, cache: bool) -> tuple[float, float, int]:
     model.register(bp)
     app = df.DFApp(http_auth_level=func.AuthLevel.ANONYMOUS)
     app.register_functions(bp)
-    harness = ReplayHarness(app)
+    harness = ReplayHarness(app, after_invocation=None if cache else _wait_for_unwinding_workers)
     inst = harness.start("bench", {"agent": "bench", "input": "go", "settings": {}}, f"bench-{turns}-{cache}")
-
-    # Orchestrator CPU = the orchestrator invocation's own thread time + the CPU of the worker threads that
-    # run the user's function (they only run while the invocation waits for them). Measured as process CPU
-    # during orchestrator invocations only, so activities and the harness are excluded.
-    original = harness._episode
-    total = {"cpu": 0.0}
-
-    def timed(instance, events):
-        start = time.process_time()
-        original(instance, events)
-        total["cpu"] += time.process_time() - start
-
-    harness._episode = timed  # type: ignore[method-assign]
     harness.run()
     assert inst.status == "Completed", inst.output
     assert inst.output["turns"] == turns
-    return inst.cpu_seconds, total["cpu"], inst.episodes
+    durable_runner.clear_session_cache()
+    return inst.invocation_process_cpu_seconds, inst.cpu_seconds, inst.episodes, len(inst.history)
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--turns", type=int, nargs="+", default=[10, 25, 50, 100])
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
     logging.disable(logging.WARNING)
-    print(f"{'turns':>5} {'cache':>5} {'episodes':>8} {'orch thread CPU s':>18} {'episode CPU s':>14} "
-          f"{'vs 5.0 s':>9}")
-    for turns in (10, 25, 50):
-        for cache in (True, False):
-            thread_cpu, episode_cpu, episodes = run(turns, cache)
-            ratio = f"{episode_cpu / REFERENCE_50_TURNS_S:.3f}" if turns == 50 else "-"
-            print(f"{turns:>5} {str(cache):>5} {episodes:>8} {thread_cpu:>18.3f} {episode_cpu:>14.3f} {ratio:>9}")
-    print("episode CPU = process CPU during orchestrator invocations (generator + worker thread running the SDK),"
-          " activities excluded; reference: 5.0 s for 50 turns (DESIGN.md)")
+    run(3, True)  # warm-up: imports, first-call caches
+    results: dict[tuple[int, bool], tuple[float, float, int, int]] = {}
+    print(f"{'turns':>5} {'cache':>5} {'episodes':>8} {'history':>8} {'orchestrator CPU s':>19} "
+          f"{'orch. thread s':>15} {'ms/episode':>10} {'growth':>7} {'vs 5.0 s':>9}")
+    for cache in (True, False):
+        previous: tuple[int, float] | None = None
+        for turns in args.turns:
+            best = min((run(turns, cache) for _ in range(args.repeat)), key=lambda r: r[0])
+            results[(turns, cache)] = best
+            cpu, thread_cpu, episodes, events = best
+            growth = "-"
+            if previous is not None:
+                growth = f"{math.log(cpu / previous[1]) / math.log(turns / previous[0]):.2f}"
+            ratio = f"{cpu / REFERENCE_50_TURNS_S:.3f}" if turns == 50 else "-"
+            print(f"{turns:>5} {str(cache):>5} {episodes:>8} {events:>8} {cpu:>19.3f} {thread_cpu:>15.3f} "
+                  f"{1000 * cpu / episodes:>10.2f} {growth:>7} {ratio:>9}")
+            previous = (turns, cpu)
+    print("orchestrator CPU = process CPU (all threads) during the orchestrator invocations of all episodes "
+          "(SDK parse + replay, generator, worker thread running the Agents SDK); activities excluded. "
+          f"growth = log(cpu ratio)/log(turns ratio) vs the previous row. Reference: {REFERENCE_50_TURNS_S} s "
+          "for 50 turns (Microsoft integration).")
 
 
 if __name__ == "__main__":

@@ -170,6 +170,7 @@ class _Step:
     spec: dict[str, Any]
     outcome: Any = _PENDING
     now: str | None = None  # context.current_utc_datetime after the step resolved
+    compact: dict[str, Any] | None = None  # the spec without activity inputs (see _compact_spec)
 
 
 class _RunContextView:
@@ -661,6 +662,37 @@ def _replay_into(session: _DurableSession, episode: list[_Step], start: dt.datet
     return kind, value
 
 
+REPLAYED_INPUT_MARKER = {"$durableAgents": "input omitted: this activity is already scheduled in the history"}
+"""The activity input of a re-yielded step whose ``TaskScheduled`` is already in the history (never executed)."""
+
+
+def _compact_spec(step: _Step) -> dict[str, Any]:
+    """``step.spec`` with every activity input replaced by :data:`REPLAYED_INPUT_MARKER` (memoized on the step).
+
+    Used only on the cached path for a logged step whose outcome was resolved in an earlier episode of the same
+    execution (the cache key includes the execution id). Why the input is never used there: the step resolved,
+    so a completion (``TaskCompleted``/``TaskFailed``) of each of its activities reached this process; the
+    extension only sends an activity's message when the episode that scheduled it commits, so its
+    ``TaskScheduled`` is in the committed history, which is append-only within an execution. The extension replays
+    an already-scheduled action by matching kind and name only, never the input (protocol §3.2), so the re-yielded
+    action creates no new work, even if this episode is a retry of one whose commit failed (such an episode can
+    only have resolved steps whose scheduling committed earlier; the step it left pending is re-yielded in full).
+    Without this, every episode re-serialized every past model input, each carrying the whole conversation: O(n²)
+    bytes per episode. On a mismatch fallback the fresh worker is compared with the full ``step.spec``.
+    """
+    compact = step.compact
+    if compact is None:
+        compact = step.spec
+        if step.spec["kind"] == "calls":
+            compact = dict(step.spec)
+            compact["calls"] = [
+                dict(call, input=REPLAYED_INPUT_MARKER) if call["type"] == "activity" else call
+                for call in step.spec["calls"]
+            ]
+        step.compact = compact
+    return compact
+
+
 def _execution_key(context: df.DurableOrchestrationContext, start: dt.datetime) -> str:
     """Identify this execution of the instance: the ``ExecutionStarted`` event's ``OrchestrationInstance.ExecutionId``
     (protocol §2.3: a new GUID for every start, also after a purge and restart with the same instance id), or, if a
@@ -702,7 +734,10 @@ def _drive(
         if session is not None:
             _cache_put(session)
             for logged in list(session.log):
-                result = yield from _run_step(context, logged.spec, book, timeout)
+                # A step resolved in an earlier episode is certainly scheduled in this history (see
+                # _compact_spec): re-yield it without its inputs; the step still pending is re-yielded in full.
+                spec = logged.spec if logged.outcome is _PENDING else _compact_spec(logged)
+                result = yield from _run_step(context, spec, book, timeout)
                 episode.append(_Step(logged.spec, result, _utc(context.current_utc_datetime).isoformat()))
                 if logged.outcome is _PENDING:
                     outcome, resume_live = result, True

@@ -267,8 +267,11 @@ class Instance:
     messages: list[_Message] = dataclasses.field(default_factory=list)
     episodes: int = 0
     episode_actions: list[list[dict[str, Any]]] = dataclasses.field(default_factory=list)
+    last_state: str | None = None  # the OrchestratorState JSON the last invocation returned
+    failed_commits: int = 0
     custom_statuses: list[Any] = dataclasses.field(default_factory=list)
-    cpu_seconds: float = 0.0
+    cpu_seconds: float = 0.0  # thread CPU of the orchestrator invocations (the calling thread only)
+    invocation_process_cpu_seconds: float = 0.0  # process CPU (all threads) during the orchestrator invocations
 
 
 class ReplayHarness:
@@ -281,7 +284,12 @@ class ReplayHarness:
     assert what each episode scheduled (``instance.episode_actions``).
     """
 
-    def __init__(self, app: Any, *, one_message_per_episode: bool = False) -> None:
+    def __init__(self, app: Any, *, one_message_per_episode: bool = False,
+                 after_invocation: Callable[[], None] | None = None) -> None:
+        """``after_invocation`` runs right after each orchestrator invocation, inside its CPU measurement (the
+        benchmark uses it to wait for workers that unwind after the invocation returned)."""
+        self.after_invocation = after_invocation
+        self.failing_commits = 0  # the next N episodes run the orchestrator but their commit "fails"
         functions = app.get_functions()
         self.orchestrators: dict[str, Any] = {}
         self.activities: dict[str, tuple[Any, str]] = {}
@@ -406,16 +414,37 @@ class ReplayHarness:
         }
         function = self.orchestrators[instance.name]
         user_fn = function.get_user_function()
+        request = func.OrchestrationContext(json.dumps(body))
         cpu_start = time.thread_time()
+        process_cpu_start = time.process_time()
         try:
-            state = json.loads(user_fn(context=func.OrchestrationContext(json.dumps(body))))
+            try:
+                returned = user_fn(context=request)
+            finally:
+                if self.after_invocation is not None:
+                    self.after_invocation()
+            instance.cpu_seconds += time.thread_time() - cpu_start
+            instance.invocation_process_cpu_seconds += time.process_time() - process_cpu_start
+            state = json.loads(returned)
         except Exception as exc:  # the SDK raises with the state after a label (protocol §2.1)
             text = str(exc)
             label = "$OutOfProcData$:"
             if label not in text:
                 raise
+            instance.cpu_seconds += time.thread_time() - cpu_start
+            instance.invocation_process_cpu_seconds += time.process_time() - process_cpu_start
             state = json.loads(text.split(label, 1)[1])
-        instance.cpu_seconds += time.thread_time() - cpu_start
+        instance.last_state = json.dumps(state)
+        if self.failing_commits > 0:
+            # The worker ran the episode but the extension could not commit it (e.g. a storage error): nothing
+            # of it is kept, the messages go back to the queue and are delivered again (DTFx abandons the work
+            # item). No activity was sent, because activity messages are only sent by a successful commit.
+            self.failing_commits -= 1
+            instance.failed_commits += 1
+            del instance.history[started_index:]
+            for event in events:
+                self._queue(instance, self.clock, event)
+            return
         instance.episodes += 1
         instance.custom_status = state.get("customStatus")
         instance.custom_statuses.append(instance.custom_status)
