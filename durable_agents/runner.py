@@ -22,9 +22,9 @@ User code is a plain function written with the OpenAI Agents SDK::
 * **Steps.** A step is a JSON spec: ``{"kind": "calls", "calls": [...], "progress": {...}}`` (activities with or
   without retry options, and durable timers, scheduled together with ``task_all`` and awaited again after a
   caught failure until every child has finished, so a failed child never hides the others) or
-  ``{"kind": "approvals", "items": [...]}`` (each approval waits for
-  the external event ``approval:<id>`` raced against a durable timer, cancelled when the event wins). Results are
-  the SDK's own task results, matched by task id.
+  ``{"kind": "approvals", "items": [...]}`` (all approvals of one turn wait together, each for the external event
+  ``approval:<id>``, raced against one shared durable timer; decided in any order, each decision published at
+  once; the timer is cancelled when all are decided). Results are the SDK's own task results, matched by task id.
 * **Session cache.** The live worker is kept between episodes in a per-process LRU keyed by instance id *and*
   execution (the ``ExecutionStarted`` event's ``ExecutionId``), so a purged and restarted instance with the same id
   never resumes a stale worker. The next episode re-yields the logged steps (resolved from history without new
@@ -586,10 +586,30 @@ class _StatusBook:
         )
 
 
+def _approval_decision(item: dict[str, Any], decision: str, comment: Any, now: str) -> dict[str, Any]:
+    return {
+        "id": item["id"],
+        "tool": item["tool"],
+        "decision": decision,
+        "comment": comment if isinstance(comment, str) else None,
+        "decidedAt": now,
+    }
+
+
 def _run_approvals(
     context: df.DurableOrchestrationContext, spec: dict[str, Any], book: _StatusBook, timeout: dt.timedelta
 ) -> Generator[Any, Any, Any]:
-    """Wait for each approval (event ``approval:<id>`` raced against a durable timer); decisions in order."""
+    """Wait for every approval of one turn at once; return the decisions in item order.
+
+    Each approval waits for the external event ``approval:<id>``; all share one durable timer at
+    ``expiresAt`` (``requestedAt + APPROVAL_TIMEOUT``, docs/internals.md "Approvals"). The generator yields
+    ``task_any`` over the still-pending events plus the timer, and again after each decision: the re-yielded tasks
+    are already scheduled, so the Durable SDK adds no action and the extension's replay (whose ``WhenAny`` already
+    completed) assigns no sequence id. Each decision is published in the custom status as soon as it arrives, so
+    approvals can be decided in any order. When all are decided the timer is cancelled; when it fires first, every
+    approval still pending expires. Decisions: ``{"id", "tool", "decision": "approved|rejected|expired",
+    "comment", "decidedAt"}``.
+    """
     requested = _utc(context.current_utc_datetime)
     expires = requested + timeout
     pending = [
@@ -602,39 +622,30 @@ def _run_approvals(
         }
         for item in spec["items"]
     ]
-    decisions = []
-    for item in list(pending):
-        book.publish(context, spec["progress"], pending)
-        event = context.wait_for_external_event(f"approval:{item['id']}")
-        timer = context.create_timer(expires)
-        winner = yield context.task_any([event, timer])
-        now = _iso(_utc(context.current_utc_datetime))
-        if winner is event:
-            if not timer.is_completed:
-                timer.cancel()
-            payload = _parse_event_payload(event.result)
-            approved = payload.get("approved") is True
-            comment = payload.get("comment")
-            decision = {
-                "id": item["id"],
-                "tool": item["tool"],
-                "decision": "approved" if approved else "rejected",
-                "comment": comment if isinstance(comment, str) else None,
-                "decidedAt": now,
-            }
-        else:
-            decision = {
-                "id": item["id"],
-                "tool": item["tool"],
-                "decision": "expired",
-                "comment": None,
-                "decidedAt": now,
-            }
-        decisions.append(decision)
-        book.decided.append(decision)
-        pending.remove(item)
+    events = {item["id"]: context.wait_for_external_event(f"approval:{item['id']}") for item in pending}
+    timer = context.create_timer(expires)
+    decided: dict[str, dict[str, Any]] = {}
     book.publish(context, spec["progress"], pending)
-    return decisions
+    while pending:
+        yield context.task_any([events[item["id"]] for item in pending] + [timer])
+        now = _iso(_utc(context.current_utc_datetime))
+        # Normally exactly one child has completed (the SDK resumes the generator at each completion); an event
+        # delivered before its wait was yielded completes at once, so every completed event is taken, item order.
+        for item in [item for item in pending if events[item["id"]].is_completed]:
+            payload = _parse_event_payload(events[item["id"]].result)
+            verdict = "approved" if payload.get("approved") is True else "rejected"
+            decided[item["id"]] = _approval_decision(item, verdict, payload.get("comment"), now)
+        if timer.is_completed:
+            for item in pending:
+                if item["id"] not in decided:
+                    decided[item["id"]] = _approval_decision(item, "expired", None, now)
+        for item in [item for item in pending if item["id"] in decided]:
+            book.decided.append(decided[item["id"]])
+            pending.remove(item)
+        book.publish(context, spec["progress"], pending)
+    if not timer.is_completed:
+        timer.cancel()
+    return [decided[item["id"]] for item in spec["items"]]
 
 
 def _run_step(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import json
 import threading
 import traceback
@@ -24,8 +25,10 @@ from azure.functions.durable_functions import ActivityTriggerConverter
 from .app_loader import FunctionInfo
 from .events import compact
 
-__all__ = ["InvocationContext", "invoke", "run_activity", "activity_failure", "orchestrator_state",
-           "call_orchestrator", "OUT_OF_PROC_LABEL"]
+__all__ = ["InvocationContext", "invoke", "run_activity", "run_activity_inline", "decode_activity_input",
+           "encode_activity_result", "activity_failure", "orchestrator_state", "orchestrator_output",
+           "state_from_output", "call_orchestrator",
+           "OUT_OF_PROC_LABEL"]
 
 OUT_OF_PROC_LABEL = "$OutOfProcData$:"
 
@@ -104,8 +107,7 @@ async def invoke(info: FunctionInfo, kwargs: dict[str, Any], executor: ThreadPoo
 
     Exceptions propagate unchanged.
     """
-    if info.wants_context:
-        kwargs = {**kwargs, "context": InvocationContext(info.name, app_dir)}
+    kwargs = _with_context(info, kwargs, app_dir)
     if info.is_async:
         return await info.fn(**kwargs)
     loop = asyncio.get_running_loop()
@@ -146,15 +148,53 @@ async def run_activity(info: FunctionInfo, input_text: str | None, executor: Thr
     ``(False, reason, details)`` when the function (or the input/output conversion) raised.
     """
     try:
-        value = ActivityTriggerConverter.decode(meta.Datum(type="string", value=input_text or "null"),
-                                                trigger_metadata=None)
-        ret = await invoke(info, {info.trigger_name: value}, executor, app_dir)
-        datum = ActivityTriggerConverter.encode(ret, expected_type=None)
-        parsed = json.loads(datum.value)
-        return True, (None if parsed is None else compact(parsed)), None
+        ret = await invoke(info, {info.trigger_name: decode_activity_input(input_text)}, executor, app_dir)
+        return True, encode_activity_result(ret), None
     except Exception as exc:  # noqa: BLE001 - a user-code failure becomes TaskFailed
         reason, details = activity_failure(info.durable_name or info.name, exc)
         return False, reason, details
+
+
+def run_activity_inline(info: FunctionInfo, input_text: str | None,
+                        app_dir: str) -> tuple[bool, str | None, str | None]:
+    """:func:`run_activity` in the calling thread, for in-process drivers on a virtual clock
+    (``tests/support/replay.py``): a plain function is called directly, a coroutine function's coroutine is run to
+    completion with ``asyncio.run`` (so call this from a thread without a running event loop). Same conversions,
+    same results and failure texts as :func:`run_activity`.
+    """
+    try:
+        kwargs = _with_context(info, {info.trigger_name: decode_activity_input(input_text)}, app_dir)
+        ret = info.fn(**kwargs)
+        if inspect.isawaitable(ret):
+            ret = asyncio.run(_awaited(ret))
+        return True, encode_activity_result(ret), None
+    except Exception as exc:  # noqa: BLE001 - a user-code failure becomes TaskFailed
+        reason, details = activity_failure(info.durable_name or info.name, exc)
+        return False, reason, details
+
+
+def decode_activity_input(input_text: str | None) -> Any:
+    """The value an activity function receives for the action's input JSON text (``ActivityTriggerConverter``;
+    ``None`` input → ``None``). Raises what the converter raises for text that is not JSON."""
+    return ActivityTriggerConverter.decode(meta.Datum(type="string", value=input_text or "null"),
+                                           trigger_metadata=None)
+
+
+def encode_activity_result(value: Any) -> str | None:
+    """``TaskCompleted.Result`` for an activity's return value: the converter's JSON, re-serialized compactly
+    like the extension (protocol §1); ``None`` for a ``None`` result. Raises for values the converter rejects."""
+    parsed = json.loads(ActivityTriggerConverter.encode(value, expected_type=None).value)
+    return None if parsed is None else compact(parsed)
+
+
+def _with_context(info: FunctionInfo, kwargs: dict[str, Any], app_dir: str) -> dict[str, Any]:
+    if info.wants_context:
+        return {**kwargs, "context": InvocationContext(info.name, app_dir)}
+    return kwargs
+
+
+async def _awaited(awaitable: Any) -> Any:
+    return await awaitable
 
 
 def orchestrator_state(fn, body: str, binding_name: str = "context") -> dict:
@@ -162,12 +202,27 @@ def orchestrator_state(fn, body: str, binding_name: str = "context") -> dict:
 
     Run this in a worker thread. Returns the ``OrchestratorState`` dict. When the wrapper raises, the state after
     ``$OutOfProcData$:`` is parsed (protocol §2.1); a raise without that label yields ``{"isDone": false,
-    "schemaVersion": 2, "actions": [[]], "error": str(exc)}``.
+    "schemaVersion": 2, "actions": [[]], "error": str(exc)}``. The two halves are :func:`orchestrator_output`
+    and :func:`state_from_output` (for callers that measure the invocation alone).
     """
+    return state_from_output(orchestrator_output(fn, body, binding_name))
+
+
+def orchestrator_output(fn, body: str, binding_name: str = "context") -> Any:
+    """The orchestrator invocation alone: what the wrapper returned (the ``OrchestratorState`` JSON text, or a
+    dict) or the ``Exception`` it raised."""
     try:
-        out = fn(**{binding_name: func.OrchestrationContext(body)})
-    except Exception as exc:  # noqa: BLE001
-        text = str(exc)
+        return fn(**{binding_name: func.OrchestrationContext(body)})
+    except Exception as exc:  # noqa: BLE001 - parsed by state_from_output
+        return exc
+
+
+def state_from_output(out: Any) -> dict:
+    """The ``OrchestratorState`` dict for a value of :func:`orchestrator_output` (see :func:`orchestrator_state`).
+
+    Raises ``ValueError`` when a returned text is not JSON."""
+    if isinstance(out, Exception):
+        text = str(out)
         idx = text.find(OUT_OF_PROC_LABEL)
         if idx >= 0:
             try:

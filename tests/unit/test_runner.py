@@ -351,3 +351,131 @@ def test_model_instance_on_an_agent_is_rejected_inside_an_orchestration():
     harness.run()
     assert inst.status == "Failed"
     assert "model name" in inst.output
+
+
+def _two_refunds_script(final: str = "done") -> list[Any]:
+    return [
+        tool_calls(
+            ("call_a", "refund_order", {"order_id": "ORD-1", "amount": "250.00"}),
+            ("call_b", "refund_order", {"order_id": "ORD-2", "amount": "300.00"}),
+        ),
+        text_response(final),
+    ]
+
+
+def _state_actions(inst: Any) -> list[dict]:
+    return json.loads(inst.last_state)["actions"][0]
+
+
+def test_two_approvals_decided_in_reverse_order_are_published_as_they_arrive():
+    shop = Shop(_two_refunds_script())
+    inst = shop.start()
+    shop.harness.run(advance_timers=False)
+    pending = inst.custom_status["pendingApprovals"]
+    assert [p["id"] for p in pending] == ["call_a", "call_b"]
+    assert {p["expiresAt"] for p in pending} == {"2026-01-01T01:00:00.002Z"}  # one shared expiry
+    assert len([e for e in inst.history if e["EventType"] == 10]) == 1  # one durable timer for both
+    episodes_before = inst.episodes
+
+    # The second approval is decided first: the status shows it while the first is still pending.
+    shop.harness.raise_event(inst.instance_id, "approval:call_b", {"approved": False, "comment": "too much"})
+    shop.harness.run(advance_timers=False)
+    assert inst.status == "Running"
+    assert inst.episodes == episodes_before + 1
+    assert inst.episode_actions[-1] == []  # re-waiting on the already-scheduled tasks scheduled nothing
+    assert [p["id"] for p in inst.custom_status["pendingApprovals"]] == ["call_a"]
+    assert inst.custom_status["approvals"] == [
+        {"id": "call_b", "tool": "refund_order", "decision": "rejected", "comment": "too much",
+         "decidedAt": inst.custom_status["approvals"][0]["decidedAt"]}
+    ]
+    # The SDK re-yielded no action: still one WhenAny (events of both approvals + the timer) after the model call.
+    actions = _state_actions(inst)
+    assert [a["actionType"] for a in actions] == [0, 11]
+    assert [c["actionType"] for c in actions[1]["compoundActions"]] == [6, 6, 5]
+    assert not any(c[0] == "refund_order" for c in shop.calls)
+
+    shop.harness.raise_event(inst.instance_id, "approval:call_a", {"approved": True, "comment": "ok"})
+    shop.harness.run(advance_timers=False)  # completes without the timer firing: it was cancelled
+    assert inst.status == "Completed", inst.output
+    assert [c for c in shop.calls if c[0] == "refund_order"] == [
+        ("refund_order", "ORD-1", "250.00", "run-1:call_a")
+    ]
+    outputs = function_outputs(shop.model.requests[1])
+    assert json.loads(outputs["call_a"]) == {"refunded": "250.00", "order_id": "ORD-1"}
+    assert "rejected" in outputs["call_b"] and "too much" in outputs["call_b"]
+    assert [(d["id"], d["decision"]) for d in inst.custom_status["approvals"]] == [
+        ("call_b", "rejected"), ("call_a", "approved")
+    ]
+    assert inst.custom_status["pendingApprovals"] == []
+    assert len([e for e in inst.history if e["EventType"] == 10]) == 1
+    assert not [e for e in inst.history if e["EventType"] == 11]
+    timer = next(c for a in _state_actions(inst) if a["actionType"] == 11 for c in a["compoundActions"]
+                 if c["actionType"] == 5)
+    assert timer["isCanceled"] is True
+
+
+def test_one_approval_decided_and_the_other_expired():
+    shop = Shop(_two_refunds_script("partly done"))
+    inst = shop.start()
+    shop.harness.run(advance_timers=False)
+    shop.harness.raise_event(inst.instance_id, "approval:call_a", {"approved": True, "comment": None})
+    shop.harness.run(advance_timers=False)
+    assert [p["id"] for p in inst.custom_status["pendingApprovals"]] == ["call_b"]
+    assert [d["decision"] for d in inst.custom_status["approvals"]] == ["approved"]
+    shop.harness.run(advance_timers=True)  # the shared timer fires: the approval still pending expires
+    assert inst.status == "Completed", inst.output
+    assert [c[1] for c in shop.calls if c[0] == "refund_order"] == ["ORD-1"]
+    outputs = function_outputs(shop.model.requests[1])
+    assert json.loads(outputs["call_a"])["refunded"] == "250.00"
+    assert "expired" in outputs["call_b"]
+    decisions = inst.custom_status["approvals"]
+    assert [(d["id"], d["decision"]) for d in decisions] == [("call_a", "approved"), ("call_b", "expired")]
+    assert decisions[1]["decidedAt"].startswith("2026-01-01T01:00:00")
+    assert len([e for e in inst.history if e["EventType"] == 11]) == 1  # the one timer fired
+
+
+def test_both_approvals_expire_together():
+    shop = Shop(_two_refunds_script("nothing done"))
+    inst = shop.start()
+    shop.harness.run(advance_timers=True)
+    assert inst.status == "Completed", inst.output
+    assert not any(c[0] == "refund_order" for c in shop.calls)
+    outputs = function_outputs(shop.model.requests[1])
+    assert "expired" in outputs["call_a"] and "expired" in outputs["call_b"]
+    assert [d["decision"] for d in inst.custom_status["approvals"]] == ["expired", "expired"]
+
+
+def _run_two_approvals(cache_size: int, order: list[list[str]], *, restart_every_episode: bool = False):
+    durable_runner.set_session_cache_size(cache_size)
+    shop = Shop(_two_refunds_script())
+    inst = shop.start()
+    batches = list(order)
+    for _ in range(100):
+        if shop.harness.step(advance_timers=False):
+            if restart_every_episode:
+                durable_runner.clear_session_cache()
+            continue
+        if inst.status == "Running" and batches:
+            for approval_id in batches.pop(0):
+                shop.harness.raise_event(inst.instance_id, f"approval:{approval_id}",
+                                         {"approved": approval_id == "call_a", "comment": approval_id})
+            continue
+        break
+    return inst, shop
+
+
+@pytest.mark.parametrize("order", [[["call_b"], ["call_a"]], [["call_a"], ["call_b"]], [["call_b", "call_a"]]])
+def test_concurrent_approvals_give_identical_histories_with_cache_without_and_after_restarts(order):
+    runs = [_run_two_approvals(64, order), _run_two_approvals(0, order),
+            _run_two_approvals(64, order, restart_every_episode=True)]
+    first, shop = runs[0]
+    assert first.status == "Completed", first.output
+    for inst, other in runs[1:]:
+        assert inst.status == "Completed", inst.output
+        assert inst.output == first.output
+        assert other.harness.comparable_history("run-1") == shop.harness.comparable_history("run-1")
+        assert inst.custom_statuses == first.custom_statuses
+        assert other.calls == shop.calls
+    decided = [d["id"] for d in first.custom_status["approvals"]]
+    assert decided == [approval_id for batch in order for approval_id in batch]  # in the order they arrived
+    assert [c[1] for c in shop.calls if c[0] == "refund_order"] == ["ORD-1"]
