@@ -95,6 +95,17 @@ def _names(actions: list[dict]) -> list[str]:
     return [a.get("name") or "timer" for a in actions]
 
 
+def _decide(shop: Shop, inst: Any, approval_id: str, approved: bool, comment: str | None) -> None:
+    """Raise the decision event for ``approval_id`` (as the HTTP API does) and run what is due, timers excluded."""
+    shop.harness.raise_event(inst.instance_id, f"approval:{approval_id}", {"approved": approved, "comment": comment})
+    shop.harness.run(advance_timers=False)
+
+
+def _refunds(shop: Shop) -> list[tuple]:
+    """The refund_order activity executions of ``shop``: ``("refund_order", order_id, amount, idempotency key)``."""
+    return [c for c in shop.calls if c[0] == "refund_order"]
+
+
 def test_multi_turn_run_with_parallel_tools_and_a_failing_tool():
     shop = Shop(
         [
@@ -207,6 +218,16 @@ def _refund_script(final: str = "done") -> list[Any]:
     ]
 
 
+def _two_refunds_script(final: str = "done") -> list[Any]:
+    return [
+        tool_calls(
+            ("call_a", "refund_order", {"order_id": "ORD-1", "amount": "250.00"}),
+            ("call_b", "refund_order", {"order_id": "ORD-2", "amount": "300.00"}),
+        ),
+        text_response(final),
+    ]
+
+
 def test_approval_approved_runs_the_tool_and_cancels_the_timer():
     shop = Shop(_refund_script())
     inst = shop.start()
@@ -223,11 +244,10 @@ def test_approval_approved_runs_the_tool_and_cancels_the_timer():
         }
     ]
     assert status["pendingApprovals"][0]["requestedAt"] == "2026-01-01T00:00:00.002Z"
-    assert not any(c[0] == "refund_order" for c in shop.calls)
-    shop.harness.raise_event(inst.instance_id, "approval:call_r1", {"approved": True, "comment": "ok"})
-    shop.harness.run(advance_timers=False)  # completes without the timer firing: it was cancelled
+    assert not _refunds(shop)
+    _decide(shop, inst, "call_r1", True, "ok")  # completes without the timer firing: it was cancelled
     assert inst.status == "Completed", inst.output
-    assert [c for c in shop.calls if c[0] == "refund_order"] == [
+    assert _refunds(shop) == [
         ("refund_order", "ORD-1", "250.00", "run-1:call_r1")
     ]
     assert inst.custom_status["pendingApprovals"] == []
@@ -254,27 +274,31 @@ def test_approval_rejected_reaches_the_model_with_the_comment():
     inst = shop.start()
     shop.harness.run(advance_timers=False)
     # The Python client double-encodes: the orchestrator receives a JSON string holding the payload.
-    shop.harness.raise_event(inst.instance_id, "approval:call_r1", {"approved": False, "comment": "too much"})
-    shop.harness.run(advance_timers=False)
+    _decide(shop, inst, "call_r1", False, "too much")
     assert inst.status == "Completed", inst.output
-    assert not any(c[0] == "refund_order" for c in shop.calls)
+    assert not _refunds(shop)
     seen = function_outputs(shop.model.requests[1])["call_r1"]
     assert "rejected" in seen and "too much" in seen
     assert inst.custom_status["approvals"][0]["decision"] == "rejected"
     assert inst.custom_status["approvals"][0]["comment"] == "too much"
 
 
-def test_approval_expires_when_the_timer_fires_first():
-    shop = Shop(_refund_script("expired noted"))
+@pytest.mark.parametrize(
+    ("script", "ids"),
+    [(_refund_script("expired noted"), ["call_r1"]), (_two_refunds_script("nothing done"), ["call_a", "call_b"])],
+)
+def test_approvals_expire_when_the_timer_fires_first(script, ids):
+    shop = Shop(script)
     inst = shop.start()
     shop.harness.run(advance_timers=True)
     assert inst.status == "Completed", inst.output
-    assert not any(c[0] == "refund_order" for c in shop.calls)
-    seen = function_outputs(shop.model.requests[1])["call_r1"]
-    assert "expired" in seen
-    decision = inst.custom_status["approvals"][0]
-    assert decision["decision"] == "expired"
-    assert decision["decidedAt"].startswith("2026-01-01T01:00:00")
+    assert not _refunds(shop)
+    outputs = function_outputs(shop.model.requests[1])
+    assert all("expired" in outputs[approval_id] for approval_id in ids)
+    decisions = inst.custom_status["approvals"]
+    assert [(d["id"], d["decision"]) for d in decisions] == [(approval_id, "expired") for approval_id in ids]
+    assert all(d["decidedAt"].startswith("2026-01-01T01:00:00") for d in decisions)
+    assert len([e for e in inst.history if e["EventType"] == 11]) == 1  # one timer for all, fired once
 
 
 def test_handoff_between_two_agents():
@@ -353,16 +377,6 @@ def test_model_instance_on_an_agent_is_rejected_inside_an_orchestration():
     assert "model name" in inst.output
 
 
-def _two_refunds_script(final: str = "done") -> list[Any]:
-    return [
-        tool_calls(
-            ("call_a", "refund_order", {"order_id": "ORD-1", "amount": "250.00"}),
-            ("call_b", "refund_order", {"order_id": "ORD-2", "amount": "300.00"}),
-        ),
-        text_response(final),
-    ]
-
-
 def _state_actions(inst: Any) -> list[dict]:
     return json.loads(inst.last_state)["actions"][0]
 
@@ -378,8 +392,7 @@ def test_two_approvals_decided_in_reverse_order_are_published_as_they_arrive():
     episodes_before = inst.episodes
 
     # The second approval is decided first: the status shows it while the first is still pending.
-    shop.harness.raise_event(inst.instance_id, "approval:call_b", {"approved": False, "comment": "too much"})
-    shop.harness.run(advance_timers=False)
+    _decide(shop, inst, "call_b", False, "too much")
     assert inst.status == "Running"
     assert inst.episodes == episodes_before + 1
     assert inst.episode_actions[-1] == []  # re-waiting on the already-scheduled tasks scheduled nothing
@@ -392,12 +405,11 @@ def test_two_approvals_decided_in_reverse_order_are_published_as_they_arrive():
     actions = _state_actions(inst)
     assert [a["actionType"] for a in actions] == [0, 11]
     assert [c["actionType"] for c in actions[1]["compoundActions"]] == [6, 6, 5]
-    assert not any(c[0] == "refund_order" for c in shop.calls)
+    assert not _refunds(shop)
 
-    shop.harness.raise_event(inst.instance_id, "approval:call_a", {"approved": True, "comment": "ok"})
-    shop.harness.run(advance_timers=False)  # completes without the timer firing: it was cancelled
+    _decide(shop, inst, "call_a", True, "ok")  # completes without the timer firing: it was cancelled
     assert inst.status == "Completed", inst.output
-    assert [c for c in shop.calls if c[0] == "refund_order"] == [
+    assert _refunds(shop) == [
         ("refund_order", "ORD-1", "250.00", "run-1:call_a")
     ]
     outputs = function_outputs(shop.model.requests[1])
@@ -418,13 +430,12 @@ def test_one_approval_decided_and_the_other_expired():
     shop = Shop(_two_refunds_script("partly done"))
     inst = shop.start()
     shop.harness.run(advance_timers=False)
-    shop.harness.raise_event(inst.instance_id, "approval:call_a", {"approved": True, "comment": None})
-    shop.harness.run(advance_timers=False)
+    _decide(shop, inst, "call_a", True, None)
     assert [p["id"] for p in inst.custom_status["pendingApprovals"]] == ["call_b"]
     assert [d["decision"] for d in inst.custom_status["approvals"]] == ["approved"]
     shop.harness.run(advance_timers=True)  # the shared timer fires: the approval still pending expires
     assert inst.status == "Completed", inst.output
-    assert [c[1] for c in shop.calls if c[0] == "refund_order"] == ["ORD-1"]
+    assert [c[1] for c in _refunds(shop)] == ["ORD-1"]
     outputs = function_outputs(shop.model.requests[1])
     assert json.loads(outputs["call_a"])["refunded"] == "250.00"
     assert "expired" in outputs["call_b"]
@@ -432,17 +443,6 @@ def test_one_approval_decided_and_the_other_expired():
     assert [(d["id"], d["decision"]) for d in decisions] == [("call_a", "approved"), ("call_b", "expired")]
     assert decisions[1]["decidedAt"].startswith("2026-01-01T01:00:00")
     assert len([e for e in inst.history if e["EventType"] == 11]) == 1  # the one timer fired
-
-
-def test_both_approvals_expire_together():
-    shop = Shop(_two_refunds_script("nothing done"))
-    inst = shop.start()
-    shop.harness.run(advance_timers=True)
-    assert inst.status == "Completed", inst.output
-    assert not any(c[0] == "refund_order" for c in shop.calls)
-    outputs = function_outputs(shop.model.requests[1])
-    assert "expired" in outputs["call_a"] and "expired" in outputs["call_b"]
-    assert [d["decision"] for d in inst.custom_status["approvals"]] == ["expired", "expired"]
 
 
 def _run_two_approvals(cache_size: int, order: list[list[str]], *, restart_every_episode: bool = False):
@@ -478,4 +478,4 @@ def test_concurrent_approvals_give_identical_histories_with_cache_without_and_af
         assert other.calls == shop.calls
     decided = [d["id"] for d in first.custom_status["approvals"]]
     assert decided == [approval_id for batch in order for approval_id in batch]  # in the order they arrived
-    assert [c[1] for c in shop.calls if c[0] == "refund_order"] == ["ORD-1"]
+    assert [c[1] for c in _refunds(shop)] == ["ORD-1"]

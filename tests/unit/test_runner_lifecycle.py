@@ -21,18 +21,9 @@ from durable_agents import activity_tool, agent_orchestrator
 from durable_agents import runner as durable_runner
 from tests.support.replay import ReplayHarness
 from tests.support.scripted_agents import ScriptedModel, text_response, tool_calls
-from tests.unit.test_runner import SETTINGS, Shop, _run_scenario, _scenario
+from tests.unit.test_runner import SETTINGS, Shop, _fresh_cache, _run_scenario, _scenario  # noqa: F401 (fixture)
 
 MARKER = durable_runner.REPLAYED_INPUT_MARKER["$durableAgents"]
-
-
-@pytest.fixture(autouse=True)
-def _fresh_cache():
-    durable_runner.set_session_cache_size(64)
-    durable_runner.clear_session_cache()
-    yield
-    durable_runner.set_session_cache_size(64)
-    durable_runner.clear_session_cache()
 
 
 def _agent_threads() -> list[threading.Thread]:
