@@ -1,13 +1,14 @@
 """Orchestrator CPU of a tool-calling agent run, with and without the session cache.
 
-Drives a real ``agent_orchestrator`` run through the replay harness (tests/support/replay.py: the extension's
-episode protocol, activities in-process, a scripted model): each turn the model calls one activity tool, then the
-last turn answers. For every orchestrator invocation (every episode) it measures the process CPU time
-(``time.process_time``, all threads) from the call of the orchestrator function with the extension's context JSON
-until it returned its ``OrchestratorState`` JSON: the SDK's JSON and history parse, the replay, our generator, the
-worker thread that runs the Agents SDK, and the output serialization. Without the cache the measurement also
-waits, inside the window, for the worker threads that unwind after the invocation returned, so their CPU counts
-too. Not counted: activities (the tool and the scripted model) and the harness's own emulation of the extension.
+Drives a real ``agent_orchestrator`` run through the replay harness (tests/support/replay.py: the local runtime's
+emulation of the extension on a virtual clock, activities in-process, a scripted model): each turn the model calls
+one activity tool, then the last turn answers. For every orchestrator invocation (every episode) it measures the
+process CPU time (``time.process_time``, all threads) from the call of the orchestrator function with the
+extension's context JSON until it returned its ``OrchestratorState`` JSON: the SDK's JSON and history parse, the
+replay, our generator, the worker thread that runs the Agents SDK, and the output serialization. Without the cache
+the measurement also waits, inside the window, for the worker threads that unwind after the invocation returned,
+so their CPU counts too. Not counted: activities (the tool and the scripted model), building the context JSON,
+parsing the returned state and the extension-side replay (``local_runtime.replay``).
 
 Prints a table for 10, 25, 50 and 100 turns, with and without the cache, the ratio of the 50-turn figure to the
 5.0 s the Microsoft integration needed (issue reference), and the growth exponent between sizes (1 = linear,

@@ -1,5 +1,6 @@
-"""Replay tests of the durable agent runner: real azure-functions-durable replay driven by tests/support/replay.py,
-real openai-agents runs, activities executed in-process, the model scripted (no model API here)."""
+"""Replay tests of the durable agent runner: real azure-functions-durable replay driven by tests/support/replay.py
+(the local runtime's emulation of the extension on a virtual clock), real openai-agents runs, activities executed
+in-process, the model scripted (no model API here)."""
 
 from __future__ import annotations
 
@@ -426,9 +427,17 @@ def test_two_approvals_decided_in_reverse_order_are_published_as_they_arrive():
     assert timer["isCanceled"] is True
 
 
-def test_one_approval_decided_and_the_other_expired():
+@pytest.mark.parametrize(
+    ("timeout", "expiry", "timers"),
+    [
+        ("PT1H", "2026-01-01T01:00:00", ["2026-01-01T01:00:00.002Z"]),
+        # Over the 6-day limit of one timer the SDK hops in 3-day sub-timers (protocol §3.5): still one expiry.
+        ("P8D", "2026-01-09T00:00:00", ["2026-01-04T00:00:00.002Z", "2026-01-09T00:00:00.002Z"]),
+    ],
+)
+def test_one_approval_decided_and_the_other_expired(timeout, expiry, timers):
     shop = Shop(_two_refunds_script("partly done"))
-    inst = shop.start()
+    inst = shop.start(settings={**SETTINGS, "APPROVAL_TIMEOUT": timeout})
     shop.harness.run(advance_timers=False)
     _decide(shop, inst, "call_a", True, None)
     assert [p["id"] for p in inst.custom_status["pendingApprovals"]] == ["call_b"]
@@ -441,8 +450,8 @@ def test_one_approval_decided_and_the_other_expired():
     assert "expired" in outputs["call_b"]
     decisions = inst.custom_status["approvals"]
     assert [(d["id"], d["decision"]) for d in decisions] == [("call_a", "approved"), ("call_b", "expired")]
-    assert decisions[1]["decidedAt"].startswith("2026-01-01T01:00:00")
-    assert len([e for e in inst.history if e["EventType"] == 11]) == 1  # the one timer fired
+    assert decisions[1]["decidedAt"].startswith(expiry)
+    assert [e["FireAt"] for e in inst.history if e["EventType"] == 11] == timers  # the one timer fired
 
 
 def _run_two_approvals(cache_size: int, order: list[list[str]], *, restart_every_episode: bool = False):
