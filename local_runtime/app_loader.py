@@ -132,7 +132,9 @@ def _unwrap(fn: Any) -> Any:
     return getattr(fn, "__wrapped__", fn)
 
 
-def _classify(f: Any) -> FunctionInfo:
+def classify_function(f: Any) -> FunctionInfo:
+    """Describe one function of ``app.get_functions()`` (its trigger, bindings, kind and Durable name; protocol
+    §6.2-6.4) as a :class:`FunctionInfo`. Raises :class:`AppLoadError` for a function without a trigger binding."""
     bindings = [json.loads(b) for b in f.get_raw_bindings()]
     trigger = next((b for b in bindings if str(b.get("type", "")).lower().endswith("trigger")), None)
     if trigger is None:
@@ -198,7 +200,7 @@ def load_functions(app_dir: Path, script: str | None = None) -> tuple[Any, Regis
     app = registers[0]
     reg = Registry()
     for f in app.get_functions():
-        info = _classify(f)
+        info = classify_function(f)
         reg.functions.append(info)
         table = {"orchestrator": reg.orchestrators, "activity": reg.activities,
                  "entity": reg.entities}.get(info.kind)

@@ -31,7 +31,7 @@ from typing import Any
 
 from local_runtime import events as ev
 from local_runtime import worker
-from local_runtime.app_loader import FunctionInfo, Registry, _classify
+from local_runtime.app_loader import FunctionInfo, Registry, classify_function
 from local_runtime.events import ET
 from local_runtime.replay import NewAction, replay
 
@@ -99,7 +99,7 @@ class ReplayHarness:
         self.failing_commits = 0
         self.registry = Registry()
         for function in app.get_functions():
-            info = _classify(function)
+            info = classify_function(function)
             table = {"orchestrator": self.registry.orchestrators, "activity": self.registry.activities}
             if info.kind in table:
                 table[info.kind][info.durable_name.lower()] = info

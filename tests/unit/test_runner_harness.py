@@ -16,7 +16,7 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from local_runtime import worker
-from local_runtime.app_loader import _classify
+from local_runtime.app_loader import classify_function
 from tests.support.replay import ReplayHarness
 
 ATTEMPTS: list[str] = []
@@ -112,7 +112,7 @@ def test_a_failed_commit_keeps_nothing_and_the_messages_are_delivered_again():
 
 
 def test_inline_activities_give_the_local_runtime_results_and_failure_texts():
-    functions = {f.get_function_name(): _classify(f) for f in _app().get_functions()}
+    functions = {f.get_function_name(): classify_function(f) for f in _app().get_functions()}
     with ThreadPoolExecutor(1) as pool:
         for name, input_text in (("echo", '{"n":1}'), ("flaky", '"z"')):
             info = functions[name]
