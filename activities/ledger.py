@@ -218,6 +218,26 @@ def _check_same(stored: RefundRecord, order_id: str, amount: Decimal, currency: 
     return stored
 
 
+def _new_refund(
+    key: str, order_id: str, amount: Decimal, currency: str, reason: str, *, refunded: Decimal, limit: Decimal
+) -> RefundRecord:
+    """The record of a new refund of ``amount`` on top of ``refunded`` (the order's refunded total so far), or
+    :class:`RefundExceedsRemaining` when it would take the total above ``limit``. Shared by both backends, which
+    call it inside their atomic step."""
+    if refunded + amount > limit:
+        raise RefundExceedsRemaining(order_id, amount, max(limit - refunded, Decimal(0)), currency)
+    return RefundRecord(
+        key=key,
+        refund_id=_derived_id("RF", key),
+        order_id=order_id,
+        amount=amount,
+        currency=currency,
+        reason=reason,
+        refunded_total=refunded + amount,
+        created_at=_utc_now(),
+    )
+
+
 # --------------------------------------------------------------------------------------------------- SQLite
 
 _SCHEMA = """
@@ -305,18 +325,7 @@ class SqliteLedger:
             if any(r["currency"] != currency for r in rows):
                 raise LedgerError(f"{order_id} has refunds in another currency than {currency}")
             refunded = sum((Decimal(r["amount"]) for r in rows), Decimal(0))
-            if refunded + amount > limit:
-                raise RefundExceedsRemaining(order_id, amount, max(limit - refunded, Decimal(0)), currency)
-            record = RefundRecord(
-                key=key,
-                refund_id=_derived_id("RF", key),
-                order_id=order_id,
-                amount=amount,
-                currency=currency,
-                reason=reason,
-                refunded_total=refunded + amount,
-                created_at=_utc_now(),
-            )
+            record = _new_refund(key, order_id, amount, currency, reason, refunded=refunded, limit=limit)
             conn.execute(
                 "INSERT INTO refunds (key, refund_id, order_id, amount, currency, reason, refunded_total, created_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -482,18 +491,7 @@ class TableLedger:
             refunded = Decimal(balance["RefundedTotal"]) if balance is not None else Decimal(0)
             if balance is not None and balance["Currency"] != currency:
                 raise LedgerError(f"{order_id} has refunds in {balance['Currency']}, not {currency}")
-            if refunded + amount > limit:
-                raise RefundExceedsRemaining(order_id, amount, max(limit - refunded, Decimal(0)), currency)
-            record = RefundRecord(
-                key=key,
-                refund_id=_derived_id("RF", key),
-                order_id=order_id,
-                amount=amount,
-                currency=currency,
-                reason=reason,
-                refunded_total=refunded + amount,
-                created_at=_utc_now(),
-            )
+            record = _new_refund(key, order_id, amount, currency, reason, refunded=refunded, limit=limit)
             refund_entity = {
                 "PartitionKey": partition,
                 "RowKey": refund_row,
