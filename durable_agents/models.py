@@ -712,7 +712,10 @@ def _order_flow(conversation: _Conversation, order_id: str, email_addr: str | No
                          "Our team will get back to you.")
     else:
         ref = f" (refund {refund_id})" if refund_id else ""
-        summary = f"Refunded {money} for order {order_id}{ref}. Tool result: {refund['output']}"
+        summary = f"Refunded {money} for order {order_id}{ref}."
+        left = parsed_refund.get("refundable_amount") if isinstance(parsed_refund, Mapping) else None
+        if left is not None:
+            summary += f" Still refundable on this order: {left} {currency}."
         customer_text = (f"Hello, we refunded {money} for your order {order_id}{ref}. "
                          "It will appear on your statement within a few days.")
 
