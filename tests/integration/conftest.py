@@ -4,15 +4,14 @@ inside it, talking to a scripted OpenAI-compatible model server on loopback."""
 from __future__ import annotations
 
 import json
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tests.support.model_server import ScriptedModelServer
+from tests.support.polling import wait_for
 from tests.support.runtime_process import REPO_ROOT, RuntimeProcess
 
 
@@ -40,18 +39,6 @@ def http(method: str, url: str, body: Any = None, *, raw: bytes | None = None, t
             return HttpAnswer(response.status, {k.lower(): v for k, v in response.headers.items()}, response.read())
     except urllib.error.HTTPError as error:
         return HttpAnswer(error.code, {k.lower(): v for k, v in error.headers.items()}, error.read())
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1, what: str = "") -> Any:
-    """Poll ``predicate`` until it returns a truthy value (returned) or fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}; last value: {last!r}")
 
 
 class AppStack:

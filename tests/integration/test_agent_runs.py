@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import AppStack, http, wait_for
+from tests.integration.conftest import AppStack, http
+from tests.support.polling import wait_for
 
 pytestmark = pytest.mark.integration
 

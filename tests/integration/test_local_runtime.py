@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.polling import wait_for
 from tests.support.runtime_process import REPO_ROOT, RuntimeProcess, RuntimeStartError
 
 pytestmark = pytest.mark.integration
@@ -43,17 +44,6 @@ def http(method: str, url: str, body=None, headers: dict | None = None, raw: byt
         return status, rh, json.loads(payload)
     except ValueError:
         return status, rh, payload.decode()
-
-
-def wait_for(fn, timeout: float = 30.0, interval: float = 0.1):
-    """Poll ``fn`` until it returns a truthy value; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = fn()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 def status_of(rt: RuntimeProcess, iid: str, query: str = "") -> dict | None:
