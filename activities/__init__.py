@@ -1,6 +1,6 @@
 """The support agent's activity tools, registered on the blueprint :data:`bp` (``function_app.py`` registers it).
 
-Tools (``durable_agents.tools.ActivityTool`` objects, i.e. ``agents.FunctionTool``; Durable activity name = tool
+Tools (``durable_agents.ActivityTool`` objects, i.e. ``agents.FunctionTool``; Durable activity name = tool
 name; the plain functions are in :mod:`activities.support` and as ``<tool>.function``):
 
 * :data:`lookup_order` ``(order_id)`` – the order plus ``refunded_total`` and ``refundable_amount``.
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import azure.durable_functions as df
 
-from durable_agents.tools import ActivityTool, ToolRetry, activity_tool
+from durable_agents import ActivityTool, ToolRetry, activity_tool
 
 from . import support
 from .support import refund_needs_approval

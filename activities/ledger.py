@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import quote
 
-from durable_agents.config import get_setting
+from durable_agents import get_setting
 
 from .orders import resolve_app_path
 

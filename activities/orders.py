@@ -4,7 +4,7 @@ The dataset is a JSON list of orders ``{id, customer_email, status, currency, to
 and unit prices are JSON strings holding decimals (``"249.90"``) so that no float ever touches money. It is read
 once per process (per resolved path) and indexed by order id and by customer email.
 
-Settings (read with :func:`durable_agents.config.get_setting`, docs/internals.md "Settings"):
+Settings (read with :func:`durable_agents.get_setting`, docs/internals.md "Settings"):
 ``ORDERS_DATA_PATH`` (default ``data/orders.json``, relative to the app folder, the folder holding
 ``function_app.py``).
 """
@@ -19,7 +19,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from durable_agents.config import get_setting
+from durable_agents import get_setting
 
 __all__ = [
     "APP_DIR",

@@ -17,8 +17,7 @@ from typing import Annotated, Any
 
 from pydantic import WithJsonSchema
 
-from durable_agents import run_setting
-from durable_agents.tools import ToolCall
+from durable_agents import ToolCall, run_setting
 
 from .ledger import IdempotencyKeyReused, RefundExceedsRemaining, get_ledger
 from .orders import (

@@ -1,21 +1,16 @@
 """The ``support`` agent: customer support for an online store, run durably.
 
-The agent is a plain OpenAI Agents SDK ``Agent`` whose tools are activity tools (``activities/``); its orchestrator
-calls ``Runner.run_sync`` exactly as outside Durable Functions, and ``agent_orchestrator`` makes every model call
+The agent is a plain OpenAI Agents SDK ``Agent`` whose tools are activity tools (``activities/``); its
+orchestrator calls ``Runner.run_sync`` exactly as outside Durable Functions, and ``bp.agent`` makes every model call
 and tool call an activity (docs/internals.md). Refunds above ``REFUND_APPROVAL_THRESHOLD`` wait for a person.
 """
 
 from __future__ import annotations
 
-import azure.durable_functions as df
 from agents import Agent, Runner
 
+import durable_agents
 from activities import list_orders, lookup_order, refund_order, send_message
-from durable_agents import agent_orchestrator
-from durable_agents.registry import register_agent
-
-AGENT_NAME = "support"
-ORCHESTRATOR_NAME = "support_agent_run"
 
 INSTRUCTIONS = """\
 You are the customer support agent of an online store. Be brief, friendly and exact.
@@ -28,25 +23,19 @@ You are the customer support agent of an online store. Be brief, friendly and ex
 - End with a short summary of what you did."""
 
 support_agent = Agent(
-    name=AGENT_NAME,
+    name="support",
     instructions=INSTRUCTIONS,
     tools=[lookup_order, list_orders, refund_order, send_message],
 )
 
-bp = df.Blueprint()
+bp = durable_agents.Blueprint()
 
 
-@bp.orchestration_trigger(context_name="context")
-@agent_orchestrator(agent_name=AGENT_NAME)
+@bp.agent(
+    support_agent,
+    description="Customer support for the online store: looks up and lists orders, refunds, writes to customers.",
+    settings=("REFUND_APPROVAL_THRESHOLD",),
+)
 def support_agent_run(context):
     """Orchestrator of one ``support`` run: input ``{"agent", "input", "settings"}`` (docs/internals.md)."""
     return Runner.run_sync(support_agent, context.get_input()["input"])
-
-
-register_agent(
-    AGENT_NAME,
-    orchestrator=ORCHESTRATOR_NAME,
-    description="Customer support for the online store: looks up and lists orders, refunds, writes to customers.",
-    agent=support_agent,
-    settings=("REFUND_APPROVAL_THRESHOLD",),
-)

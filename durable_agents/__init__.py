@@ -1,19 +1,66 @@
-"""Durable OpenAI Agents SDK runs on Azure Durable Functions (the reusable agent runtime layer).
+"""Durable OpenAI Agents SDK agents on Azure Durable Functions: the public API.
 
-See docs/internals.md for the contracts between this package, the app's ``agents/`` and ``activities/``,
-and the local runtime.
+An app is ``app = durable_agents.App()`` (a ``df.DFApp`` that registers the model activity and the HTTP API), its
+tools are ``@activity_tool(bp)`` functions and each agent is one ``@bp.agent(agent, description=...)`` decorator
+on a :class:`Blueprint`. Everything an app touches is in ``__all__``; modules whose names start with ``_`` are
+internal. The test kit is :mod:`durable_agents.testing`. Contracts between the parts: docs/internals.md.
+
+Importing this package changes nothing global: ``App()`` (or an agent orchestrator's first episode) calls
+:func:`install`.
 """
 
-from .run_settings import run_setting
-from .runner import ModelCallError, agent_orchestrator
-from .tools import ActivityTool, ToolCall, ToolRetry, activity_tool
+from ._app import App, Blueprint
+from ._config import get_setting
+from ._contracts import (
+    INVOKE_MODEL_ACTIVITY,
+    ApprovalDecision,
+    ApprovalEvent,
+    CustomStatus,
+    InvokeModelInput,
+    InvokeModelResult,
+    ModelErrorInfo,
+    OrchestrationInput,
+    OrchestrationOutput,
+    PendingApproval,
+    ToolActivityInput,
+    ToolCallInfo,
+    ToolRetry,
+    UsageTotals,
+)
+from ._errors import DurableAgentsError, ModelCallError, NonDeterminismError
+from ._loader import load_app_agents
+from ._orchestrator import agent_orchestrator, install
+from ._run_settings import run_setting
+from ._tools import ActivityTool, ToolCall, activity_tool
+from ._version import __version__
 
 __all__ = [
+    "INVOKE_MODEL_ACTIVITY",
     "ActivityTool",
+    "App",
+    "ApprovalDecision",
+    "ApprovalEvent",
+    "Blueprint",
+    "CustomStatus",
+    "DurableAgentsError",
+    "InvokeModelInput",
+    "InvokeModelResult",
     "ModelCallError",
+    "ModelErrorInfo",
+    "NonDeterminismError",
+    "OrchestrationInput",
+    "OrchestrationOutput",
+    "PendingApproval",
+    "ToolActivityInput",
     "ToolCall",
+    "ToolCallInfo",
     "ToolRetry",
+    "UsageTotals",
+    "__version__",
     "activity_tool",
     "agent_orchestrator",
+    "get_setting",
+    "install",
+    "load_app_agents",
     "run_setting",
 ]

@@ -66,13 +66,14 @@ from agents.items import ModelResponse, ToolApprovalItem
 from agents.model_settings import ModelSettings
 from agents.models.default_models import get_default_model_settings
 from agents.models.interface import Model, ModelProvider
-from agents.run import AgentRunner, set_default_agent_runner
+from agents.run import AgentRunner
 from azure.durable_functions.models.history.HistoryEventType import HistoryEventType
 from azure.durable_functions.models.Task import TaskState
 
-from .model_io import decode_model_response, encode_model_request
-from .run_settings import bind_session, current_session, run_setting
-from .tools import ActivityTool, ToolCall
+from ._errors import ModelCallError
+from ._model_io import decode_model_response, encode_model_request
+from ._run_settings import bind_session, current_session, run_setting
+from ._tools import ActivityTool, ToolCall
 
 __all__ = [
     "DurableAgentRunner",
@@ -97,21 +98,6 @@ MAX_DECIDED_APPROVALS = 50
 _PENDING = object()
 
 
-class ModelCallError(RuntimeError):
-    """A model call failed for good: a non-retryable error, or retries exhausted (fails the run).
-
-    ``error`` is the ``error`` object of the ``invoke_model`` result (``type``, ``message``, ``status``,
-    ``retryable``, ``retryAfter``); ``attempts`` is the number of calls made.
-    """
-
-    def __init__(self, error: dict[str, Any], attempts: int) -> None:
-        self.error = error
-        self.attempts = attempts
-        status = error.get("status")
-        super().__init__(
-            f"Model call failed after {attempts} attempt(s): {error.get('type') or 'error'}"
-            f"{f' (HTTP {status})' if status else ''}: {error.get('message') or ''}"
-        )
 
 
 class _Abandoned(BaseException):
@@ -832,6 +818,9 @@ def agent_orchestrator(
 
     def decorate(user_fn: Callable[..., Any]) -> Callable[..., Any]:
         def orchestrator(context: df.DurableOrchestrationContext):
+            from ._orchestrator import install
+
+            install()
             return (yield from _drive(context, user_fn, agent_name))
 
         orchestrator.__name__ = user_fn.__name__
@@ -1092,8 +1081,6 @@ class DurableAgentRunner(AgentRunner):
         return super().run_streamed(starting_agent, input, **kwargs)
 
 
-set_default_agent_runner(DurableAgentRunner())
-
 
 # ---------------------------------------------------------------------------------------------------------------
 # History timestamp parse memo (orchestrator CPU)
@@ -1123,5 +1110,3 @@ def _install_timestamp_memo() -> None:
     dt_parse._durable_agents_memo = True  # type: ignore[attr-defined]
     _HISTORY_EVENT_MODULE.dt_parse = dt_parse
 
-
-_install_timestamp_memo()

@@ -541,8 +541,8 @@ def documented_settings() -> set[str]:
 def test_setting_scanner_finds_literal_names_and_reports_dynamic_ones(tmp_path):
     code = tmp_path / "mod.py"
     code.write_text(
-        "from durable_agents import config, run_setting\n"
-        "from durable_agents.config import get_setting\n"
+        "from durable_agents import _config as config, run_setting\n"
+        "from durable_agents import get_setting\n"
         "a = get_setting('ALPHA', 'x')\n"
         "b = config.get_setting(\"BETA\")\n"
         "c = run_setting('GAMMA', '1')\n"

@@ -15,7 +15,7 @@ import pytest
 from azure.data.tables import TableClient
 
 from activities.ledger import RefundExceedsRemaining, TableLedger, get_ledger
-from durable_agents.tools import ToolCall
+from durable_agents import ToolCall
 from tests.support.azurite import azurite_table, require_azurite
 from tests.unit.test_ledger import LedgerContract, race
 

@@ -16,7 +16,7 @@ import azure.durable_functions as df
 from agents import ModelResponse, Usage
 from openai.types.responses import ResponseFunctionToolCall, ResponseOutputMessage, ResponseOutputText
 
-from durable_agents.model_io import decode_model_request, encode_model_response
+from durable_agents._model_io import decode_model_request, encode_model_response
 
 
 def text_response(text: str, *, rid: str = "resp") -> ModelResponse:

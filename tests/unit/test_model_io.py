@@ -1,4 +1,4 @@
-"""Round trips of durable_agents.model_io through JSON, checked against the SDK's own converters."""
+"""Round trips of durable_agents._model_io through JSON, checked against the SDK's own converters."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ from openai.types.responses.response_usage import InputTokensDetails, OutputToke
 from openai.types.shared import Reasoning
 from pydantic import BaseModel
 
-from durable_agents import model_io
-from durable_agents.model_io import (
+from durable_agents import _model_io as model_io
+from durable_agents._model_io import (
     decode_model_request,
     decode_model_response,
     decode_output_item,

@@ -1,4 +1,4 @@
-"""Model configuration, the Azure client, error classification and the demo model (durable_agents.models)."""
+"""Model configuration, the Azure client, error classification and the demo model (durable_agents._models)."""
 
 from __future__ import annotations
 
@@ -24,9 +24,9 @@ from agents.models.interface import Model, ModelTracing
 from azure.core.credentials import AccessToken
 from pydantic import BaseModel
 
-from durable_agents import models
-from durable_agents.model_io import decode_model_response, encode_model_request
-from durable_agents.models import (
+from durable_agents import _models as models
+from durable_agents._model_io import decode_model_response, encode_model_request
+from durable_agents._models import (
     AZURE_TOKEN_SCOPE,
     DEMO_PREFIX,
     DemoModel,
@@ -190,7 +190,7 @@ def test_azure_mode_sends_bearer_token_and_no_key(monkeypatch, api):
 
 
 def test_demo_mode_warns_once_and_is_labelled(caplog):
-    with caplog.at_level(logging.WARNING, logger="durable_agents.models"):
+    with caplog.at_level(logging.WARNING, logger="durable_agents._models"):
         model, demo = get_model("gpt-4.1")
         again, demo_again = get_model(None)
     assert isinstance(model, DemoModel) and isinstance(again, DemoModel) and demo and demo_again
@@ -439,7 +439,7 @@ def test_demo_is_deterministic():
         return await DemoModel().get_response(*args), await DemoModel().get_response(*args)
 
     a, b = asyncio.run(twice())
-    from durable_agents.model_io import encode_model_response
+    from durable_agents._model_io import encode_model_response
 
     assert json.dumps(encode_model_response(a)) == json.dumps(encode_model_response(b))
     assert a.output[0].call_id == "call_demo_1"
@@ -505,14 +505,15 @@ def test_demo_with_the_real_support_tools_and_ledger(monkeypatch, tmp_path):
 
 
 def test_invoke_model_activity_registration_and_worker_style_invocation():
-    """The blueprint holds an activity named invoke_model; invoked like the worker (JSON text in, JSON out)."""
+    """An App without its HTTP API holds one activity, invoke_model; invoked like the worker (JSON in, JSON out)."""
     import azure.durable_functions as df
     import azure.functions as func
     from azure.functions.durable_functions import ActivityTriggerConverter
     from azure.functions.meta import Datum
 
-    app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
-    app.register_functions(models.model_blueprint)
+    import durable_agents
+
+    app = durable_agents.App(http_api=False)
     functions = {f.get_function_name(): f for f in app.get_functions()}
     assert list(functions) == ["invoke_model"]
     function = functions["invoke_model"]

@@ -24,7 +24,7 @@ from activities.support import (
     refund_order,
     send_message,
 )
-from durable_agents.tools import ToolCall
+from durable_agents import ToolCall
 from tests.support.scripted_agents import text_response, tool_calls
 from tests.unit.test_ledger import race
 

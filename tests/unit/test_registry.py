@@ -1,12 +1,11 @@
-"""The agent registry (durable_agents.registry) with real OpenAI Agents SDK agents and tools."""
+"""The agent registry (durable_agents._registry) with real OpenAI Agents SDK agents and tools."""
 
 from typing import Any
 
 import pytest
 from agents import Agent, function_tool, handoff
 
-from durable_agents import registry as registry_module
-from durable_agents.registry import AgentRegistry, approval_tools
+from durable_agents._registry import AgentRegistry, approval_tools
 
 
 @function_tool
@@ -109,15 +108,3 @@ def test_register_rejects_invalid_arguments(kwargs, message):
     name = arguments.pop("name")
     with pytest.raises(ValueError, match=message):
         AgentRegistry().register(name, **arguments)
-
-
-def test_module_level_functions_use_the_default_registry():
-    name = "registry_test_agent"
-    try:
-        entry = registry_module.register_agent(name, orchestrator="registry_test_run", description="Test.")
-        assert registry_module.get_agent(name) is entry
-        assert entry in registry_module.list_agents()
-        assert registry_module.default_registry.get(name) is entry
-    finally:
-        registry_module.default_registry.unregister(name)
-    assert registry_module.get_agent(name) is None

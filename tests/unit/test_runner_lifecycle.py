@@ -124,7 +124,7 @@ def test_cache_and_replay_agree_when_commits_fail_and_episodes_are_rerun():
 
 
 def reference_requests(harness: ReplayHarness) -> list[dict[str, Any]]:
-    from durable_agents.model_io import decode_model_request
+    from durable_agents._model_io import decode_model_request
 
     return [decode_model_request(arg["request"]) for name, arg in harness.activity_calls if name == "invoke_model"]
 

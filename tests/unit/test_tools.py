@@ -1,4 +1,4 @@
-"""Unit tests for durable_agents.tools: the activity wrapper, schema, ToolCall injection, registration."""
+"""Unit tests for durable_agents._tools: the activity wrapper, schema, ToolCall injection, registration."""
 
 from __future__ import annotations
 

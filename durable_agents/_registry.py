@@ -1,19 +1,9 @@
-"""The agent registry: which agents the HTTP API can start, and with which orchestrator.
+"""The agent registry: which agents an app's HTTP API can start, and with which orchestrator (internal).
 
-An app's agent module registers each agent once, at import time::
-
-    from durable_agents.registry import register_agent
-
-    register_agent(
-        "support",
-        orchestrator="support_orchestrator",          # the Durable orchestrator function name
-        description="Answers order questions; refunds above the threshold need approval.",
-        agent=support_agent,                          # optional: the OpenAI Agents SDK Agent, for approvalTools
-        settings=("REFUND_APPROVAL_THRESHOLD",),      # settings the run snapshot must carry (docs/internals.md)
-    )
-
-``POST /api/agents/{name}/runs`` then starts ``orchestrator`` with the orchestration input of docs/internals.md,
-and ``GET /api/agents`` lists :meth:`RegisteredAgent.to_json` for each agent.
+``durable_agents.App`` owns one :class:`AgentRegistry` (``app.registry``); ``Blueprint.agent`` / ``App.agent``
+fill it, so an app never registers an agent by hand. ``POST /api/agents/{name}/runs`` starts the entry's
+``orchestrator`` with the orchestration input of docs/internals.md, and ``GET /api/agents`` lists
+:meth:`RegisteredAgent.to_json` for each agent.
 
 Approval tools are derived from the SDK ``Agent``: every tool in ``agent.tools`` (and in the tools of the agents
 reachable through ``agent.handoffs``) whose ``needs_approval`` is not ``False`` is listed, as ``"always"`` when it
@@ -25,7 +15,7 @@ from __future__ import annotations
 
 import re
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import agents
@@ -35,10 +25,6 @@ __all__ = [
     "AgentRegistry",
     "RegisteredAgent",
     "approval_tools",
-    "default_registry",
-    "get_agent",
-    "list_agents",
-    "register_agent",
 ]
 
 AGENT_NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -102,7 +88,7 @@ class RegisteredAgent:
     name: str
     orchestrator: str
     description: str
-    agent: agents.Agent[Any] | None = None
+    agent: agents.Agent[Any] | None = field(default=None, repr=False)
     settings: tuple[str, ...] = ()
 
     def approval_tools(self) -> list[dict[str, str]]:
@@ -131,8 +117,8 @@ class AgentRegistry:
         self._agents: dict[str, RegisteredAgent] = {}
         self._lock = threading.Lock()
 
-    def register(
-        self,
+    @staticmethod
+    def entry(
         name: str,
         *,
         orchestrator: str,
@@ -140,12 +126,11 @@ class AgentRegistry:
         agent: agents.Agent[Any] | None = None,
         settings: tuple[str, ...] | list[str] = (),
     ) -> RegisteredAgent:
-        """Register (or re-register) an agent and return its entry.
+        """Validate and build an entry (not registered).
 
-        Re-registering a name with the same ``orchestrator`` replaces the entry (a module imported twice stays
-        harmless); a different ``orchestrator`` for a registered name raises ``ValueError``, as do a name outside
-        :data:`AGENT_NAME_PATTERN`, an orchestrator name that is not an identifier, an empty description, an
-        ``agent`` that is not an ``agents.Agent``, and setting names that are not identifiers.
+        Raises ``ValueError`` for a name outside :data:`AGENT_NAME_PATTERN`, an orchestrator name that is not an
+        identifier, an empty description, an ``agent`` that is not an ``agents.Agent``, and setting names that are
+        not identifiers (or a single string instead of a tuple).
         """
         if not isinstance(name, str) or not AGENT_NAME_PATTERN.fullmatch(name):
             raise ValueError(f"agent name {name!r} must match {AGENT_NAME_PATTERN.pattern}")
@@ -161,21 +146,42 @@ class AgentRegistry:
         for setting in names:
             if not isinstance(setting, str) or not _SETTING_NAME_PATTERN.fullmatch(setting):
                 raise ValueError(f"setting name {setting!r} is not a valid identifier")
-        entry = RegisteredAgent(
+        return RegisteredAgent(
             name=name,
             orchestrator=orchestrator,
             description=description.strip(),
             agent=agent,
             settings=tuple(dict.fromkeys(names)),
         )
+
+    def add(self, entry: RegisteredAgent) -> RegisteredAgent:
+        """Register (or re-register) ``entry`` and return it.
+
+        Re-registering a name with the same ``orchestrator`` replaces the entry (a module imported twice stays
+        harmless); a different ``orchestrator`` for a registered name raises ``ValueError``.
+        """
         with self._lock:
-            existing = self._agents.get(name)
-            if existing is not None and existing.orchestrator != orchestrator:
+            existing = self._agents.get(entry.name)
+            if existing is not None and existing.orchestrator != entry.orchestrator:
                 raise ValueError(
-                    f"agent {name!r} is already registered with orchestrator {existing.orchestrator!r}"
+                    f"agent {entry.name!r} is already registered with orchestrator {existing.orchestrator!r}"
                 )
-            self._agents[name] = entry
+            self._agents[entry.name] = entry
         return entry
+
+    def register(
+        self,
+        name: str,
+        *,
+        orchestrator: str,
+        description: str,
+        agent: agents.Agent[Any] | None = None,
+        settings: tuple[str, ...] | list[str] = (),
+    ) -> RegisteredAgent:
+        """Validate (:meth:`entry`, same errors) and :meth:`add` an agent; returns its entry."""
+        return self.add(
+            self.entry(name, orchestrator=orchestrator, description=description, agent=agent, settings=settings)
+        )
 
     def get(self, name: str) -> RegisteredAgent | None:
         """The entry for ``name``, or ``None``."""
@@ -191,31 +197,3 @@ class AgentRegistry:
         """Remove ``name``; returns whether it was registered."""
         with self._lock:
             return self._agents.pop(name, None) is not None
-
-
-default_registry = AgentRegistry()
-"""The process-wide registry that :func:`register_agent` fills and the HTTP API blueprint reads by default."""
-
-
-def register_agent(
-    name: str,
-    *,
-    orchestrator: str,
-    description: str,
-    agent: agents.Agent[Any] | None = None,
-    settings: tuple[str, ...] = (),
-) -> RegisteredAgent:
-    """Register an agent in :data:`default_registry`; see :meth:`AgentRegistry.register` for rules and errors."""
-    return default_registry.register(
-        name, orchestrator=orchestrator, description=description, agent=agent, settings=settings
-    )
-
-
-def get_agent(name: str) -> RegisteredAgent | None:
-    """Look ``name`` up in :data:`default_registry`."""
-    return default_registry.get(name)
-
-
-def list_agents() -> list[RegisteredAgent]:
-    """All agents of :data:`default_registry`, sorted by name."""
-    return default_registry.list()

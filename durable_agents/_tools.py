@@ -34,7 +34,8 @@ from agents.exceptions import UserError
 from agents.function_schema import FuncSchema, function_schema
 from agents.tool_context import ToolContext
 
-from .run_settings import current_session
+from ._contracts import ToolActivityInput, ToolCallInfo, ToolRetry
+from ._run_settings import current_session
 
 __all__ = ["ActivityTool", "ToolCall", "ToolRetry", "activity_tool"]
 
@@ -56,7 +57,7 @@ class ToolCall:
     tool: str
     agent: str
 
-    def to_json(self) -> dict[str, str]:
+    def to_json(self) -> ToolCallInfo:
         """Return the ``call`` object of the activity input: ``{"runId", "callId", "tool", "agent"}``."""
         return {"runId": self.run_id, "callId": self.call_id, "tool": self.tool, "agent": self.agent}
 
@@ -69,29 +70,6 @@ class ToolCall:
             tool=str(data.get("tool") or ""),
             agent=str(data.get("agent") or ""),
         )
-
-
-@dataclass(frozen=True)
-class ToolRetry:
-    """Durable retry options of an activity tool (``call_activity_with_retry``).
-
-    ``max_attempts`` counts the first attempt (so 3 = up to 2 retries); ``first_retry_interval_ms`` is the delay
-    before the first retry in milliseconds (the Python SDK sends no backoff coefficient, so the extension uses 1,
-    i.e. a constant interval; protocol §3.4). Defaults: docs/internals.md "Activities".
-    """
-
-    max_attempts: int = 3
-    first_retry_interval_ms: int = 2000
-
-    def __post_init__(self) -> None:
-        if self.max_attempts < 1:
-            raise ValueError("ToolRetry.max_attempts must be >= 1")
-        if self.first_retry_interval_ms < 1:
-            raise ValueError("ToolRetry.first_retry_interval_ms must be >= 1 ms")
-
-    def to_retry_options(self) -> df.RetryOptions:
-        """Return the ``azure.durable_functions.RetryOptions`` for these settings."""
-        return df.RetryOptions(self.first_retry_interval_ms, self.max_attempts)
 
 
 @dataclass
@@ -109,7 +87,7 @@ class ActivityTool(FunctionTool):
     tool_call_param: str | None = field(default=None, kw_only=True, repr=False)
     schema: FuncSchema | None = field(default=None, kw_only=True, repr=False)
 
-    def activity_input(self, args: dict[str, Any], call: ToolCall) -> dict[str, Any]:
+    def activity_input(self, args: dict[str, Any], call: ToolCall) -> ToolActivityInput:
         """Return the activity input ``{"args": args, "call": call.to_json()}`` (docs/internals.md)."""
         return {"args": args, "call": call.to_json()}
 

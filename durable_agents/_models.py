@@ -1,6 +1,6 @@
 """Model configuration from settings, the deterministic demo model, and the ``invoke_model`` activity.
 
-Settings (docs/internals.md "Settings"; read with :func:`durable_agents.config.get_setting`, empty = unset):
+Settings (docs/internals.md "Settings"; read with :func:`durable_agents._config.get_setting`, empty = unset):
 
 * ``AGENT_MODEL`` (default ``gpt-4.1-mini``): the model (Azure: the deployment) used when the agent names none.
 * ``OPENAI_API``: ``responses`` (default) or ``chat_completions``; which SDK model class talks to the endpoint.
@@ -34,7 +34,6 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
-import azure.durable_functions as df
 import openai
 from agents.agent_output import AgentOutputSchemaBase
 from agents.exceptions import UserError
@@ -47,8 +46,8 @@ from agents.models.openai_responses import OpenAIResponsesModel
 from agents.usage import Usage
 from openai.types.responses import ResponseFunctionToolCall, ResponseOutputMessage, ResponseOutputText
 
-from .config import get_setting
-from .model_io import decode_model_request, encode_model_response
+from ._config import get_setting
+from ._model_io import decode_model_request, encode_model_response
 
 __all__ = [
     "AZURE_TOKEN_SCOPE",
@@ -62,11 +61,11 @@ __all__ = [
     "get_openai_client",
     "invoke_model",
     "load_model_config",
-    "model_blueprint",
+    "announce_model_configuration",
     "register_model_activity",
 ]
 
-logger = logging.getLogger("durable_agents.models")
+logger = logging.getLogger("durable_agents._models")
 
 DEFAULT_MODEL = "gpt-4.1-mini"
 DEFAULT_AZURE_API_VERSION = "2025-04-01-preview"
@@ -326,7 +325,7 @@ async def invoke_model(payload: Any) -> dict[str, Any]:
 def register_model_activity(bp: Any) -> None:
     """Register the ``invoke_model`` activity (see :func:`invoke_model`) on a ``df.Blueprint`` or ``df.DFApp``.
 
-    Register it once per app: either call this on the app, or register :data:`model_blueprint`.
+    Register it once per app (``durable_agents.App`` does).
     """
 
     async def invoke_model_activity(payload: Any) -> dict[str, Any]:
@@ -336,11 +335,6 @@ def register_model_activity(bp: Any) -> None:
     invoke_model_activity.__qualname__ = ACTIVITY_NAME
     invoke_model_activity.__doc__ = invoke_model.__doc__
     bp.activity_trigger(input_name="payload", activity=ACTIVITY_NAME)(invoke_model_activity)
-
-
-model_blueprint = df.Blueprint()
-"""A blueprint holding only the ``invoke_model`` activity (``app.register_functions(model_blueprint)``)."""
-register_model_activity(model_blueprint)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -730,7 +724,7 @@ def _order_flow(conversation: _Conversation, order_id: str, email_addr: str | No
     return ("final", summary)
 
 
-def _announce_configuration() -> None:
+def announce_model_configuration() -> None:
     """Log the model configuration once when the app loads, so a missing model is visible at start-up (the demo
     warning), not only at the first model call. A bad ``OPENAI_API`` is logged here and raised at the first call."""
     try:
@@ -743,5 +737,3 @@ def _announce_configuration() -> None:
     else:
         logger.info("Model calls go to %s (settings: docs/internals.md)", config.label)
 
-
-_announce_configuration()

@@ -17,7 +17,7 @@ function key (``?code=`` or ``x-functions-key``) in Azure.
 Shapes (all JSON, UTF-8; times are UTC ISO 8601 with ``Z``):
 
 * ``<agent>``: ``{"name", "description", "approvalTools": [{"name", "approval": "always"|"conditional"}],
-  "links": {"runs"}}`` (see :meth:`durable_agents.registry.RegisteredAgent.to_json`).
+  "links": {"runs"}}`` (see :meth:`durable_agents._registry.RegisteredAgent.to_json`).
 * ``<started>``: ``{"id", "agent", "status": "pending", "links": {"self", "approvals", "cancel"},
   "management": <the Durable management URLs from client.create_http_management_payload(id)>}`` plus header
   ``Location: /api/runs/{id}``.
@@ -34,7 +34,7 @@ Shapes (all JSON, UTF-8; times are UTC ISO 8601 with ``Z``):
   not recorded the decision within the wait bound (the event is queued and will be processed).
 * ``<cancel>``: ``{"id", "agent", "cancelRequested": true, "reason", "links": {"run"}}``.
 
-Errors are ``application/problem+json`` (:mod:`durable_agents.problems`) for every caller mistake; a bad request
+Errors are ``application/problem+json`` (:mod:`durable_agents._problems`) for every caller mistake; a bad request
 is rejected before any call that changes state. Request bodies are **strict**: they must be one JSON object of at
 most :data:`MAX_BODY_BYTES` bytes (413 above that, checked on ``Content-Length`` and on the actual body before
 parsing), and any member that the route does not define is rejected with 400 naming it (problem member
@@ -56,9 +56,9 @@ import azure.functions as func
 from azure.durable_functions import DurableOrchestrationClient, OrchestrationRuntimeStatus
 from azure.durable_functions.models.DurableOrchestrationStatus import DurableOrchestrationStatus
 
-from durable_agents.config import get_setting
-from durable_agents.problems import Problem
-from durable_agents.registry import AGENT_NAME_PATTERN, AgentRegistry, default_registry
+from durable_agents._config import get_setting
+from durable_agents._problems import Problem
+from durable_agents._registry import AGENT_NAME_PATTERN, AgentRegistry
 
 __all__ = [
     "GLOBAL_RUN_SETTINGS",
@@ -67,7 +67,6 @@ __all__ = [
     "ROUTE_PREFIX",
     "RUN_ID_PATTERN",
     "RUN_STATUSES",
-    "bp",
     "http_api_blueprint",
     "run_status",
 ]
@@ -379,19 +378,20 @@ async def _guarded(req: func.HttpRequest, handler: Callable[[], Awaitable[func.H
 
 
 def http_api_blueprint(
-    registry: AgentRegistry | None = None,
+    registry: AgentRegistry,
     *,
+    route_prefix: str = ROUTE_PREFIX,
     approval_wait_seconds: float = 10.0,
     approval_poll_seconds: float = 0.5,
 ) -> df.Blueprint:
     """Build the HTTP API blueprint (a new ``df.Blueprint`` per call; register it once per app).
 
-    ``registry`` defaults to :data:`durable_agents.registry.default_registry` and is read on every request, so
+    ``registry`` defaults to :data:`durable_agents._registry.default_registry` and is read on every request, so
     agents registered after this call are served. ``approval_wait_seconds`` bounds how long a decision request
     waits for the orchestration to record the decision (polling ``get_status`` with sleeps growing from 50 ms
     to ``approval_poll_seconds``). Function names and routes: see the module docstring.
     """
-    agents_registry = registry if registry is not None else default_registry
+    agents_registry = registry
     bp = df.Blueprint()
 
     @bp.function_name("api_list_agents")
@@ -649,10 +649,6 @@ def http_api_blueprint(
         return await _guarded(req, handle)
 
     return bp
-
-
-bp = http_api_blueprint()
-"""The blueprint ``function_app.py`` registers (default registry, 10 s approval wait)."""
 
 
 def _find(items: Any, item_id: str) -> dict[str, Any] | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from .config import get_setting
+from ._config import get_setting
 
 __all__ = ["run_setting", "current_session", "bind_session"]
 
@@ -40,7 +40,7 @@ def run_setting(name: str, default: str | None = None) -> str | None:
     tool ``needs_approval`` callables, instructions callables) the value comes from the run's settings snapshot,
     the ``settings`` object of the orchestration input; blank values count as unset. This keeps replay
     deterministic (DESIGN.md "Orchestration rules"). Outside an orchestration (plain ``Runner.run`` in a script
-    or a test) it falls back to :func:`durable_agents.config.get_setting`, i.e. the environment.
+    or a test) it falls back to :func:`durable_agents._config.get_setting`, i.e. the environment.
 
     Values are strings (as in app settings); convert them yourself, e.g. ``Decimal(run_setting("X", "100"))``.
     """

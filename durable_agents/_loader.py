@@ -4,7 +4,8 @@ The app keeps its agent definitions in a top-level folder named ``agents/`` (the
 is also the import name of the OpenAI Agents SDK (``pip install openai-agents``). The folder therefore has no
 ``__init__.py``: a directory without one is only a namespace-package *candidate*, so ``import agents`` still finds
 the SDK's regular package (PEP 420, "regular packages take precedence"). This module imports the folder under
-another name, ``app_agents``, so ``function_app.py`` and the tests can reach the definitions.
+another name, ``app_agents``, so ``function_app.py`` and the tests can reach the definitions
+(internal; public as ``durable_agents.load_app_agents``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ def load_app_agents(*modules: str, app_dir: str | Path | None = None) -> ModuleT
 
     Args:
         modules: submodule names to import, e.g. ``"support"`` for ``agents/support.py``.
-        app_dir: the folder that holds ``function_app.py`` and ``agents/``; default: the parent of this package.
+        app_dir: the folder that holds ``function_app.py`` and ``agents/``; default: the folder of the calling
+            module (``function_app.py``), or the current directory when the caller has no file.
 
     Returns:
         The ``app_agents`` package; each imported submodule is an attribute of it (``app_agents.support``).
@@ -35,7 +37,11 @@ def load_app_agents(*modules: str, app_dir: str | Path | None = None) -> ModuleT
         FileNotFoundError: the folder does not exist.
         ImportError: the ``agents`` folder has an ``__init__.py`` (it would shadow the SDK), or a submodule fails.
     """
-    root = Path(app_dir) if app_dir is not None else Path(__file__).resolve().parent.parent
+    if app_dir is None:
+        caller = sys._getframe(1).f_globals.get("__file__")
+        root = Path(caller).resolve().parent if caller else Path.cwd()
+    else:
+        root = Path(app_dir)
     folder = (root / "agents").resolve()
     if not folder.is_dir():
         raise FileNotFoundError(f"agent folder not found: {folder}")

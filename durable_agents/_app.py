@@ -1,0 +1,189 @@
+"""``App`` and ``Blueprint``: the one registration of a durable agents app (internal; re-exported publicly).
+
+An app is::
+
+    import durable_agents
+    app = durable_agents.App()                    # a df.DFApp: + the invoke_model activity and the HTTP API
+    app.register_functions(tools_blueprint)       # activity tools (durable_agents.activity_tool)
+    app.register_functions(agents_blueprint)      # agents (Blueprint.agent)
+
+and an agent is one decorator on a :class:`Blueprint` (or on the app itself)::
+
+    bp = durable_agents.Blueprint()
+
+    @bp.agent(support_agent, description="Customer support.", settings=("REFUND_APPROVAL_THRESHOLD",))
+    def support(context):
+        return Runner.run_sync(support_agent, context.get_input()["input"])
+
+The decorator registers the function as a Durable orchestrator under its own name (``support``) through
+``agent_orchestrator`` and records the agent (API name ``support_agent.name``), which :meth:`App.register_functions`
+adds to the app's :class:`~durable_agents._registry.AgentRegistry`, the registry its HTTP API serves.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import agents
+import azure.durable_functions as df
+import azure.functions as func
+
+from ._registry import AgentRegistry, RegisteredAgent
+
+__all__ = ["App", "Blueprint", "route_prefix_from_host_json"]
+
+
+def route_prefix_from_host_json(app_dir: str | Path) -> str:
+    """The HTTP route prefix of the app in ``app_dir`` as a path prefix: ``"/api"`` by default.
+
+    Reads ``extensions.http.routePrefix`` of ``<app_dir>/host.json`` (the Functions host's rule: default ``api``;
+    an empty string means routes have no prefix, giving ``""`` here). A missing or unreadable host.json gives the
+    default. Raises ``ValueError`` when ``routePrefix`` is not a string.
+    """
+    path = Path(app_dir) / "host.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (OSError, ValueError):
+        return "/api"
+    http = ((data or {}).get("extensions") or {}).get("http") or {}
+    prefix = http.get("routePrefix", "api")
+    if not isinstance(prefix, str):
+        raise ValueError(f"{path}: extensions.http.routePrefix must be a string, not {type(prefix).__name__}")
+    prefix = prefix.strip("/")
+    return f"/{prefix}" if prefix else ""
+
+
+def _caller_dir(depth: int) -> Path:
+    """The folder of the module ``depth`` frames up (the app's ``function_app.py``); the cwd if it has no file."""
+    frame = sys._getframe(depth + 1)
+    file = frame.f_globals.get("__file__")
+    return Path(file).resolve().parent if file else Path.cwd()
+
+
+class _AgentDecorators:
+    """The ``agent`` decorator shared by :class:`Blueprint` and :class:`App`."""
+
+    def _agent_entries(self) -> list[RegisteredAgent]:
+        entries = self.__dict__.get("_durable_agents")
+        if entries is None:
+            entries = []
+            self.__dict__["_durable_agents"] = entries
+        return entries
+
+    def _add_agent(self, entry: RegisteredAgent) -> None:
+        self._agent_entries().append(entry)
+
+    def agent(
+        self,
+        agent: agents.Agent[Any],
+        *,
+        description: str,
+        settings: Sequence[str] = (),
+        name: str | None = None,
+        context_name: str = "context",
+    ) -> Callable[[Callable[..., Any]], Any]:
+        """Decorator: register the decorated function as the orchestrator of ``agent``'s runs.
+
+        Args:
+            agent: the OpenAI Agents SDK ``Agent`` the function runs (its tools and handoffs give the approval
+                tools that ``GET /api/agents`` lists).
+            description: one line for ``GET /api/agents``.
+            settings: setting names snapshotted into every run's input besides ``APPROVAL_TIMEOUT`` and
+                ``MODEL_MAX_ATTEMPTS`` (read them with ``durable_agents.run_setting``).
+            name: the agent's name in the HTTP API (``/api/agents/{name}/runs``); default ``agent.name``.
+            context_name: the name of the function's context parameter (default ``context``).
+
+        The function (plain, written as for ``durable_agents.agent_orchestrator``) becomes a Durable orchestrator
+        named after the function. Raises ``ValueError`` for a name outside ``[A-Za-z0-9_-]{1,64}``, an empty
+        description or a ``settings`` string, ``TypeError`` when ``agent`` is not an ``agents.Agent``.
+        """
+        from ._orchestrator import agent_orchestrator
+
+        if not isinstance(agent, agents.Agent):
+            raise TypeError(f"agent must be an agents.Agent, not {type(agent).__name__}")
+        api_name = name if name is not None else agent.name
+
+        def decorate(fn: Callable[..., Any]) -> Any:
+            entry = AgentRegistry.entry(
+                api_name, orchestrator=fn.__name__, description=description, agent=agent,
+                settings=settings if isinstance(settings, str) else tuple(settings),
+            )
+            orchestrator = agent_orchestrator(fn, agent_name=api_name)
+            registered = self.orchestration_trigger(context_name=context_name)(orchestrator)  # type: ignore[attr-defined]
+            self._add_agent(entry)
+            return registered
+
+        return decorate
+
+
+class Blueprint(_AgentDecorators, df.Blueprint):
+    """A ``df.Blueprint`` with the :meth:`agent` decorator; register it with ``App.register_functions``."""
+
+    @property
+    def agents(self) -> list[RegisteredAgent]:
+        """The agents decorated on this blueprint, in decoration order."""
+        return list(self._agent_entries())
+
+
+class App(_AgentDecorators, df.DFApp):
+    """The function app: a ``df.DFApp`` that registers the model activity and the HTTP API once.
+
+    Args:
+        http_auth_level: auth level of the HTTP API routes (default ``FUNCTION``: callers send a function key).
+        app_dir: the app folder (default: the folder of the module that creates the App, i.e. ``function_app.py``);
+            its host.json gives the route prefix of the API's links (``extensions.http.routePrefix``).
+        http_api: register the HTTP API (``/api/agents``, ``/api/runs``...); default true.
+        model_activity: register the ``invoke_model`` activity; default true (set false to register your own).
+        approval_wait_seconds: how long a decision request waits for the run to record it (default 10 s).
+
+    Creating an App installs the durable runner into the OpenAI Agents SDK (``Runner.run`` / ``run_sync``
+    become durable inside agent orchestrators, unchanged elsewhere) and the history timestamp memo
+    (:func:`durable_agents.install`; idempotent), and logs the model configuration once.
+    """
+
+    def __init__(
+        self,
+        http_auth_level: func.AuthLevel | str = func.AuthLevel.FUNCTION,
+        *,
+        app_dir: str | Path | None = None,
+        http_api: bool = True,
+        model_activity: bool = True,
+        approval_wait_seconds: float = 10.0,
+    ) -> None:
+        super().__init__(http_auth_level=http_auth_level)
+        from ._http_api import http_api_blueprint
+        from ._models import announce_model_configuration, register_model_activity
+        from ._orchestrator import install
+
+        install()
+        self.app_dir = Path(app_dir) if app_dir is not None else _caller_dir(1)
+        self.registry = AgentRegistry()
+        """The agents this app serves (filled by :meth:`agent` and :meth:`register_functions`)."""
+        self.route_prefix = route_prefix_from_host_json(self.app_dir)
+        if model_activity:
+            register_model_activity(self)
+        if http_api:
+            self.register_functions(
+                http_api_blueprint(
+                    self.registry, route_prefix=self.route_prefix, approval_wait_seconds=approval_wait_seconds
+                )
+            )
+        announce_model_configuration()
+
+    def _add_agent(self, entry: RegisteredAgent) -> None:
+        super()._add_agent(entry)
+        self.registry.add(entry)
+
+    def register_functions(self, function_container: Any) -> None:
+        """Register a blueprint's functions (``FunctionRegister.register_functions``) and its agents.
+
+        Raises ``ValueError`` when an agent name is already registered with another orchestrator.
+        """
+        super().register_functions(function_container)
+        for entry in getattr(function_container, "agents", None) or []:
+            if isinstance(entry, RegisteredAgent):
+                self.registry.add(entry)

@@ -1,0 +1,1 @@
+"""Placeholder; the test kit lands here."""
