@@ -1,0 +1,161 @@
+"""The product's HTTP API (DESIGN.md "HTTP API"): internal, not part of the public API.
+
+:func:`http_api_blueprint` returns a ``df.Blueprint`` that ``durable_agents.App`` registers. Routes are relative to
+the host's route prefix (host.json ``extensions.http.routePrefix``, ``api`` by default); the links and ``Location``
+headers the API answers start with the ``route_prefix`` the blueprint was built with. The auth level is inherited
+from the app (``FUNCTION``), so callers pass a function key (``?code=`` or ``x-functions-key``) in Azure.
+
+| function name           | method, route                                | answers                                     |
+|-------------------------|----------------------------------------------|---------------------------------------------|
+| ``api_list_agents``     | ``GET agents``                               | 200 ``{"agents": [<agent>]}``               |
+| ``api_start_run``       | ``POST agents/{agent}/runs``                 | 202 ``<started>``; 400, 404, 409, 413       |
+| ``api_list_runs``       | ``GET runs?agent=&status=&top=``             | 200 ``{"runs": [<run>]}``; 400              |
+| ``api_get_run``         | ``GET runs/{runId}``                         | 200 ``<run>``; 404                          |
+| ``api_decide_approval`` | ``POST runs/{runId}/approvals/{approvalId}`` | 202/200 ``<decision>``; 400/404/409/410/413 |
+| ``api_cancel_run``      | ``POST runs/{runId}/cancel``                 | 202 ``<cancel>``; 400, 404, 410, 413        |
+
+Shapes (all JSON, UTF-8; ``<p>`` is the route prefix; times the API writes are UTC ISO 8601 with milliseconds and
+``Z``, :func:`durable_agents._contracts.format_time`; times from the custom status are passed through):
+
+* ``<agent>``: ``{"name", "description", "approvalTools": [{"name", "approval": "always"|"conditional"}],
+  "links": {"runs": "<p>/agents/<name>/runs"}}`` (:meth:`durable_agents._registry.RegisteredAgent.to_json`).
+* ``<started>``: ``{"id", "agent", "status": "pending", "links": {"self", "approvals", "cancel"},
+  "management": <the Durable management URLs from client.create_http_management_payload(id)>}`` plus header
+  ``Location: <p>/runs/{id}``.
+* ``<run>``: ``{"id", "agent", "status", "output", "error", "pendingApprovals": [PendingApproval],
+  "approvals": [ApprovalDecision], "lastAgent", "turns", "usage", "demo", "createdAt", "updatedAt", "links"}``.
+  ``status`` is one of :data:`RUN_STATUSES`, mapped from the Durable runtime status as docs/internals.md says.
+  ``output`` is the :class:`~durable_agents._contracts.OrchestrationOutput` ``finalOutput`` once completed, else
+  ``null``. ``error`` is the failure text of a failed run (without the extension's ``Orchestrator function
+  '<name>' failed: `` prefix) or the termination reason of a cancelled run, else ``null``.
+  ``lastAgent``/``turns``/``demo`` come from the output when completed, else from the
+  :class:`~durable_agents._contracts.CustomStatus`; ``usage`` only from the output.
+* ``<decision>``: ``{"runId", "approvalId", "decision": "approved"|"rejected", "comment", "decidedAt",
+  "recorded": bool, "status": <run status>, "links": {"run"}}``. ``recorded`` is false when the orchestration had
+  not recorded the decision within the wait bound (the event is queued and will be processed).
+* ``<cancel>``: ``{"id", "agent", "cancelRequested": true, "reason", "links": {"run"}}``.
+
+Errors are ``application/problem+json`` (:mod:`durable_agents._problems`) for every caller mistake; a bad request
+is rejected before any call that changes state. Request bodies and the ``GET runs`` query are strict
+(:mod:`durable_agents._http.bodies`): one JSON object of at most :data:`MAX_BODY_BYTES` bytes, no member the route
+does not define (400 naming it in the problem member ``fields``), no type coercion; ``null`` counts as absent for
+optional members. ``Content-Type`` is not checked. Path ids that cannot be run ids (not matching
+:data:`RUN_ID_PATTERN`) are answered 404, never passed to the Durable client.
+
+Modules: :mod:`~durable_agents._http.handlers` (one ``async def`` per route), :mod:`~durable_agents._http.bodies`
+(strict JSON reader, pydantic request models, the one ``ValidationError`` translator),
+:mod:`~durable_agents._http.views` (the run JSON).
+"""
+
+from __future__ import annotations
+
+import azure.durable_functions as df
+import azure.functions as func
+from azure.durable_functions import DurableOrchestrationClient
+
+from durable_agents._http import handlers
+from durable_agents._http.bodies import MAX_BODY_BYTES, MAX_COMMENT_CHARS, RUN_ID_PATTERN, RUN_STATUSES
+from durable_agents._http.handlers import GLOBAL_RUN_SETTINGS, ROUTE_PREFIX, HttpApi
+from durable_agents._http.views import run_status
+from durable_agents._registry import AgentRegistry
+
+__all__ = [
+    "GLOBAL_RUN_SETTINGS",
+    "MAX_BODY_BYTES",
+    "MAX_COMMENT_CHARS",
+    "ROUTE_PREFIX",
+    "RUN_ID_PATTERN",
+    "RUN_STATUSES",
+    "http_api_blueprint",
+    "normalize_route_prefix",
+    "run_status",
+]
+
+
+def normalize_route_prefix(route_prefix: str) -> str:
+    """``route_prefix`` as a path prefix of links: one leading slash, no trailing one, ``""`` for none.
+
+    ``"api"``, ``"/api"`` and ``"/api/"`` give ``"/api"``; ``""`` and ``"/"`` give ``""`` (an empty host.json
+    ``routePrefix``). Raises ``TypeError`` when it is not a string.
+    """
+    if not isinstance(route_prefix, str):
+        raise TypeError(f"route_prefix must be a string, not {type(route_prefix).__name__}")
+    stripped = route_prefix.strip().strip("/")
+    return f"/{stripped}" if stripped else ""
+
+
+def http_api_blueprint(
+    registry: AgentRegistry,
+    *,
+    route_prefix: str = ROUTE_PREFIX,
+    approval_wait_seconds: float = 10.0,
+    approval_poll_seconds: float = 0.5,
+) -> df.Blueprint:
+    """Build the HTTP API blueprint (a new ``df.Blueprint`` per call; register it once per app).
+
+    Args:
+        registry: the agents the API serves; read on every request, so agents registered later are served.
+        route_prefix: path prefix of the links and ``Location`` headers, i.e. host.json ``routePrefix`` as a path
+            (``"/api"`` by default, ``""`` for an empty one); normalized by :func:`normalize_route_prefix`.
+        approval_wait_seconds: how long a decision request waits for the orchestration to record the decision
+            (seconds, >= 0), polling ``get_status`` with sleeps growing from 50 ms to ``approval_poll_seconds``
+            (seconds, > 0).
+
+    Function names and routes: the module docstring. Raises ``ValueError`` for a negative wait or a poll
+    interval that is not positive, ``TypeError`` for a ``route_prefix`` that is not a string.
+    """
+    if not approval_wait_seconds >= 0:
+        raise ValueError(f"approval_wait_seconds must be >= 0, not {approval_wait_seconds!r}")
+    if not approval_poll_seconds > 0:
+        raise ValueError(f"approval_poll_seconds must be > 0, not {approval_poll_seconds!r}")
+    api = HttpApi(
+        registry=registry,
+        route_prefix=normalize_route_prefix(route_prefix),
+        approval_wait_seconds=float(approval_wait_seconds),
+        approval_poll_seconds=float(approval_poll_seconds),
+    )
+    bp = df.Blueprint()
+
+    @bp.function_name("api_list_agents")
+    @bp.route(route="agents", methods=["GET"])
+    @bp.durable_client_input(client_name="client")
+    async def api_list_agents(req: func.HttpRequest, client: DurableOrchestrationClient) -> func.HttpResponse:
+        """``GET agents``: :func:`durable_agents._http.handlers.list_agents`."""
+        return await handlers.respond(handlers.list_agents, api, req, client)
+
+    @bp.function_name("api_start_run")
+    @bp.route(route="agents/{agent}/runs", methods=["POST"])
+    @bp.durable_client_input(client_name="client")
+    async def api_start_run(req: func.HttpRequest, client: DurableOrchestrationClient) -> func.HttpResponse:
+        """``POST agents/{agent}/runs``: :func:`durable_agents._http.handlers.start_run`."""
+        return await handlers.respond(handlers.start_run, api, req, client)
+
+    @bp.function_name("api_list_runs")
+    @bp.route(route="runs", methods=["GET"])
+    @bp.durable_client_input(client_name="client")
+    async def api_list_runs(req: func.HttpRequest, client: DurableOrchestrationClient) -> func.HttpResponse:
+        """``GET runs``: :func:`durable_agents._http.handlers.list_runs`."""
+        return await handlers.respond(handlers.list_runs, api, req, client)
+
+    @bp.function_name("api_get_run")
+    @bp.route(route="runs/{runId}", methods=["GET"])
+    @bp.durable_client_input(client_name="client")
+    async def api_get_run(req: func.HttpRequest, client: DurableOrchestrationClient) -> func.HttpResponse:
+        """``GET runs/{runId}``: :func:`durable_agents._http.handlers.get_run`."""
+        return await handlers.respond(handlers.get_run, api, req, client)
+
+    @bp.function_name("api_decide_approval")
+    @bp.route(route="runs/{runId}/approvals/{approvalId}", methods=["POST"])
+    @bp.durable_client_input(client_name="client")
+    async def api_decide_approval(req: func.HttpRequest, client: DurableOrchestrationClient) -> func.HttpResponse:
+        """``POST runs/{runId}/approvals/{approvalId}``: :func:`durable_agents._http.handlers.decide_approval`."""
+        return await handlers.respond(handlers.decide_approval, api, req, client)
+
+    @bp.function_name("api_cancel_run")
+    @bp.route(route="runs/{runId}/cancel", methods=["POST"])
+    @bp.durable_client_input(client_name="client")
+    async def api_cancel_run(req: func.HttpRequest, client: DurableOrchestrationClient) -> func.HttpResponse:
+        """``POST runs/{runId}/cancel``: :func:`durable_agents._http.handlers.cancel_run`."""
+        return await handlers.respond(handlers.cancel_run, api, req, client)
+
+    return bp

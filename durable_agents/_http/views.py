@@ -1,0 +1,211 @@
+"""The run JSON of the HTTP API, mapped from a Durable orchestration status: internal, not part of the public API.
+
+The orchestration input, custom status and output are read through the shapes of :mod:`durable_agents._contracts`
+(docs/internals.md); nothing here defines a shape of its own except the API's answers, which the package
+docstring of :mod:`durable_agents._http` lists.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, cast
+
+from azure.durable_functions import OrchestrationRuntimeStatus
+from azure.durable_functions.models.DurableOrchestrationStatus import DurableOrchestrationStatus
+
+from durable_agents._contracts import (
+    ApprovalDecision,
+    CustomStatus,
+    OrchestrationInput,
+    OrchestrationOutput,
+    PendingApproval,
+    format_time,
+)
+from durable_agents._http.bodies import RunStatus
+
+__all__ = [
+    "ACTIVE",
+    "RUNTIME_FOR_STATUS",
+    "TERMINAL",
+    "agent_run_input",
+    "decided_approvals",
+    "find_decided",
+    "find_pending",
+    "pending_approvals",
+    "read_custom_status",
+    "run_json",
+    "run_links",
+    "run_status",
+    "run_url",
+]
+
+_R = OrchestrationRuntimeStatus
+TERMINAL = frozenset({_R.Completed, _R.Failed, _R.Terminated, _R.Canceled})
+"""Runtime statuses of a finished instance (its approvals can no longer change)."""
+
+ACTIVE = frozenset({_R.Running, _R.ContinuedAsNew, _R.Suspended})
+"""Runtime statuses that map to ``running`` or ``awaiting_approval``."""
+
+RUNTIME_FOR_STATUS: dict[RunStatus, tuple[OrchestrationRuntimeStatus, ...]] = {
+    "pending": (_R.Pending,),
+    "running": (_R.Running, _R.ContinuedAsNew, _R.Suspended),
+    "awaiting_approval": (_R.Running, _R.ContinuedAsNew, _R.Suspended),
+    "completed": (_R.Completed,),
+    "failed": (_R.Failed,),
+    "cancelled": (_R.Terminated, _R.Canceled),
+}
+"""The runtime statuses to ask the Durable client for, per run status (the inverse of :func:`run_status`)."""
+
+_FAILURE_PREFIX = re.compile(r"^Orchestrator function '[^']*' failed: ")
+
+
+def run_status(runtime_status: OrchestrationRuntimeStatus | None, pending: list[Any]) -> RunStatus:
+    """Map a Durable runtime status to the run ``status`` (docs/internals.md, "HTTP API").
+
+    Pending → ``pending``; Running / ContinuedAsNew / Suspended → ``awaiting_approval`` when ``pending`` (the
+    pending approvals) is non-empty, else ``running``; Completed → ``completed``; Failed → ``failed``;
+    Terminated / Canceled → ``cancelled``. ``None`` (status not known yet) maps to ``pending``.
+    """
+    if runtime_status in ACTIVE:
+        return "awaiting_approval" if pending else "running"
+    if runtime_status == _R.Completed:
+        return "completed"
+    if runtime_status == _R.Failed:
+        return "failed"
+    if runtime_status in (_R.Terminated, _R.Canceled):
+        return "cancelled"
+    return "pending"
+
+
+def run_url(route_prefix: str, run_id: str) -> str:
+    """The API path of a run: ``<route_prefix>/runs/<run_id>`` (``/api/runs/abc``)."""
+    return f"{route_prefix}/runs/{run_id}"
+
+
+def run_links(route_prefix: str, run_id: str) -> dict[str, str]:
+    """``{"self", "approvals", "cancel"}``: the run's paths (``approvals`` holds the ``{approvalId}`` template)."""
+    base = run_url(route_prefix, run_id)
+    return {"self": base, "approvals": base + "/approvals/{approvalId}", "cancel": base + "/cancel"}
+
+
+def _parse_json_text(value: Any) -> Any:
+    """A status field that may be a JSON value or JSON text (protocol §1, §5.4) → the JSON value."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def agent_run_input(raw_input: Any) -> OrchestrationInput | None:
+    """The orchestration input (JSON value or JSON text) when it has the agent-run shape
+    (:class:`~durable_agents._contracts.OrchestrationInput`: ``agent`` a string, ``input`` present, ``settings`` an
+    object), else ``None``: the instance is not an agent run and the API does not show it."""
+    value = _parse_json_text(raw_input)
+    if (
+        isinstance(value, dict)
+        and isinstance(value.get("agent"), str)
+        and "input" in value
+        and isinstance(value.get("settings"), dict)
+    ):
+        return cast(OrchestrationInput, value)
+    return None
+
+
+def read_custom_status(status: DurableOrchestrationStatus) -> CustomStatus:
+    """The instance's custom status (JSON value or JSON text) as a :class:`~durable_agents._contracts.CustomStatus`.
+
+    Anything but an object gives ``{}``. Members can be missing (a run that has not finished its first episode):
+    read them with ``.get``; the lists through :func:`pending_approvals` and :func:`decided_approvals`.
+    """
+    value = _parse_json_text(status.custom_status)
+    return cast(CustomStatus, value if isinstance(value, dict) else {})
+
+
+def _dicts(value: Any) -> list[Any]:
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+def pending_approvals(custom: CustomStatus) -> list[PendingApproval]:
+    """The objects of ``custom["pendingApprovals"]`` (``[]`` when missing or not a list)."""
+    return cast(list[PendingApproval], _dicts(custom.get("pendingApprovals")))
+
+
+def decided_approvals(custom: CustomStatus) -> list[ApprovalDecision]:
+    """The objects of ``custom["approvals"]`` (``[]`` when missing or not a list), most recent last."""
+    return cast(list[ApprovalDecision], _dicts(custom.get("approvals")))
+
+
+def find_pending(custom: CustomStatus, approval_id: str) -> PendingApproval | None:
+    """The pending approval ``approval_id`` of ``custom`` (the last one with that id), or ``None``."""
+    found = [item for item in pending_approvals(custom) if item.get("id") == approval_id]
+    return found[-1] if found else None
+
+
+def find_decided(custom: CustomStatus, approval_id: str) -> ApprovalDecision | None:
+    """The recorded decision on ``approval_id`` in ``custom`` (the last one with that id), or ``None``."""
+    found = [item for item in decided_approvals(custom) if item.get("id") == approval_id]
+    return found[-1] if found else None
+
+
+def _failure_text(output: Any) -> str | None:
+    """The failure text of a Failed instance without the extension's ``Orchestrator function 'x' failed: ``."""
+    if output is None:
+        return None
+    text = output if isinstance(output, str) else json.dumps(output)
+    return _FAILURE_PREFIX.sub("", text, count=1).strip() or text
+
+
+def _orchestration_output(raw_output: Any) -> tuple[Any, OrchestrationOutput | None]:
+    """``(output, result)`` of a Completed instance: the ``finalOutput`` and the whole
+    :class:`~durable_agents._contracts.OrchestrationOutput` when the output has that shape, else the value itself
+    and ``None`` (an orchestrator that returned something else)."""
+    parsed = _parse_json_text(raw_output)
+    if isinstance(parsed, dict) and "finalOutput" in parsed:
+        result = cast(OrchestrationOutput, parsed)
+        return result["finalOutput"], result
+    return parsed, None
+
+
+def run_json(status: DurableOrchestrationStatus, run_input: OrchestrationInput, route_prefix: str) -> dict[str, Any]:
+    """The ``<run>`` JSON of one agent-run instance (shape: package docstring of :mod:`durable_agents._http`).
+
+    ``createdAt`` / ``updatedAt`` are written by :func:`~durable_agents._contracts.format_time` (UTC, milliseconds,
+    ``Z``) or ``null`` when the client did not report them; links start with ``route_prefix``.
+    """
+    runtime = status.runtime_status
+    custom = read_custom_status(status)
+    pending = [] if runtime in TERMINAL else pending_approvals(custom)
+    output_value: Any = None
+    error: str | None = None
+    result: OrchestrationOutput | None = None
+    if runtime == _R.Completed:
+        output_value, result = _orchestration_output(status.output)
+    elif runtime == _R.Failed:
+        error = _failure_text(status.output)
+    elif runtime in (_R.Terminated, _R.Canceled):
+        error = None if status.output is None else str(status.output)
+    last_agent, turns, demo = custom.get("currentAgent"), custom.get("turns"), custom.get("demo", False)
+    usage = None
+    if result is not None:  # a completed run: its output has the final numbers
+        last_agent, turns = result.get("lastAgent", last_agent), result.get("turns", turns)
+        usage, demo = result.get("usage"), result.get("demo", demo)
+    created, updated = status.created_time, status.last_updated_time
+    return {
+        "id": status.instance_id,
+        "agent": run_input["agent"],
+        "status": run_status(runtime, pending),
+        "output": output_value,
+        "error": error,
+        "pendingApprovals": pending,
+        "approvals": decided_approvals(custom),
+        "lastAgent": last_agent,
+        "turns": turns,
+        "usage": usage,
+        "demo": bool(demo),
+        "createdAt": format_time(created) if created is not None else None,
+        "updatedAt": format_time(updated) if updated is not None else None,
+        "links": run_links(route_prefix, status.instance_id or ""),
+    }
