@@ -34,7 +34,7 @@ import azure.functions as func  # noqa: E402
 from agents import Agent, Runner  # noqa: E402
 
 from durable_agents import activity_tool, agent_orchestrator  # noqa: E402
-from durable_agents import runner as durable_runner  # noqa: E402
+from durable_agents import _runner as durable_runner  # noqa: E402
 from tests.support.replay import ReplayHarness  # noqa: E402
 from tests.support.scripted_agents import ScriptedModel, text_response, tool_calls  # noqa: E402
 

@@ -1,12 +1,16 @@
-"""The public face of the durable runner: :func:`agent_orchestrator` and :func:`install` (internal module)."""
+"""The public face of the durable runner: :func:`agent_orchestrator` and :func:`install` (internal module; both
+are re-exported by ``durable_agents``). The runner itself is the private package ``durable_agents._runner``."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Generator
+from typing import Any, overload
 
+import azure.durable_functions as df
 from agents.run import set_default_agent_runner
 
-from .runner import DurableAgentRunner, _install_timestamp_memo, agent_orchestrator
+from ._runner import DurableAgentRunner, drive, install_timestamp_memo
 
 __all__ = ["agent_orchestrator", "install"]
 
@@ -27,5 +31,55 @@ def install() -> None:
         if _installed:
             return
         set_default_agent_runner(DurableAgentRunner())
-        _install_timestamp_memo()
+        install_timestamp_memo()
         _installed = True
+
+
+OrchestratorFunction = Callable[[df.DurableOrchestrationContext], Generator[Any, Any, Any]]
+
+
+@overload
+def agent_orchestrator(fn: Callable[..., Any], *, agent_name: str | None = None) -> OrchestratorFunction: ...
+
+
+@overload
+def agent_orchestrator(
+    fn: None = None, *, agent_name: str | None = None
+) -> Callable[[Callable[..., Any]], OrchestratorFunction]: ...
+
+
+def agent_orchestrator(
+    fn: Callable[..., Any] | None = None, *, agent_name: str | None = None
+) -> OrchestratorFunction | Callable[[Callable[..., Any]], OrchestratorFunction]:
+    """Decorator: turn a plain function that runs an agent with the SDK into a Durable orchestrator function.
+
+    Use it bare or called (``@agent_orchestrator`` / ``@agent_orchestrator(agent_name="support")``) under
+    ``@bp.orchestration_trigger(context_name="context")``, or let ``Blueprint.agent`` apply it. The function receives
+    a ``context`` with ``get_input()`` (the orchestration input ``{"agent", "input", "settings"}``), ``instance_id``
+    and ``current_utc_datetime``, and typically returns ``Runner.run_sync(agent, context.get_input()["input"])``.
+    A returned ``RunResult`` becomes the output ``{"finalOutput", "lastAgent", "turns", "usage", "demo"}``
+    (``durable_agents.OrchestrationOutput``); any other JSON value is returned as it is. ``agent_name`` is the
+    ``agent`` of the custom status (default: the input's ``agent``).
+
+    Inside, every model call is the ``invoke_model`` activity (retried on a durable timer when retryable),
+    every ``ActivityTool`` call its activity (one fan-out per model turn), and tool approvals wait durably
+    for the event ``approval:<id>`` (docs/internals.md). Agents must name their model with a string (or leave
+    it unset); an ``agents.Model`` instance raises ``agents.exceptions.UserError``. A replay that asks for other
+    durable work than the history records raises ``durable_agents.NonDeterminismError``.
+    """
+
+    def decorate(user_fn: Callable[..., Any]) -> OrchestratorFunction:
+        def orchestrator(context: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]:
+            install()
+            return (yield from drive(context, user_fn, agent_name))
+
+        orchestrator.__name__ = user_fn.__name__
+        orchestrator.__qualname__ = user_fn.__qualname__
+        orchestrator.__doc__ = user_fn.__doc__
+        orchestrator.__module__ = user_fn.__module__
+        orchestrator.agent_function = user_fn  # type: ignore[attr-defined]
+        return orchestrator
+
+    if fn is not None:
+        return decorate(fn)
+    return decorate

@@ -14,7 +14,7 @@ import pytest
 from agents import Agent, Runner, handoff
 
 from durable_agents import ToolCall, activity_tool, agent_orchestrator, run_setting
-from durable_agents import runner as durable_runner
+from durable_agents import _runner as durable_runner
 from tests.support.replay import ReplayHarness
 from tests.support.scripted_agents import (
     ScriptedModel,

@@ -18,7 +18,7 @@ from agents import Agent, ModelSettings, RunConfig, Runner
 from agents.models.default_models import get_default_model_settings
 
 from durable_agents import activity_tool, agent_orchestrator
-from durable_agents import runner as durable_runner
+from durable_agents import _runner as durable_runner
 from tests.support.replay import ReplayHarness
 from tests.support.scripted_agents import ScriptedModel, text_response, tool_calls
 from tests.unit.test_runner import SETTINGS, Shop, _fresh_cache, _run_scenario, _scenario  # noqa: F401 (fixture)
@@ -167,13 +167,16 @@ def _context(history: list[dict[str, Any]]) -> df.DurableOrchestrationContext:
 
 
 def test_execution_key_uses_the_execution_id_or_the_start_time():
+    from durable_agents._contracts import parse_time
+    from durable_agents._runner import compat
+
     start = {"EventType": 12, "EventId": -1, "IsPlayed": False, "Timestamp": "2026-01-01T00:00:00Z"}
     with_id = {"EventType": 0, "EventId": -1, "IsPlayed": False, "Timestamp": "2026-01-01T00:00:00Z", "Name": "o",
                "Version": "", "OrchestrationInstance": {"InstanceId": "x", "ExecutionId": "abc123"}}
     without_id = {k: v for k, v in with_id.items() if k != "OrchestrationInstance"}
-    when = durable_runner._utc(durable_runner._parse_iso("2026-01-01T00:00:00Z"))
-    assert durable_runner._execution_key(_context([start, with_id]), when) == "execution:abc123"
-    assert durable_runner._execution_key(_context([start, without_id]), when) == "started:2026-01-01T00:00:00+00:00"
+    when = parse_time("2026-01-01T00:00:00Z")
+    assert compat.execution_key(_context([start, with_id]), when) == "execution:abc123"
+    assert compat.execution_key(_context([start, without_id]), when) == "started:2026-01-01T00:00:00+00:00"
 
 
 def _settings_run(agent_factory, run_config: RunConfig | None = None) -> dict[str, Any]:

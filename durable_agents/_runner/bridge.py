@@ -1,0 +1,349 @@
+"""The thread bridge: the user's orchestrator function in a worker thread (internal, not part of the public API).
+
+A Durable orchestrator is a generator that the Durable SDK resumes once per history event; an OpenAI Agents SDK run
+is blocking code (``Runner.run_sync``) over its own event loop. :class:`Session` joins them: the user's function runs
+in a dedicated worker thread, and whenever the run needs durable work its coroutines *submit* calls
+(:mod:`.steps`); the generator side (:mod:`.episode`) receives them as one step, turns it into Durable tasks, and
+answers with the outcome. The two threads strictly alternate: exactly one of them runs at any time (asserted in
+:meth:`Session._to_generator` / :meth:`Session.advance`). The one exception is :meth:`Session.abandon`, which any
+thread may call at any time: the worker then unwinds at its pending call while a generator may still run, and
+nothing it sends afterwards is acted upon.
+
+**Batching without private asyncio state.** All tool calls the SDK starts for one model turn must become one
+fan-out. The worker thread runs its own ``asyncio.SelectorEventLoop`` whose selector (:class:`_IdleSelector`) is
+told when the loop has nothing left to run: an event loop only calls ``select`` with a timeout other than 0 when no
+callback is ready (blocking with a ready callback would stall it), so that call means every coroutine that could
+submit a call this turn has done so. The batch is flushed right there, before the loop would block. A run whose
+code makes its own event loop (``asyncio.run``) gets no idle signal from it; its calls are flushed one loop
+iteration after they are submitted (still correct, only less batched).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import queue
+import selectors
+import threading
+import warnings
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from .._contracts import ApprovalDecision
+from .._run_settings import bind_session
+from .._tools import ActivityTool, ToolCall
+from .steps import (
+    ABANDON,
+    ActivityCall,
+    ApprovalsCall,
+    ApprovalsStep,
+    Call,
+    CallOutcome,
+    CallsStep,
+    Progress,
+    RunAbandoned,
+    RunFailed,
+    RunFinished,
+    Step,
+    StepAnswer,
+    StepRequest,
+    TimerCall,
+    WorkerMessage,
+)
+
+__all__ = ["Abandoned", "LoggedStep", "Session", "live_sessions", "live_worker_count"]
+
+_PENDING: Any = object()
+
+
+class Abandoned(BaseException):
+    """Unwinds an abandoned worker thread; a BaseException so that SDK ``except Exception`` blocks let it pass."""
+
+
+class LoggedStep:
+    """A step of a session's log: the step, its outcome once answered (``PENDING`` before), and the episode's
+    ``current_utc_datetime`` after it resolved (``now``)."""
+
+    PENDING: Any = _PENDING
+    __slots__ = ("step", "outcome", "now", "compact")
+
+    def __init__(self, step: Step, outcome: Any = _PENDING, now: dt.datetime | None = None) -> None:
+        self.step = step
+        self.outcome = outcome
+        self.now = now
+        self.compact: Step | None = None  # memo of steps.compact(step), see episode.resume_cached
+
+    @property
+    def resolved(self) -> bool:
+        """True once the step's outcome is known."""
+        return self.outcome is not _PENDING
+
+
+class _RunContextView:
+    """What the user's orchestrator function receives as ``context`` inside the worker thread.
+
+    Only replay-safe members: ``get_input()``, ``instance_id``, ``current_utc_datetime``. The real
+    ``DurableOrchestrationContext`` belongs to one episode and must not be used from the worker.
+    """
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def get_input(self) -> Any:
+        """The orchestration input (for agent runs ``{"agent", "input", "settings"}``)."""
+        return self._session.input
+
+    @property
+    def instance_id(self) -> str:
+        """The orchestration instance id (the run id)."""
+        return self._session.instance_id
+
+    @property
+    def current_utc_datetime(self) -> dt.datetime:
+        """The orchestration's replay-safe current time (aware UTC)."""
+        return self._session.now
+
+    def __getattr__(self, name: str) -> Any:
+        raise AttributeError(
+            f"context.{name} is not available inside an agent_orchestrator function: the run executes in a "
+            "worker thread; use Runner.run_sync(...), activity tools and run_setting(...)"
+        )
+
+
+class _IdleSelector(selectors.DefaultSelector):  # type: ignore[misc,valid-type]
+    """A selector that reports when its event loop is idle (see the module docstring)."""
+
+    def __init__(self, on_idle: Callable[[], bool]) -> None:
+        super().__init__()
+        self._on_idle = on_idle
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        if (timeout is None or timeout > 0) and self._on_idle():
+            timeout = 0  # the flush answered calls: their callbacks are ready now, do not block
+        return super().select(timeout)
+
+
+_live_lock = threading.Lock()
+_live: weakref.WeakSet[Session] = weakref.WeakSet()
+
+
+def live_sessions() -> list[Session]:
+    """Every session whose worker thread was started and that is still referenced."""
+    with _live_lock:
+        return list(_live)
+
+
+def live_worker_count() -> int:
+    """Number of worker threads of the runner that are still running (diagnostics and tests)."""
+    return sum(1 for session in live_sessions() if session.thread_alive)
+
+
+class Session:
+    """One agent run: the worker thread running the user's function and the log of its durable steps.
+
+    Hand-off: the threads exchange the messages of :mod:`.steps` over two ``queue.SimpleQueue`` (C implementation,
+    no Python-level ``Condition``; ``put`` is reentrant, so :meth:`abandon` is safe from any thread, even from a
+    finalizer). ``key`` identifies the execution for the session cache: ``(instance_id, execution key)``.
+    """
+
+    def __init__(
+        self,
+        instance_id: str,
+        orchestration_input: Any,
+        fn: Callable[..., Any],
+        agent: str | None,
+        key: tuple[str, str] | None = None,
+    ) -> None:
+        self.instance_id = instance_id
+        self.key = key or (instance_id, "")
+        self.input = orchestration_input
+        data = orchestration_input if isinstance(orchestration_input, dict) else {}
+        self.settings: dict[str, Any] = dict(data.get("settings") or {})
+        self.fn = fn
+        agent_name = agent or data.get("agent")
+        self.progress = Progress(agent=agent_name, current_agent=agent_name)
+        self.usage = {"requests": 0, "inputTokens": 0, "outputTokens": 0, "totalTokens": 0}
+        self.log: list[LoggedStep] = []
+        self.now = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+        self.abandoned = False
+        self.finished = False
+        self._to_gen: queue.SimpleQueue[WorkerMessage] = queue.SimpleQueue()
+        self._to_worker: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._worker_turn = False  # strict alternation: True while the worker thread runs
+        self._batch: list[tuple[Call, asyncio.Future[Any]]] = []
+        self._flush_scheduled = False
+        self._loop: asyncio.AbstractEventLoop | None = None  # the worker's own loop (with the idle selector)
+        self._closing = False  # the user's function has ended: no more durable calls
+
+    # -- generator side ------------------------------------------------------------------------------------------
+
+    def advance(self, outcome: Any, now: dt.datetime) -> WorkerMessage:
+        """Start the worker (first call) or answer its pending step with ``outcome``; block until its next message.
+
+        ``now`` becomes the worker's ``context.current_utc_datetime``. Returns :class:`StepRequest` (logged),
+        :class:`RunFinished`, :class:`RunFailed` or :class:`RunAbandoned` (the session was abandoned, e.g. evicted
+        from the cache by another thread, before or while it ran).
+        """
+        assert not self._worker_turn or self.abandoned, "the generator answered while the worker thread was running"
+        self.now = now
+        if self._thread is None:
+            if self.abandoned:
+                return RunAbandoned()
+            self._thread = threading.Thread(
+                target=self._worker_main, name=f"durable-agent-{self.instance_id}", daemon=True
+            )
+            with _live_lock:
+                _live.add(self)
+            self._worker_turn = True
+            self._thread.start()
+        else:
+            logged = self.log[-1]
+            logged.outcome, logged.now = outcome, now
+            self._worker_turn = True
+            self._to_worker.put(StepAnswer(outcome))
+        message = self._to_gen.get()
+        if isinstance(message, StepRequest):
+            self.log.append(LoggedStep(message.step))
+        else:
+            self.finished = True
+        return message
+
+    def abandon(self, join_timeout: float | None = None) -> None:
+        """Unwind the worker thread (it raises :class:`Abandoned` at its pending durable call).
+
+        Never blocks unless ``join_timeout`` is given: then it waits up to that many seconds for the worker thread
+        to end (not when called from the worker thread itself).
+        """
+        if not self.abandoned:
+            self.abandoned = True
+            if self._thread is not None and not self.finished:
+                self._to_worker.put(ABANDON)
+        thread = self._thread
+        if join_timeout is not None and thread is not None and thread is not threading.current_thread():
+            thread.join(join_timeout)
+
+    @property
+    def thread_alive(self) -> bool:
+        """True while the worker thread runs (it ends after the run finished or unwound)."""
+        return self._thread is not None and self._thread.is_alive()
+
+    # -- worker side ---------------------------------------------------------------------------------------------
+
+    def _to_generator(self, message: WorkerMessage) -> None:
+        assert self._worker_turn or self.abandoned, "the worker thread sent a message while the generator was running"
+        self._worker_turn = False
+        self._to_gen.put(message)
+
+    def _worker_main(self) -> None:
+        bind_session(self)
+        self._loop = asyncio.SelectorEventLoop(_IdleSelector(self._flush_if_pending))
+        asyncio.set_event_loop(self._loop)
+        message: WorkerMessage
+        try:
+            output = self.fn(_RunContextView(self))
+            message = RunAbandoned() if self.abandoned else RunFinished(output)
+        except BaseException as exc:  # noqa: BLE001 - reported to the generator, which fails the orchestration
+            message = RunAbandoned() if self.abandoned else RunFailed(exc)
+        finally:
+            self._closing = True
+            bind_session(None)
+            _close_thread_event_loop()
+        self._to_generator(message)
+
+    def submit(self, call: Call) -> asyncio.Future[Any]:
+        """Register a durable call from the worker's event loop; the future resolves with its outcome
+        (:class:`CallOutcome` for activities and timers, a tuple of ``ApprovalDecision`` for approvals)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        if self.abandoned or self._closing:
+            future.set_exception(Abandoned())
+            return future
+        self._batch.append((call, future))
+        if loop is not self._loop and not self._flush_scheduled:
+            self._flush_scheduled = True  # a loop the run made itself: no idle signal, flush next iteration
+            loop.call_soon(self._flush_if_pending)
+        return future
+
+    async def call(self, call: Call) -> Any:
+        """Submit ``call`` and wait for its outcome (see :meth:`submit`)."""
+        return await self.submit(call)
+
+    def _flush_if_pending(self) -> bool:
+        """Hand the pending batch to the generator as steps (activities and timers first, as one fan-out, then
+        each approvals call) and resolve the futures with the answers. Returns whether there was a batch."""
+        self._flush_scheduled = False
+        if not self._batch:
+            return False
+        batch, self._batch = self._batch, []
+        calls = [(c, f) for c, f in batch if isinstance(c, ActivityCall | TimerCall)]
+        groups: list[list[tuple[Call, asyncio.Future[Any]]]] = [calls] if calls else []
+        groups += [[(c, f)] for c, f in batch if isinstance(c, ApprovalsCall)]
+        for group in groups:
+            first = group[0][0]
+            step: Step
+            if isinstance(first, ApprovalsCall):
+                step = ApprovalsStep(first.items, self.progress.snapshot())
+            else:
+                step = CallsStep(tuple(c for c, _ in group), self.progress.snapshot())  # type: ignore[misc]
+            self._to_generator(StepRequest(step))
+            answer = self._to_worker.get()
+            if answer is ABANDON:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(Abandoned())
+                return True
+            assert isinstance(answer, StepAnswer)
+            if isinstance(step, ApprovalsStep):
+                group[0][1].set_result(answer.outcome)
+            else:
+                for (_, future), outcome in zip(group, answer.outcome, strict=True):
+                    future.set_result(outcome)
+        return True
+
+    async def call_activity_tool(self, tool: ActivityTool, args: dict[str, Any], ctx: Any) -> tuple[bool, Any]:
+        """Run an activity tool as its activity (used by ``ActivityTool``); returns ``(ok, value_or_error)``."""
+        agent = getattr(getattr(ctx, "agent", None), "name", None) or self.progress.current_agent or ""
+        call = ToolCall(run_id=self.instance_id, call_id=ctx.tool_call_id, tool=tool.name, agent=agent)
+        self.progress.last_tool = tool.name
+        outcome: CallOutcome = await self.call(
+            ActivityCall(name=tool.activity_name, input=tool.activity_input(args, call), retry=tool.retry)
+        )
+        return (True, outcome.value) if outcome.ok else (False, outcome.error)
+
+    async def wait_for_approvals(self, call: ApprovalsCall) -> tuple[ApprovalDecision, ...]:
+        """Wait durably for every approval of ``call``; the decisions in item order."""
+        decisions: tuple[ApprovalDecision, ...] = await self.call(call)
+        return decisions
+
+
+def _close_thread_event_loop() -> None:
+    """Close the calling thread's default event loop (``Runner.run_sync`` leaves it open on purpose).
+
+    Runs in the worker thread when the user's function has returned or unwound: remaining tasks are cancelled and
+    awaited, async generators shut down, the loop closed and unset. Without it the loop and any pending task of
+    an abandoned run would be finalized later by the garbage collector in whatever thread triggers a collection
+    (an orchestrator episode of another run, another worker), closing SDK coroutines outside their thread.
+    """
+    policy = asyncio.get_event_loop_policy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            loop = policy.get_event_loop()
+        except RuntimeError:
+            return
+    try:
+        if not loop.is_closed() and not loop.is_running():
+            pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+            for task in pending:
+                task.cancel()
+            if pending:
+                with contextlib.suppress(BaseException):
+                    loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            with contextlib.suppress(BaseException):
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+    finally:
+        policy.set_event_loop(None)

@@ -1,0 +1,90 @@
+"""Every use of ``azure-functions-durable`` 1.x internals, in one place (internal, not part of the public API).
+
+DESIGN.md "Durable Functions 2.x": 2.x drops ``context.histories`` and reshapes tasks, so a port touches only this
+module. What the runner needs from 1.x beyond its public API:
+
+* task states (``Task.state``: running / completed / failed) to tell which children of a fan-out finished;
+* the history (``context.histories``) to find the execution id of the instance;
+* the history timestamp parser (``HistoryEvent.dt_parse``), wrapped in a memo for orchestrator CPU;
+* the text of a failed activity task (protocol §4.3), to give the model the useful part of it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import importlib
+import re
+from typing import Any
+
+import azure.durable_functions as df
+from azure.durable_functions.models.history.HistoryEventType import HistoryEventType
+from azure.durable_functions.models.Task import TaskState
+
+__all__ = [
+    "execution_key",
+    "failure_message",
+    "install_timestamp_memo",
+    "task_failed",
+    "task_running",
+]
+
+
+def task_running(task: Any) -> bool:
+    """True while a Durable task (activity, timer, ``task_all``...) has neither completed nor failed."""
+    return task.state is TaskState.RUNNING
+
+
+def task_failed(task: Any) -> bool:
+    """True when a Durable task failed; its ``result`` is then the exception."""
+    return task.state is TaskState.FAILED
+
+
+def failure_message(exc: BaseException) -> str:
+    """The useful part of a Durable task failure: ``"ValueError: boom"`` from
+    ``"Activity function 'x' failed:  ValueError: boom \\n {details}"`` (protocol §4.3)."""
+    text = str(exc).split(" \n ", 1)[0]
+    match = re.match(r"^Activity function '[^']*' failed:\s*(.*)$", text, re.S)
+    return (match.group(1) if match else text).strip()
+
+
+def execution_key(context: df.DurableOrchestrationContext, start: dt.datetime) -> str:
+    """Identify this execution of the instance: ``"execution:<ExecutionId>"`` from the ``ExecutionStarted`` event's
+    ``OrchestrationInstance`` (protocol §2.3: a new GUID for every start, also after a purge and restart with the
+    same instance id), or ``"started:<start isoformat>"`` (the first ``OrchestratorStarted`` time) when a backend
+    does not send it."""
+    for event in context.histories:
+        if event.event_type == HistoryEventType.EXECUTION_STARTED:
+            instance = getattr(event, "OrchestrationInstance", None)
+            execution_id = instance.get("ExecutionId") if isinstance(instance, dict) else None
+            if execution_id:
+                return f"execution:{execution_id}"
+            break
+    return f"started:{start.isoformat()}"
+
+
+_HISTORY_EVENT_MODULE = "azure.durable_functions.models.history.HistoryEvent"
+
+
+def install_timestamp_memo() -> None:
+    """Wrap the SDK's history timestamp parser (``dateutil.parser.parse``, bound as ``dt_parse`` in
+    ``azure.durable_functions.models.history.HistoryEvent``) in a bounded memo (65,536 entries).
+
+    The SDK re-parses the ``Timestamp`` of every history event on every episode, so a run of *n* episodes parses
+    O(n²) timestamps, about 60 µs each with dateutil; the distinct timestamps of a history are few (the events of
+    one episode share one). Results are the parser's own, memoized by the exact string (``datetime`` objects are
+    immutable, so sharing them is safe). Idempotent; other callers of ``dateutil`` are not affected.
+    """
+    module = importlib.import_module(_HISTORY_EVENT_MODULE)
+    original = getattr(module, "dt_parse", None)
+    if original is None or getattr(original, "_durable_agents_memo", False):
+        return
+    memo = functools.lru_cache(maxsize=65536)(original)
+
+    def dt_parse(timestr: Any, *args: Any, **kwargs: Any) -> Any:
+        if args or kwargs or not isinstance(timestr, str):
+            return original(timestr, *args, **kwargs)
+        return memo(timestr)
+
+    dt_parse._durable_agents_memo = True  # type: ignore[attr-defined]
+    module.dt_parse = dt_parse  # type: ignore[attr-defined]

@@ -1,0 +1,345 @@
+"""The generator side of an agent run: one orchestrator episode (internal, not part of the public API).
+
+:func:`drive` is the generator the Durable SDK runs for every episode of an agent orchestrator. It gets the run's
+session (the worker thread of :mod:`.bridge`) in one of two ways and then turns every new step into Durable tasks:
+
+* **cached resume** (:func:`_resume_cached`): the live session of this execution is in the cache
+  (:mod:`.cache`); its logged steps are re-yielded (resolved by the SDK from history, emitting no new actions),
+  each outcome compared with the logged one, and the worker, blocked at its pending step, is answered;
+* **fresh replay** (:func:`_replay_fresh`): no live session (a restart, an eviction, another process, or a
+  mismatch above); a new worker runs the user's function from the start and is fed the outcomes this episode has
+  already resolved from history, step by step; asking for a different step raises ``NonDeterminismError``.
+
+Steps become tasks as docs/internals.md "Activities" and "Approvals" say: a calls step is one fan-out awaited
+until every child finished (the extension's ``WhenAll``); an approvals step waits for the events ``approval:<id>``
+raced against one shared durable timer, publishing each decision in the custom status as it arrives.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+from collections.abc import Callable, Generator
+from typing import Any
+
+import azure.durable_functions as df
+import pydantic_core
+from agents import RunResult
+
+from .._contracts import (
+    MAX_DECIDED_APPROVALS,
+    ApprovalDecision,
+    CustomStatus,
+    Decision,
+    OrchestrationOutput,
+    PendingApproval,
+    approval_event_name,
+    format_time,
+    parse_iso_duration,
+)
+from .._errors import NonDeterminismError
+from . import cache, compat
+from .bridge import LoggedStep, Session
+from .steps import (
+    ActivityCall,
+    ApprovalItem,
+    ApprovalsStep,
+    CallOutcome,
+    CallsStep,
+    Progress,
+    RunAbandoned,
+    RunFailed,
+    RunFinished,
+    Step,
+    StepRequest,
+    TimerCall,
+    WorkerMessage,
+    compact,
+)
+
+__all__ = ["DEFAULT_APPROVAL_TIMEOUT", "drive"]
+
+DEFAULT_APPROVAL_TIMEOUT = "P1D"
+"""``APPROVAL_TIMEOUT`` when the run's settings have none (ISO 8601 duration)."""
+
+Context = df.DurableOrchestrationContext
+Tasks = Generator[Any, Any, Any]
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+# -- steps → Durable tasks ----------------------------------------------------------------------------------------
+
+
+def _task_for(context: Context, call: ActivityCall | TimerCall) -> Any:
+    if isinstance(call, TimerCall):
+        return context.create_timer(context.current_utc_datetime + dt.timedelta(milliseconds=call.delay_ms))
+    if call.retry is not None:
+        return context.call_activity_with_retry(call.name, call.retry.to_retry_options(), call.input)
+    return context.call_activity(call.name, call.input)
+
+
+def _outcome_of(task: Any) -> CallOutcome:
+    if compat.task_failed(task):
+        return CallOutcome(ok=False, error=compat.failure_message(task.result))
+    return CallOutcome(ok=True, value=task.result)
+
+
+def _run_calls(context: Context, step: CallsStep) -> Tasks:
+    """Schedule all calls together and wait for every one of them; outcomes in call order."""
+    tasks = [_task_for(context, call) for call in step.calls]
+    if len(tasks) == 1:
+        try:
+            value = yield tasks[0]
+        except Exception as exc:  # noqa: BLE001 - a failed task becomes an outcome
+            return (CallOutcome(ok=False, error=compat.failure_message(exc)),)
+        return (CallOutcome(ok=True, value=value),)
+    pending = list(tasks)
+    while pending:
+        # The Python SDK's task_all fails fast while the extension's WhenAll waits for every child (protocol
+        # §3.2), so a failure is caught and the children still running are awaited again: re-yielding
+        # already-scheduled tasks emits no new action, and the next step is only scheduled once every child
+        # has finished, exactly when the extension's WhenAll completes (task_any would let the extension move
+        # on at the first completion and assign sequence ids that retry timers also take).
+        with contextlib.suppress(Exception):
+            yield context.task_all(pending)
+        pending = [task for task in pending if compat.task_running(task)]
+    return tuple(_outcome_of(task) for task in tasks)
+
+
+def _parse_event_payload(value: Any) -> dict[str, Any]:
+    """Approval event payload as a dict; accepts a JSON string holding it (the Python client double-encodes)."""
+    for _ in range(2):
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                break
+    return value if isinstance(value, dict) else {}
+
+
+class _StatusBook:
+    """Custom status of the run, rebuilt deterministically every episode (docs/internals.md "Custom status")."""
+
+    def __init__(self) -> None:
+        self.decided: list[ApprovalDecision] = []
+
+    def publish(self, context: Context, progress: Progress, pending: list[PendingApproval] | None = None) -> None:
+        status: CustomStatus = {
+            "agent": progress.agent,
+            "currentAgent": progress.current_agent,
+            "turns": progress.turns,
+            "lastTool": progress.last_tool,
+            "pendingApprovals": list(pending or []),
+            "approvals": list(self.decided[-MAX_DECIDED_APPROVALS:]),
+            "demo": bool(progress.demo),
+        }
+        context.set_custom_status(status)
+
+
+def _decision(item: ApprovalItem, decision: Decision, comment: Any, now: str) -> ApprovalDecision:
+    return {
+        "id": item.id,
+        "tool": item.tool,
+        "decision": decision,
+        "comment": comment if isinstance(comment, str) else None,
+        "decidedAt": now,
+    }
+
+
+def _run_approvals(context: Context, step: ApprovalsStep, book: _StatusBook, timeout: dt.timedelta) -> Tasks:
+    """Wait for every approval of one turn at once; return the decisions in item order.
+
+    Each approval waits for the external event ``approval:<id>``; all share one durable timer at ``expiresAt``
+    (``requestedAt + APPROVAL_TIMEOUT``, docs/internals.md "Approvals"). The generator yields ``task_any`` over the
+    still-pending events plus the timer, and again after each decision: the re-yielded tasks are already scheduled,
+    so the Durable SDK adds no action and the extension's replay (whose ``WhenAny`` already completed) assigns no
+    sequence id. Each decision is published in the custom status as soon as it arrives, so approvals can be
+    decided in any order. When all are decided the timer is cancelled; when it fires first, every approval still
+    pending expires.
+    """
+    requested = _utc(context.current_utc_datetime)
+    expires = requested + timeout
+    waiting: list[tuple[ApprovalItem, PendingApproval]] = [
+        (item, {"id": item.id, "tool": item.tool, "arguments": item.arguments,
+                "requestedAt": format_time(requested), "expiresAt": format_time(expires)})
+        for item in step.items
+    ]
+    events = {item.id: context.wait_for_external_event(approval_event_name(item.id)) for item in step.items}
+    timer = context.create_timer(expires)
+    decided: dict[str, ApprovalDecision] = {}
+    book.publish(context, step.progress, [pending for _, pending in waiting])
+    while waiting:
+        yield context.task_any([events[item.id] for item, _ in waiting] + [timer])
+        now = format_time(_utc(context.current_utc_datetime))
+        # Normally exactly one child has completed (the SDK resumes the generator at each completion); an event
+        # delivered before its wait was yielded completes at once, so every completed event is taken, item order.
+        for item, _ in waiting:
+            if events[item.id].is_completed:
+                payload = _parse_event_payload(events[item.id].result)
+                verdict: Decision = "approved" if payload.get("approved") is True else "rejected"
+                decided[item.id] = _decision(item, verdict, payload.get("comment"), now)
+            elif timer.is_completed:
+                decided[item.id] = _decision(item, "expired", None, now)
+        book.decided.extend(decided[item.id] for item, _ in waiting if item.id in decided)
+        waiting = [(item, pending) for item, pending in waiting if item.id not in decided]
+        book.publish(context, step.progress, [pending for _, pending in waiting])
+    if not timer.is_completed:
+        timer.cancel()
+    return tuple(decided[item.id] for item in step.items)
+
+
+def _run_step(context: Context, step: Step, book: _StatusBook, timeout: dt.timedelta) -> Tasks:
+    if isinstance(step, ApprovalsStep):
+        return (yield from _run_approvals(context, step, book, timeout))
+    book.publish(context, step.progress)
+    return (yield from _run_calls(context, step))
+
+
+# -- the episode ----------------------------------------------------------------------------------------------
+
+
+class _Episode:
+    """What one generator execution knows: the run's identity, settings, start, and the steps it resolved."""
+
+    def __init__(self, context: Context, fn: Callable[..., Any], agent_name: str | None) -> None:
+        self.context = context
+        self.fn = fn
+        self.agent_name = agent_name
+        self.instance_id = context.instance_id
+        value = context.get_input()
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                value = json.loads(value)
+        self.input = value
+        settings = value.get("settings") if isinstance(value, dict) else None
+        self.timeout = parse_iso_duration(str((settings or {}).get("APPROVAL_TIMEOUT") or DEFAULT_APPROVAL_TIMEOUT))
+        self.book = _StatusBook()
+        self.start = _utc(context.current_utc_datetime)  # the first OrchestratorStarted time: the run's start
+        self.key = (self.instance_id, compat.execution_key(context, self.start))
+        self.resolved: list[LoggedStep] = []  # steps resolved by this generator execution, in order
+
+    @property
+    def now(self) -> dt.datetime:
+        return _utc(self.context.current_utc_datetime)
+
+    def run_step(self, step: Step, logged_as: Step | None = None) -> Tasks:
+        """Yield the tasks of ``step``; log the outcome under ``logged_as`` (the full step) and return it."""
+        outcome = yield from _run_step(self.context, step, self.book, self.timeout)
+        self.resolved.append(LoggedStep(logged_as or step, outcome, self.now))
+        return outcome
+
+
+class _Mismatch:
+    """The history disagrees with the live session: replay from scratch."""
+
+
+def _resume_cached(episode: _Episode, session: Session) -> Tasks:
+    """Re-yield the live session's logged steps; return the outcome of its pending step, or ``_Mismatch``.
+
+    A step resolved in an earlier episode is certainly scheduled in this history (:func:`.steps.compact`): it is
+    re-yielded without its inputs; the step still pending is re-yielded in full.
+    """
+    for logged in list(session.log):
+        if not logged.resolved:
+            return (yield from episode.run_step(logged.step))
+        if logged.compact is None:
+            logged.compact = compact(logged.step)
+        outcome = yield from episode.run_step(logged.compact, logged_as=logged.step)
+        if outcome != logged.outcome:
+            return _Mismatch
+    return _Mismatch  # nothing pending: the session cannot be resumed
+
+
+def _replay_fresh(episode: _Episode, session: Session) -> WorkerMessage:
+    """Start ``session``'s worker at the run's start time and feed it the steps this episode already resolved,
+    without yielding them again. Raises ``NonDeterminismError`` when the worker asks for another step."""
+    message = session.advance(None, episode.start)
+    for index, replayed in enumerate(episode.resolved):
+        if isinstance(message, RunAbandoned):
+            return message
+        requested = message.step if isinstance(message, StepRequest) else None
+        if requested != replayed.step:
+            raise NonDeterminismError(
+                index, replayed.step, requested if requested is not None else message,
+                detail="the agent orchestrator asked for different durable work than its history records",
+            )
+        assert replayed.now is not None
+        message = session.advance(replayed.outcome, replayed.now)
+    return message
+
+
+def drive(context: Context, fn: Callable[..., Any], agent_name: str | None) -> Tasks:
+    """The orchestrator generator of an agent run: resume or replay the session, then run its new steps.
+
+    Returns the orchestration output (:func:`_output`); raises what the user's function raised. Whatever way it
+    ends (output, error, or closed by the SDK when the episode stops at a pending task), a worker that is not kept
+    in the session cache is abandoned, so no worker thread outlives its usefulness.
+    """
+    episode = _Episode(context, fn, agent_name)
+    session = cache.take(episode.key)
+    try:
+        answer: Any = None
+        if session is not None:
+            cache.put(session)
+            answer = yield from _resume_cached(episode, session)
+            if answer is _Mismatch:
+                cache.drop(session)
+                session.abandon()
+                session = None
+        while True:
+            if session is None:
+                session = Session(episode.instance_id, episode.input, fn, agent_name, episode.key)
+                cache.put(session)
+                message = _replay_fresh(episode, session)
+            else:
+                message = session.advance(answer, episode.now)
+            while isinstance(message, StepRequest):
+                outcome = yield from episode.run_step(message.step)
+                message = session.advance(outcome, episode.now)
+            if not isinstance(message, RunAbandoned):
+                break
+            # Evicted from the cache (by another run's episode) while in use: continue with a fresh worker.
+            cache.drop(session)
+            session = None
+        cache.drop(session)
+        episode.book.publish(context, session.progress)
+        if isinstance(message, RunFailed):
+            raise message.error
+        assert isinstance(message, RunFinished)
+        return _output(session, message.output)
+    except GeneratorExit:
+        raise  # the episode ended at a pending task: a cached session stays for the next episode
+    except BaseException:
+        if session is not None:
+            cache.drop(session)  # the run failed (or is non-deterministic): never resume this worker
+        raise
+    finally:
+        # Runs on return, on error, and on GeneratorExit when the SDK drops the generator at the end of an
+        # episode. abandon() only enqueues a message (SimpleQueue.put is reentrant), so this is safe even when
+        # the generator is finalized by the garbage collector in another thread.
+        if session is not None and not cache.holds(session):
+            session.abandon()
+
+
+def _output(session: Session, value: Any) -> Any:
+    """The orchestration output (docs/internals.md "Orchestration output") for a RunResult; other values as-is."""
+    if isinstance(value, RunResult):
+        final = value.final_output
+        output: OrchestrationOutput = {
+            "finalOutput": final if isinstance(final, str) else pydantic_core.to_jsonable_python(final),
+            "lastAgent": value.last_agent.name,
+            "turns": session.progress.turns,
+            "usage": {
+                "requests": session.usage["requests"],
+                "inputTokens": session.usage["inputTokens"],
+                "outputTokens": session.usage["outputTokens"],
+                "totalTokens": session.usage["totalTokens"],
+            },
+            "demo": bool(session.progress.demo),
+        }
+        return output
+    return pydantic_core.to_jsonable_python(value)

@@ -1,0 +1,287 @@
+"""The seam into the OpenAI Agents SDK: model, model provider, runner (internal, not part of the public API).
+
+:func:`durable_agents.install` makes :class:`DurableAgentRunner` the SDK's default runner, so ``Runner.run`` and
+``Runner.run_sync`` delegate to it. Outside an agent orchestrator (no session bound to the thread) it is the SDK's
+runner unchanged. Inside, it forces a ``RunConfig`` whose model provider returns :class:`DurableModel` (every model
+call becomes the ``invoke_model`` activity), disables tracing, and resolves tool approvals (SDK interruptions)
+durably through the session (:mod:`.bridge`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import dataclasses
+import json
+from typing import Any
+
+from agents import Agent, RunConfig
+from agents.exceptions import UserError
+from agents.items import ModelResponse, ToolApprovalItem
+from agents.model_settings import ModelSettings
+from agents.models.default_models import get_default_model_settings
+from agents.models.interface import Model, ModelProvider
+from agents.run import AgentRunner
+
+from .._contracts import INVOKE_MODEL_ACTIVITY, ApprovalDecision, InvokeModelInput
+from .._errors import ModelCallError
+from .._model_io import decode_model_response, encode_model_request
+from .._run_settings import current_session, run_setting
+from .bridge import Session
+from .episode import DEFAULT_APPROVAL_TIMEOUT
+from .steps import ActivityCall, ApprovalItem, ApprovalsCall, CallOutcome, TimerCall
+
+__all__ = [
+    "DEFAULT_MODEL_MAX_ATTEMPTS",
+    "MODEL_RETRY_BASE_SECONDS",
+    "MODEL_RETRY_CAP_SECONDS",
+    "DurableAgentRunner",
+    "DurableModel",
+    "DurableModelProvider",
+]
+
+MODEL_RETRY_BASE_SECONDS = 2.0
+"""First backoff of a retryable model error (seconds); doubles per attempt."""
+MODEL_RETRY_CAP_SECONDS = 300.0
+"""Longest backoff between model attempts (seconds), unless the API's ``retry-after`` asks for more."""
+DEFAULT_MODEL_MAX_ATTEMPTS = 6
+"""``MODEL_MAX_ATTEMPTS`` when the run's settings have none."""
+
+
+def _session() -> Session | None:
+    session = current_session()
+    return session if isinstance(session, Session) else None
+
+
+class DurableModel(Model):
+    """An ``agents.Model`` whose ``get_response`` runs as the ``invoke_model`` activity of the current run.
+
+    The request is encoded with ``model_io.encode_model_request``; the activity answers
+    ``{"ok": true, "response", "demo"}`` or ``{"ok": false, "error": {..., "retryable", "retryAfter"}}``.
+    Retryable errors wait on a durable timer of ``max(retryAfter, min(300 s, 2 s * 2**attempt))`` and call again,
+    up to ``MODEL_MAX_ATTEMPTS`` calls (run setting, default 6); then, or for a non-retryable error,
+    :class:`ModelCallError` is raised and the run fails. Streaming is not supported.
+    """
+
+    def __init__(self, model_name: str | None, run_model_settings: ModelSettings | None = None) -> None:
+        self.model_name = model_name
+        self.run_model_settings = run_model_settings
+
+    async def get_response(
+        self,
+        system_instructions,
+        input,
+        model_settings,
+        tools,
+        output_schema,
+        handoffs,
+        tracing,
+        *,
+        previous_response_id=None,
+        conversation_id=None,
+        prompt=None,
+    ) -> ModelResponse:
+        session = _session()
+        if session is None:
+            raise UserError("DurableModel can only be used inside an agent_orchestrator run")
+        if self.model_name is None:
+            model_settings = _without_implicit_defaults(_CURRENT_AGENT.get(), model_settings, self.run_model_settings)
+        request = encode_model_request(
+            model=self.model_name,
+            system_instructions=system_instructions,
+            input=input,
+            model_settings=model_settings,
+            tools=tools,
+            output_schema=output_schema,
+            handoffs=handoffs,
+            previous_response_id=previous_response_id,
+            conversation_id=conversation_id,
+            prompt=prompt,
+        )
+        max_attempts = max(1, int(run_setting("MODEL_MAX_ATTEMPTS", str(DEFAULT_MODEL_MAX_ATTEMPTS)) or 6))
+        attempt = 0
+        while True:
+            attempt += 1
+            activity_input: InvokeModelInput = {"model": self.model_name, "request": request}
+            outcome: CallOutcome = await session.call(ActivityCall(name=INVOKE_MODEL_ACTIVITY, input=activity_input))
+            if not outcome.ok:
+                raise ModelCallError({"type": "activity_failed", "message": outcome.error or ""}, attempt)
+            result = outcome.value or {}
+            if result.get("ok"):
+                response = decode_model_response(result["response"])
+                session.progress.turns += 1
+                session.progress.demo = bool(session.progress.demo or result.get("demo"))
+                usage = response.usage
+                session.usage["requests"] += usage.requests or 1
+                session.usage["inputTokens"] += usage.input_tokens
+                session.usage["outputTokens"] += usage.output_tokens
+                session.usage["totalTokens"] += usage.total_tokens
+                return response
+            error = result.get("error") or {}
+            if not error.get("retryable") or attempt >= max_attempts:
+                raise ModelCallError(error, attempt)
+            backoff = min(MODEL_RETRY_CAP_SECONDS, MODEL_RETRY_BASE_SECONDS * 2 ** (attempt - 1))
+            retry_after = error.get("retryAfter")
+            delay = max(float(retry_after or 0), backoff)
+            await session.call(TimerCall(delay_ms=int(round(delay * 1000))))
+
+    def stream_response(self, *args: Any, **kwargs: Any):  # pragma: no cover - documented limitation
+        raise UserError("Streaming (Runner.run_streamed) is not supported inside a durable orchestration")
+
+
+class DurableModelProvider(ModelProvider):
+    """Model provider used inside orchestrations: every model name maps to a :class:`DurableModel`.
+
+    ``run_model_settings`` is the run's ``RunConfig.model_settings`` (the overrides the caller set explicitly);
+    the models keep them when they drop the SDK's environment-derived defaults (see
+    :func:`_without_implicit_defaults`).
+    """
+
+    def __init__(self, run_model_settings: ModelSettings | None = None) -> None:
+        self.run_model_settings = run_model_settings
+
+    def get_model(self, model_name: str | None) -> Model:
+        return DurableModel(model_name, self.run_model_settings)
+
+
+_CURRENT_AGENT: contextvars.ContextVar[Agent[Any] | None] = contextvars.ContextVar(
+    "durable_agents_current_agent", default=None
+)
+"""The agent of the model call being prepared, set by the run config's ``call_model_input_filter`` (the SDK awaits
+it in the task that then calls the model, so concurrent agents-as-tools each see their own)."""
+
+
+def _without_implicit_defaults(
+    agent: Agent[Any] | None, resolved: ModelSettings, run_model_settings: ModelSettings | None
+) -> ModelSettings:
+    """Model settings for a model call whose agent names no model, independent of ``OPENAI_DEFAULT_MODEL``.
+
+    The SDK gives an agent without a model the default settings of the model named by the environment variable
+    ``OPENAI_DEFAULT_MODEL`` (default a GPT-5 model: ``reasoning.effort`` and ``verbosity``), read inside the
+    orchestration (``agents.run_internal.turn_preparation.get_model_settings``). Inside a durable run that model
+    is never used: the ``invoke_model`` activity calls ``AGENT_MODEL``. So when the agent's settings are the
+    SDK's implicit default (the SDK's own rule: equal to ``get_default_model_settings()``), every field in which
+    that default differs from ``ModelSettings()`` is reset to ``ModelSettings()``'s value unless the run config
+    sets it; explicit agent settings and run-config overrides are kept. The request then no longer depends on the
+    environment of the process that runs the episode.
+    """
+    if agent is None or agent.model is not None:
+        return resolved
+    implicit = get_default_model_settings()
+    if agent.model_settings != implicit:
+        return resolved
+    neutral = ModelSettings()
+    changes = {}
+    for field in dataclasses.fields(ModelSettings):
+        if getattr(implicit, field.name) == getattr(neutral, field.name):
+            continue
+        if run_model_settings is not None and getattr(run_model_settings, field.name) is not None:
+            continue
+        changes[field.name] = getattr(neutral, field.name)
+    return dataclasses.replace(resolved, **changes) if changes else resolved
+
+
+def _check_models(agent: Agent[Any], seen: set[int] | None = None) -> None:
+    seen = seen if seen is not None else set()
+    if id(agent) in seen:
+        return
+    seen.add(id(agent))
+    if isinstance(agent.model, Model):
+        raise UserError(
+            f"Agent '{agent.name}' has a Model instance as its model; durable runs need a model name (str) or "
+            "None, because the model is called in the invoke_model activity"
+        )
+    for handoff in agent.handoffs or []:
+        target = handoff if isinstance(handoff, Agent) else getattr(handoff, "_agent_ref", None)
+        if isinstance(target, Agent):
+            _check_models(target, seen)
+
+
+def _durable_run_config(session: Session, run_config: RunConfig | dict[str, Any] | None) -> RunConfig:
+    if isinstance(run_config, dict):
+        run_config = RunConfig(**run_config)
+    base = run_config or RunConfig()
+    if isinstance(base.model, Model):
+        raise UserError("RunConfig.model must be a model name inside a durable orchestration")
+    user_filter = base.call_model_input_filter
+
+    async def track_agent(data: Any) -> Any:
+        session.progress.current_agent = data.agent.name
+        _CURRENT_AGENT.set(data.agent)
+        if user_filter is None:
+            return data.model_data
+        result = user_filter(data)
+        if asyncio.iscoroutine(result):
+            result = await result
+        return result
+
+    return dataclasses.replace(
+        base,
+        model_provider=DurableModelProvider(base.model_settings),
+        tracing_disabled=True,
+        call_model_input_filter=track_agent,
+    )
+
+
+def _approval_item(item: ToolApprovalItem) -> ApprovalItem:
+    arguments: Any = item.arguments
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments)
+        except ValueError:
+            pass
+    return ApprovalItem(id=str(item.call_id), tool=str(item.tool_name or item.name), arguments=arguments)
+
+
+def _rejection_message(decision: ApprovalDecision, timeout_text: str) -> str:
+    tool = decision["tool"]
+    comment = decision.get("comment")
+    if decision["decision"] == "expired":
+        return (
+            f"The call to '{tool}' was not run: no reviewer approved it within {timeout_text} "
+            "(the approval expired)."
+        )
+    text = f"The call to '{tool}' was rejected by the reviewer and was not run."
+    if comment:
+        text += f" Reviewer's comment: {comment}"
+    return text
+
+
+class DurableAgentRunner(AgentRunner):
+    """``AgentRunner`` installed as the SDK's default runner; durable inside ``agent_orchestrator`` runs.
+
+    Outside an orchestration (no session bound to the thread) every call goes to the SDK's implementation
+    unchanged. Inside, ``run`` forces the durable model provider and disabled tracing, then loops over the
+    SDK's interruptions: each pending tool approval waits durably for a decision, is applied with
+    ``RunState.approve`` / ``RunState.reject(..., rejection_message=...)``, and the run resumes from the state.
+    """
+
+    async def run(self, starting_agent, input, **kwargs):  # type: ignore[override]
+        session = _session()
+        if session is None:
+            return await super().run(starting_agent, input, **kwargs)
+        _check_models(starting_agent)
+        kwargs["run_config"] = _durable_run_config(session, kwargs.get("run_config"))
+        result = await super().run(starting_agent, input, **kwargs)
+        timeout_text = run_setting("APPROVAL_TIMEOUT", DEFAULT_APPROVAL_TIMEOUT) or DEFAULT_APPROVAL_TIMEOUT
+        while result.interruptions:
+            items = list(result.interruptions)
+            state = result.to_state()
+            decisions = await session.wait_for_approvals(ApprovalsCall(tuple(_approval_item(item) for item in items)))
+            for item, decision in zip(items, decisions, strict=True):
+                if decision["decision"] == "approved":
+                    state.approve(item)
+                else:
+                    state.reject(item, rejection_message=_rejection_message(decision, timeout_text))
+            resume_kwargs = {
+                k: v
+                for k, v in kwargs.items()
+                if k in ("run_config", "hooks", "max_turns", "error_handlers")
+            }
+            result = await super().run(starting_agent, state, **resume_kwargs)
+        return result
+
+    def run_streamed(self, starting_agent, input, **kwargs):  # type: ignore[override]
+        if _session() is not None:
+            raise UserError("Runner.run_streamed is not supported inside a durable orchestration")
+        return super().run_streamed(starting_agent, input, **kwargs)

@@ -1,0 +1,204 @@
+"""The vocabulary between the worker thread and the orchestrator generator (internal, not part of the public API).
+
+The user's orchestrator function runs in a worker thread; everything durable it needs is a *call* (an activity,
+a durable timer, the approvals of one turn). The bridge (:mod:`.bridge`) batches the calls made while the worker's
+event loop had something runnable into one *step*; the episode (:mod:`.episode`) turns a step into Durable tasks
+and answers with its *outcome*. Messages between the threads are these dataclasses, never ad-hoc dicts:
+
+worker → generator: :class:`StepRequest`, :class:`RunFinished`, :class:`RunFailed`, :class:`RunAbandoned`;
+generator → worker: :class:`StepAnswer`, or :data:`ABANDON`.
+
+Steps compare by value (``==``): a step asked for again on replay must equal the one in the log, or the run is
+non-deterministic.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+from .._contracts import ApprovalDecision, ToolRetry
+
+__all__ = [
+    "ABANDON",
+    "REPLAYED_INPUT_MARKER",
+    "ActivityCall",
+    "ApprovalItem",
+    "ApprovalsCall",
+    "ApprovalsStep",
+    "Call",
+    "CallKind",
+    "CallOutcome",
+    "CallsStep",
+    "Progress",
+    "RunAbandoned",
+    "RunFailed",
+    "RunFinished",
+    "Step",
+    "StepAnswer",
+    "StepRequest",
+    "TimerCall",
+    "WorkerMessage",
+    "compact",
+]
+
+CallKind = Literal["activity", "timer", "approvals"]
+"""The kinds of durable call: the ``kind`` of :class:`ActivityCall`, :class:`TimerCall`, :class:`ApprovalsCall`."""
+
+REPLAYED_INPUT_MARKER = {"$durableAgents": "input omitted: this activity is already scheduled in the history"}
+"""The activity input of a re-yielded step whose ``TaskScheduled`` is already in the history (never executed)."""
+
+
+@dataclass(frozen=True)
+class ActivityCall:
+    """Call the activity ``name`` with JSON ``input``; ``retry`` gives Durable retry options (``None``: no retry)."""
+
+    kind: ClassVar[CallKind] = "activity"
+    name: str
+    input: Any
+    retry: ToolRetry | None = None
+
+
+@dataclass(frozen=True)
+class TimerCall:
+    """Wait on a durable timer ``delay_ms`` milliseconds after the episode's ``current_utc_datetime``."""
+
+    kind: ClassVar[CallKind] = "timer"
+    delay_ms: int
+
+
+@dataclass(frozen=True)
+class ApprovalItem:
+    """One tool call that needs a person's decision: ``id`` is the model's call id, ``arguments`` JSON."""
+
+    id: str
+    tool: str
+    arguments: Any
+
+
+@dataclass(frozen=True)
+class ApprovalsCall:
+    """Wait for a decision on every item (one turn's approvals); answered with their decisions in item order."""
+
+    kind: ClassVar[CallKind] = "approvals"
+    items: tuple[ApprovalItem, ...]
+
+
+Call = ActivityCall | TimerCall | ApprovalsCall
+
+
+@dataclass(frozen=True)
+class CallOutcome:
+    """The outcome of an activity or timer: ``ok`` with ``value`` (the activity result; ``None`` for a timer), or
+    not ``ok`` with ``error`` (the failure text after the activity's retries)."""
+
+    ok: bool
+    value: Any = None
+    error: str | None = None
+
+
+@dataclass
+class Progress:
+    """The run's progress as the custom status shows it (``agent``, ``currentAgent``, ``turns``, ``lastTool``,
+    ``demo``); the session updates it, every step carries a frozen copy."""
+
+    agent: str | None
+    current_agent: str | None
+    turns: int = 0
+    last_tool: str | None = None
+    demo: bool = False
+
+    def snapshot(self) -> Progress:
+        """A copy for a step (steps compare by value, progress included)."""
+        return dataclasses.replace(self)
+
+
+@dataclass(frozen=True)
+class CallsStep:
+    """Activities and timers scheduled together (one fan-out) and awaited together; outcomes in call order."""
+
+    calls: tuple[ActivityCall | TimerCall, ...]
+    progress: Progress = field(compare=True)
+
+
+@dataclass(frozen=True)
+class ApprovalsStep:
+    """The approvals of one turn, waited for together; the outcome is a tuple of :class:`ApprovalDecision`."""
+
+    items: tuple[ApprovalItem, ...]
+    progress: Progress = field(compare=True)
+
+
+Step = CallsStep | ApprovalsStep
+
+
+def compact(step: Step) -> Step:
+    """``step`` with every activity input replaced by :data:`REPLAYED_INPUT_MARKER` (for the cached path only).
+
+    Safe for a step resolved in an earlier episode of the same execution: a completion of each of its activities
+    reached this process, and the extension only sends an activity's message when the episode that scheduled it
+    commits, so its ``TaskScheduled`` is in the committed, append-only history. The extension replays an
+    already-scheduled action by kind and name only, never its input (protocol §3.2), so the re-yielded action
+    creates no new work, even when this episode retries one whose commit failed (such an episode can only have
+    resolved steps whose scheduling committed earlier; the step it left pending is re-yielded in full). Without
+    this, every episode re-serialized every past model input, each carrying the whole conversation: O(n²) bytes.
+    """
+    if isinstance(step, ApprovalsStep):
+        return step
+    calls = tuple(
+        dataclasses.replace(call, input=REPLAYED_INPUT_MARKER) if isinstance(call, ActivityCall) else call
+        for call in step.calls
+    )
+    return dataclasses.replace(step, calls=calls)
+
+
+# -- messages between the threads ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StepRequest:
+    """worker → generator: run this step and answer with its outcome."""
+
+    step: Step
+
+
+@dataclass(frozen=True)
+class RunFinished:
+    """worker → generator: the user's function returned ``output``."""
+
+    output: Any
+
+
+@dataclass(frozen=True)
+class RunFailed:
+    """worker → generator: the user's function raised ``error`` (the orchestration fails with it)."""
+
+    error: BaseException
+
+
+@dataclass(frozen=True)
+class RunAbandoned:
+    """worker → generator: the session was abandoned (evicted, replaced) before or while it ran."""
+
+
+WorkerMessage = StepRequest | RunFinished | RunFailed | RunAbandoned
+
+
+@dataclass(frozen=True)
+class StepAnswer:
+    """generator → worker: the outcome of the pending step (tuple of :class:`CallOutcome` for a calls step,
+    tuple of :class:`ApprovalDecision` for an approvals step)."""
+
+    outcome: tuple[CallOutcome, ...] | tuple[ApprovalDecision, ...]
+
+
+class _Abandon:
+    """generator → worker: unwind (the worker raises at its pending durable call)."""
+
+    def __repr__(self) -> str:
+        return "ABANDON"
+
+
+ABANDON = _Abandon()
+"""The message that tells the worker to unwind."""
