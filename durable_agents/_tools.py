@@ -137,7 +137,7 @@ def _call_tool_function(tool: ActivityTool, payload: Any) -> Any:
     positional: list[Any] = []
     keywords: dict[str, Any] = {}
     for name, param in inspect.signature(tool.function).parameters.items():
-        value = call if name == tool.tool_call_param else values.get(name)
+        value: Any = call if name == tool.tool_call_param else values.get(name)
         if param.kind == param.VAR_POSITIONAL:
             positional.extend(value or [])
         elif param.kind == param.VAR_KEYWORD:
@@ -282,18 +282,22 @@ def _raw_arguments(ctx: ToolContext[Any]) -> dict[str, Any]:
 
 def _register_activity(bp: df.Blueprint, tool: ActivityTool, func: Callable[..., Any]) -> None:
     """Register the activity function for ``tool`` on ``bp`` (Durable name = ``tool.activity_name``)."""
+    activity: Callable[[Any], Any]
     if inspect.iscoroutinefunction(func):
 
-        async def activity(payload: Any) -> Any:
+        async def run_async(payload: Any) -> Any:
             result = _call_tool_function(tool, payload)
             if inspect.isawaitable(result):
                 result = await result
             return _to_json(result)
 
+        activity = run_async
     else:
 
-        def activity(payload: Any) -> Any:
+        def run_sync(payload: Any) -> Any:
             return _to_json(_call_tool_function(tool, payload))
+
+        activity = run_sync
 
     activity.__name__ = tool.activity_name
     activity.__qualname__ = tool.activity_name

@@ -1,6 +1,8 @@
-"""``python -m local_runtime [--port 7071] [--state PATH] [--app-dir DIR] [--log-level INFO]``.
+"""``durable-agents-local [--port 7071] [--state PATH] [--app-dir DIR] [--log-level INFO]`` (alias
+``python -m local_runtime``; the console script of the distribution's ``[local]`` extra).
 
-Run it in the app folder like ``func start``: it hosts ``function_app.py`` on ``http://127.0.0.1:<port>``, serves the
+Run it in any Functions app folder like ``func start``: it hosts ``function_app.py`` on ``http://127.0.0.1:<port>``,
+serves the
 Durable HTTP API and keeps durable state in SQLite (default ``<app-dir>/.local/durable-state.sqlite3``).
 Exit code 1 when the app cannot be loaded.
 """
@@ -15,18 +17,24 @@ import sys
 from pathlib import Path
 
 from .app_loader import AppLoadError
-from .host import HostOptions, run_host
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, configure logging, run the host until SIGINT/SIGTERM."""
-    p = argparse.ArgumentParser(prog="python -m local_runtime", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="durable-agents-local", description="Host a Functions app folder locally "
+                                "(HTTP triggers, Durable orchestrations and activities; state in SQLite).")
     p.add_argument("--port", type=int, default=7071, help="HTTP port on 127.0.0.1 (default 7071)")
     p.add_argument("--state", type=Path, default=None,
                    help="SQLite state file (default <app-dir>/.local/durable-state.sqlite3)")
     p.add_argument("--app-dir", type=Path, default=Path.cwd(), help="function app folder (default: current)")
     p.add_argument("--log-level", default="INFO", help="DEBUG shows one line per episode (default INFO)")
     args = p.parse_args(argv)
+    try:
+        from .host import HostOptions, run_host
+    except ModuleNotFoundError as exc:  # aiohttp comes with the [local] extra
+        print(f"durable-agents-local needs the 'local' extra ({exc.name} is missing): "
+              "pip install 'durable-agents-functions[local]'", file=sys.stderr)
+        return 2
     logging.basicConfig(level=getattr(logging, args.log_level.upper(), logging.INFO),
                         format="[%(asctime)s] %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

@@ -49,7 +49,6 @@ from .steps import (
     Step,
     StepAnswer,
     StepRequest,
-    TimerCall,
     WorkerMessage,
 )
 
@@ -112,7 +111,7 @@ class _RunContextView:
         )
 
 
-class _IdleSelector(selectors.DefaultSelector):  # type: ignore[misc,valid-type]
+class _IdleSelector(selectors.DefaultSelector):
     """A selector that reports when its event loop is idle (see the module docstring)."""
 
     def __init__(self, on_idle: Callable[[], bool]) -> None:
@@ -278,7 +277,7 @@ class Session:
         if not self._batch:
             return False
         batch, self._batch = self._batch, []
-        calls = [(c, f) for c, f in batch if isinstance(c, ActivityCall | TimerCall)]
+        calls: list[tuple[Call, asyncio.Future[Any]]] = [(c, f) for c, f in batch if not isinstance(c, ApprovalsCall)]
         groups: list[list[tuple[Call, asyncio.Future[Any]]]] = [calls] if calls else []
         groups += [[(c, f)] for c, f in batch if isinstance(c, ApprovalsCall)]
         for group in groups:

@@ -23,9 +23,9 @@ import json
 from collections.abc import Callable, Generator
 from typing import Any
 
-import azure.durable_functions as df
 import pydantic_core
 from agents import RunResult
+from azure.durable_functions import DurableOrchestrationContext as Context
 
 from .._contracts import (
     MAX_DECIDED_APPROVALS,
@@ -63,7 +63,6 @@ __all__ = ["DEFAULT_APPROVAL_TIMEOUT", "drive"]
 DEFAULT_APPROVAL_TIMEOUT = "P1D"
 """``APPROVAL_TIMEOUT`` when the run's settings have none (ISO 8601 duration)."""
 
-Context = df.DurableOrchestrationContext
 Tasks = Generator[Any, Any, Any]
 
 

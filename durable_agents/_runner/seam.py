@@ -15,7 +15,7 @@ import dataclasses
 import json
 from typing import Any
 
-from agents import Agent, RunConfig
+from agents import Agent, RunConfig, RunResult, RunResultStreaming
 from agents.exceptions import UserError
 from agents.items import ModelResponse, ToolApprovalItem
 from agents.model_settings import ModelSettings
@@ -256,7 +256,7 @@ class DurableAgentRunner(AgentRunner):
     ``RunState.approve`` / ``RunState.reject(..., rejection_message=...)``, and the run resumes from the state.
     """
 
-    async def run(self, starting_agent, input, **kwargs):  # type: ignore[override]
+    async def run(self, starting_agent: Agent[Any], input: Any, **kwargs: Any) -> RunResult:
         session = _session()
         if session is None:
             return await super().run(starting_agent, input, **kwargs)
@@ -281,7 +281,9 @@ class DurableAgentRunner(AgentRunner):
             result = await super().run(starting_agent, state, **resume_kwargs)
         return result
 
-    def run_streamed(self, starting_agent, input, **kwargs):  # type: ignore[override]
+    def run_streamed(
+        self, starting_agent: Agent[Any], input: Any, **kwargs: Any
+    ) -> RunResultStreaming:
         if _session() is not None:
             raise UserError("Runner.run_streamed is not supported inside a durable orchestration")
         return super().run_streamed(starting_agent, input, **kwargs)
