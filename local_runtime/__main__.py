@@ -2,8 +2,7 @@
 ``python -m local_runtime``; the console script of the distribution's ``[local]`` extra).
 
 Run it in any Functions app folder like ``func start``: it hosts ``function_app.py`` on ``http://127.0.0.1:<port>``,
-serves the
-Durable HTTP API and keeps durable state in SQLite (default ``<app-dir>/.local/durable-state.sqlite3``).
+serves the Durable HTTP API and keeps durable state in SQLite (default ``<app-dir>/.local/durable-state.sqlite3``).
 Exit code 1 when the app cannot be loaded.
 """
 
