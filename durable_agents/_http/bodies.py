@@ -289,29 +289,34 @@ def validation_problem(error: ValidationError, model: type[_StrictModel]) -> Pro
     and what is allowed, e.g. ``'input' must be a string, not a number.``
     """
     fields_by_wire = {info.alias or name: info for name, info in model.model_fields.items()}
-    allowed = ", ".join(fields_by_wire)
     unknown: list[str] = []
-    messages: dict[str, list[str]] = {}
+    by_member: dict[str, list[ErrorDetails]] = {}
     for item in error.errors(include_url=False):
-        loc = item["loc"]
-        member = str(loc[0]) if loc else ""
+        member = str(item["loc"][0]) if item["loc"] else ""
         if item["type"] == "extra_forbidden":
             if member not in unknown:
                 unknown.append(member)
-            continue
-        info = fields_by_wire.get(member)
-        description = (info.description if info else None) or "valid"
-        optional = info is not None and not info.is_required()
-        text = _explain(item, member, description, optional, model.noun)
-        if text not in messages.setdefault(member, []):
-            messages[member].append(text)
+        else:
+            by_member.setdefault(member, []).append(item)
     sentences: list[str] = []
     if unknown:
         listed = ", ".join(repr(name) for name in unknown)
-        sentences.append(f"Unknown {model.noun}(s) {listed}; allowed: {allowed}.")
-    for texts in messages.values():
-        sentences.extend(texts)
-    failing = [*unknown, *messages]
+        sentences.append(f"Unknown {model.noun}(s) {listed}; allowed: {', '.join(fields_by_wire)}.")
+    for member, items in by_member.items():
+        info = fields_by_wire.get(member)
+        description = (info.description if info else None) or "valid"
+        optional = info is not None and not info.is_required()
+        literals = [item for item in items if item["type"] == "literal_error"]
+        if literals:  # one sentence for all the unknown values of a list member
+            listed = ", ".join(repr(item.get("input")) for item in literals)
+            expected = (literals[0].get("ctx") or {}).get("expected")
+            sentences.append(f"'{member}' has unknown value(s) {listed}; allowed: {expected}.")
+        for item in items:
+            if item["type"] != "literal_error":
+                text = _explain(item, member, description, optional, model.noun)
+                if text not in sentences:
+                    sentences.append(text)
+    failing = [*unknown, *by_member]
     slugs = {model.member_problems.get(name, model.problem) for name in failing}
     slug = slugs.pop() if len(slugs) == 1 else model.problem
     detail = " ".join(sentences) or f"The {model.noun}s are invalid."
@@ -325,7 +330,7 @@ def _explain(item: ErrorDetails, member: str, description: str, optional: bool, 
     ctx: dict[str, Any] = item.get("ctx") or {}
     shown = f"'{member}'"
     if kind == "missing":
-        return f"The {noun} {shown} ({description}) is required."
+        return f"The {noun} {shown} is required; it must be {description}."
     if kind in ("string_type", "bool_type", "int_type", "tuple_type"):
         expected = {"string_type": "a string", "bool_type": "true or false", "int_type": "an integer",
                     "tuple_type": "a list"}[kind]
@@ -337,8 +342,6 @@ def _explain(item: ErrorDetails, member: str, description: str, optional: bool, 
         return f"{shown} must be {description}; got {value!r}."
     if kind == "blank_string":
         return f"{shown} must not be empty."
-    if kind == "literal_error":
-        return f"{shown} has the unknown value {value!r}; allowed: {ctx.get('expected')}."
     if kind in ("greater_than_equal", "less_than_equal", "ascii_integer"):
         return f"{shown} must be {description}, not {value!r}."
     return f"{shown} is invalid ({item.get('msg')}); it must be {description}."

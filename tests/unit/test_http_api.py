@@ -1,4 +1,5 @@
-"""The HTTP API (durable_agents._http_api) through its real decorated functions and a real Durable client.
+"""The HTTP API (durable_agents._http, imported through durable_agents._http_api) through its real decorated
+functions and a real Durable client.
 
 Each test builds a ``df.DFApp``, registers ``http_api_blueprint(...)``, takes the functions from
 ``app.get_functions()`` (what the worker indexes) and calls their user functions (the DFApp durable-client
@@ -317,7 +318,7 @@ def test_start_run_unknown_agent_is_404(api):
 
 @pytest.mark.parametrize(
     "run_id",
-    ["has space", "a" * 101, "", "slash/inside", "dot.ted", "ünï", 42, True, ["x"], {"id": "x"}],
+    ["has space", "a" * 101, "", "slash/inside", "dot.ted", "ünï", "abc\n", 42, True, ["x"], {"id": "x"}],
 )
 def test_start_run_rejects_bad_run_ids(api, run_id):
     reply = api.start("support", {"input": "hi", "runId": run_id})
@@ -539,6 +540,11 @@ def test_list_runs_filters_by_agent_status_and_top(api):
         ({"top": "101"}, "top"),
         ({"top": "ten"}, "top"),
         ({"top": "-1"}, "top"),
+        ({"top": "\u00b2"}, "top"),  # "²".isdigit() is True, int("²") raises
+        ({"top": "\u0663"}, "top"),  # ARABIC-INDIC DIGIT THREE: int() would accept it
+        ({"top": "1" * 5000}, "top"),  # int() refuses more than 4300 digits
+        ({"top": "1.5"}, "top"),
+        ({"top": ""}, "top"),
         ({"agent": "bad name"}, "agent"),
         ({"sort": "asc"}, "sort"),
     ],
@@ -680,6 +686,8 @@ def test_unknown_run_or_approval_is_404(api):
         (b"{}", "invalid-body", "'approved'"),
         (b'{"comment": "ok"}', "invalid-body", "'approved'"),
         (b'{"approved": "yes"}', "invalid-body", "true or false, not a string"),
+        (b'{"approved": "true"}', "invalid-body", "true or false, not a string"),
+        (b'{"approved": 0}', "invalid-body", "true or false, not a number"),
         (b'{"approved": 1}', "invalid-body", "true or false, not a number"),
         (b'{"approved": null}', "invalid-body", "true or false, not null"),
         (b'{"approved": true, "comment": 5}', "invalid-body", "'comment' must be a string or null"),
@@ -802,3 +810,145 @@ def test_start_approve_complete_flow(api):
     assert_problem(api.decide(run_id, "call_1", {"approved": False}), 410, "run-finished",
                    f"/api/runs/{run_id}/approvals/call_1")
     assert len(api.host.instances[run_id].events) == 1
+
+
+# ------------------------------------------------------------------------------------------------------
+# The route prefix of links and Location headers
+
+
+@pytest.mark.parametrize(("given", "prefix"), [("/v1", "/v1"), ("", ""), ("v1/", "/v1"), ("/", "")])
+def test_every_link_and_location_uses_the_blueprint_route_prefix(durable, given, prefix):
+    api = _build_api(durable, route_prefix=given, approval_wait_seconds=3.0, approval_poll_seconds=0.1)
+    agents = {a["name"]: a for a in api.list_agents().body["agents"]}
+    assert agents["support"]["links"] == {"runs": f"{prefix}/agents/support/runs"}
+    started = api.start("support", {"input": "hi", "runId": "pre"})
+    assert started.status == 202
+    assert started.headers["Location"] == f"{prefix}/runs/pre"
+    assert started.body["links"] == {"self": f"{prefix}/runs/pre",
+                                     "approvals": f"{prefix}/runs/pre/approvals/{{approvalId}}",
+                                     "cancel": f"{prefix}/runs/pre/cancel"}
+    assert api.get_run("pre").body["links"]["self"] == f"{prefix}/runs/pre"
+    assert api.list_runs().body["runs"][0]["links"]["cancel"] == f"{prefix}/runs/pre/cancel"
+    seed_awaiting(api.host)
+    decided = api.decide("run1", "call_1", {"approved": True})
+    assert decided.status == 202 and decided.body["links"] == {"run": f"{prefix}/runs/run1"}
+    assert api.cancel("run1").body["links"] == {"run": f"{prefix}/runs/run1"}
+    detail = api.start("nobody", {"input": "hi"}).body["detail"]
+    assert f"GET {prefix}/agents" in detail
+    assert "/api/" not in json.dumps([started.body, decided.body]).replace("/runtime/webhooks/", "")
+
+
+def test_the_default_route_prefix_is_api(durable):
+    api = _build_api(durable)
+    assert api.start("support", {"input": "hi", "runId": "dflt"}).headers["Location"] == "/api/runs/dflt"
+
+
+def test_blueprint_requires_a_registry_and_checks_its_settings():
+    with pytest.raises(TypeError):
+        http_api_blueprint()  # type: ignore[call-arg]
+    registry = AgentRegistry()
+    with pytest.raises(ValueError, match="approval_wait_seconds"):
+        http_api_blueprint(registry, approval_wait_seconds=-1)
+    with pytest.raises(ValueError, match="approval_poll_seconds"):
+        http_api_blueprint(registry, approval_poll_seconds=0)
+    with pytest.raises(TypeError, match="route_prefix"):
+        http_api_blueprint(registry, route_prefix=None)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------------------------------------
+# Validation details (durable_agents._http.bodies)
+
+
+def test_bad_body_details_name_the_member_and_what_was_wrong(api):
+    cases = {
+        b'{"input": 5}': "'input' must be a string, not a number.",
+        b'{"input": "  "}': "'input' must not be empty.",
+        b"{}": "The member 'input' is required; it must be a non-empty string (the user's text).",
+        b'{"input": "hi", "runId": "a b"}':
+            "'runId' must be 1 to 100 characters from A-Z, a-z, 0-9, '_' and '-'; got 'a b'.",
+        b'{"input": "hi", "runId": 7}': "'runId' must be a string or null, not a number.",
+        b'{"input": "hi", "model": "x"}': "Unknown member(s) 'model'; allowed: input, runId.",
+    }
+    for raw, detail in cases.items():
+        doc = api.start("support", raw).body
+        assert doc["detail"] == detail, raw
+
+
+def test_every_failing_member_is_reported_unknown_ones_first(api):
+    doc = assert_problem(api.start("support", {"Input": "hi", "runId": "a b"}), 400, "invalid-body",
+                         "/api/agents/support/runs")
+    assert doc["fields"] == ["Input", "input", "runId"]
+    assert doc["detail"].startswith("Unknown member(s) 'Input'; allowed: input, runId. The member 'input'")
+    assert "'runId' must be 1 to 100 characters" in doc["detail"]
+    seed_awaiting(api.host)
+    doc = assert_problem(api.decide("run1", "call_1", {"approved": "yes", "comment": 3}), 400, "invalid-body",
+                         "/api/runs/run1/approvals/call_1")
+    assert doc["fields"] == ["approved", "comment"]
+    assert doc["detail"] == ("'approved' must be true or false, not a string. "
+                             "'comment' must be a string or null, not a number.")
+    assert api.host.mutations() == []
+
+
+def test_a_bad_run_id_next_to_another_bad_member_is_an_invalid_body(api):
+    doc = assert_problem(api.start("support", {"input": 5, "runId": "a b"}), 400, "invalid-body",
+                         "/api/agents/support/runs")
+    assert doc["fields"] == ["input", "runId"]
+
+
+def test_cancel_reason_too_long_names_its_length(api):
+    seed_awaiting(api.host)
+    doc = api.cancel("run1", {"reason": "r" * 4001}).body
+    assert doc["fields"] == ["reason"] and doc["detail"] == "'reason' has 4001 characters; the limit is 4000."
+
+
+def test_start_run_keeps_the_input_text_as_sent(api):
+    reply = api.start("support", {"input": "  two spaces\n", "runId": "kept"})
+    assert reply.status == 202
+    assert json.loads(api.host.instances["kept"].input)["input"] == "  two spaces\n"
+
+
+@pytest.mark.parametrize(
+    ("params", "detail"),
+    [
+        ({"top": "\u00b2"}, "'top' must be an integer from 1 to 100, not '\u00b2'."),
+        ({"top": "0"}, "'top' must be an integer from 1 to 100, not '0'."),
+        ({"status": "done,running,"}, "'status' has unknown value(s) 'done', ''; allowed: 'pending', "),
+        ({"sort": "asc", "top": "x"}, "Unknown query parameter(s) 'sort'; allowed: agent, status, top."),
+    ],
+)
+def test_bad_query_details(api, params, detail):
+    doc = assert_problem(api.list_runs(**params), 400, "invalid-query", "/api/runs")
+    assert doc["detail"].startswith(detail)
+
+
+def test_list_runs_top_accepts_surrounding_spaces_and_leading_zeros(api):
+    _seed_runs(api.host)
+    assert [r["id"] for r in api.list_runs(top=" 2 ").body["runs"]] == ["new", "tri"]
+    assert [r["id"] for r in api.list_runs(top="001").body["runs"]] == ["new"]
+
+
+def test_list_runs_repeated_status_values_are_fine(api):
+    _seed_runs(api.host)
+    assert [r["id"] for r in api.list_runs(status="failed, failed").body["runs"]] == ["new"]
+
+
+# ------------------------------------------------------------------------------------------------------
+# Contracts: times, event name and payload
+
+
+def test_created_and_updated_are_utc_with_milliseconds(api):
+    from datetime import UTC, datetime
+
+    api.host.add("timed", ORCH, run_input(), runtime_status="Running",
+                 created=datetime(2026, 1, 1, 0, 0, 0, tzinfo=UTC))
+    api.host.instances["timed"].updated = datetime(2026, 1, 1, 0, 5, 7, tzinfo=UTC)
+    run = api.get_run("timed").body
+    assert run["createdAt"] == "2026-01-01T00:00:00.000Z"
+    assert run["updatedAt"] == "2026-01-01T00:05:07.000Z"
+
+
+def test_an_unexpected_error_is_logged_without_the_function_key(api, caplog):
+    with caplog.at_level("ERROR"):
+        assert_problem(api.start("broken", {"input": "hi"}), 500, "internal-error", "/api/agents/broken/runs")
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "/api/agents/broken/runs" in logged and "function-key" not in logged
