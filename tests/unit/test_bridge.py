@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from types import SimpleNamespace
 
+import pytest
+
+from durable_agents import NonDeterminismError
 from durable_agents._run_settings import current_session
-from durable_agents._runner.bridge import Session, live_worker_count
+from durable_agents._runner.bridge import LoggedStep, Session, live_worker_count
+from durable_agents._runner.episode import _replay_fresh
 from durable_agents._runner.steps import (
     ActivityCall,
     ApprovalItem,
@@ -117,3 +122,17 @@ def test_an_error_of_the_user_function_is_reported_and_an_abandoned_worker_unwin
     assert live_worker_count() == before + 1
     waiting.abandon(join_timeout=10)  # as on eviction: the worker raises at its pending call and ends
     assert not waiting.thread_alive and live_worker_count() == before
+
+
+def test_a_fresh_worker_that_asks_for_other_work_than_the_episode_resolved_is_a_non_determinism_error():
+    recorded = CallsStep((ActivityCall("lookup_order", {"id": 1}),), PROGRESS)
+    episode = SimpleNamespace(start=START, resolved=[LoggedStep(recorded, (CallOutcome(True, "A"),), LATER)])
+    session = _session(lambda context: asyncio.get_event_loop().run_until_complete(
+        current_session().call(ActivityCall("refund_order", {"id": 1}))))
+    with pytest.raises(NonDeterminismError) as caught:
+        _replay_fresh(episode, session)
+    error = caught.value
+    assert error.step == 0 and error.recorded == recorded
+    assert error.requested == CallsStep((ActivityCall("refund_order", {"id": 1}),), PROGRESS)
+    assert "step 0" in str(error) and "lookup_order" in str(error) and "refund_order" in str(error)
+    session.abandon(join_timeout=10)
