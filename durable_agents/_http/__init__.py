@@ -54,9 +54,9 @@ import azure.functions as func
 from azure.durable_functions import DurableOrchestrationClient
 
 from durable_agents._http import handlers
-from durable_agents._http.bodies import MAX_BODY_BYTES, MAX_COMMENT_CHARS, RUN_ID_PATTERN, RUN_STATUSES
+from durable_agents._http.bodies import MAX_BODY_BYTES, MAX_COMMENT_CHARS, RUN_ID_PATTERN
 from durable_agents._http.handlers import GLOBAL_RUN_SETTINGS, ROUTE_PREFIX, HttpApi
-from durable_agents._http.views import run_status
+from durable_agents._http.views import RUN_STATUSES, run_status
 from durable_agents._registry import AgentRegistry
 
 __all__ = [

@@ -17,13 +17,15 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from typing import Annotated, Any, ClassVar, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
 import azure.functions as func
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic_core import ErrorDetails, PydanticCustomError
 
+from durable_agents._http.views import RUN_STATUSES, RunStatus
 from durable_agents._problems import Problem
+from durable_agents._registry import AGENT_NAME_PATTERN
 
 __all__ = [
     "DEFAULT_LIST_TOP",
@@ -31,11 +33,9 @@ __all__ = [
     "MAX_COMMENT_CHARS",
     "MAX_LIST_TOP",
     "RUN_ID_PATTERN",
-    "RUN_STATUSES",
     "CancelBody",
     "DecisionBody",
     "ListRunsQuery",
-    "RunStatus",
     "StartRunBody",
     "check_size",
     "json_type",
@@ -54,12 +54,6 @@ _RUN_ID_REGEX = r"[A-Za-z0-9_-]{1,100}"
 RUN_ID_PATTERN = re.compile(_RUN_ID_REGEX)
 """Caller-chosen run ids (``runId`` of ``POST agents/{agent}/runs``; use ``fullmatch``); generated ids are uuid4
 hex. Path ids that do not match are answered 404 without asking the Durable client."""
-
-_AGENT_NAME_REGEX = r"[A-Za-z0-9_-]{1,64}"  # durable_agents._registry.AGENT_NAME_PATTERN
-
-RunStatus = Literal["pending", "running", "awaiting_approval", "completed", "failed", "cancelled"]
-RUN_STATUSES: tuple[RunStatus, ...] = ("pending", "running", "awaiting_approval", "completed", "failed", "cancelled")
-"""The run ``status`` values (DESIGN.md), in lifecycle order."""
 
 DEFAULT_LIST_TOP = 50
 """``GET runs`` page size when ``top`` is not given."""
@@ -251,7 +245,7 @@ class ListRunsQuery(_StrictModel):
     noun: ClassVar[str] = "query parameter"
     ignored: ClassVar[frozenset[str]] = frozenset({"code"})  # the Functions host's function key (``?code=``)
 
-    agent: Annotated[str, Field(pattern=f"^{_AGENT_NAME_REGEX}$")] | None = Field(
+    agent: Annotated[str, Field(pattern=f"^{AGENT_NAME_PATTERN.pattern}$")] | None = Field(
         default=None, description="an agent name (1 to 64 characters from A-Z, a-z, 0-9, '_' and '-')"
     )
     status: Annotated[tuple[RunStatus, ...], BeforeValidator(_split_statuses)] | None = Field(

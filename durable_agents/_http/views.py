@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from azure.durable_functions import OrchestrationRuntimeStatus
 from azure.durable_functions.models.DurableOrchestrationStatus import DurableOrchestrationStatus
@@ -22,12 +22,13 @@ from durable_agents._contracts import (
     PendingApproval,
     format_time,
 )
-from durable_agents._http.bodies import RunStatus
 
 __all__ = [
     "ACTIVE",
     "RUNTIME_FOR_STATUS",
+    "RUN_STATUSES",
     "TERMINAL",
+    "RunStatus",
     "agent_run_input",
     "decided_approvals",
     "find_decided",
@@ -39,6 +40,10 @@ __all__ = [
     "run_status",
     "run_url",
 ]
+
+RunStatus = Literal["pending", "running", "awaiting_approval", "completed", "failed", "cancelled"]
+RUN_STATUSES: tuple[RunStatus, ...] = ("pending", "running", "awaiting_approval", "completed", "failed", "cancelled")
+"""The run ``status`` values (DESIGN.md), in lifecycle order."""
 
 _R = OrchestrationRuntimeStatus
 TERMINAL = frozenset({_R.Completed, _R.Failed, _R.Terminated, _R.Canceled})

@@ -952,3 +952,12 @@ def test_an_unexpected_error_is_logged_without_the_function_key(api, caplog):
         assert_problem(api.start("broken", {"input": "hi"}), 500, "internal-error", "/api/agents/broken/runs")
     logged = "\n".join(record.getMessage() for record in caplog.records)
     assert "/api/agents/broken/runs" in logged and "function-key" not in logged
+
+
+def test_run_statuses_are_the_literal_type_and_every_one_has_runtime_statuses():
+    from typing import get_args
+
+    from durable_agents._http.views import RUN_STATUSES, RUNTIME_FOR_STATUS, RunStatus
+
+    assert RUN_STATUSES == get_args(RunStatus)
+    assert set(RUNTIME_FOR_STATUS) == set(RUN_STATUSES)
