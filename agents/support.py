@@ -12,6 +12,8 @@ from agents import Agent, Runner
 import durable_agents
 from activities import list_orders, lookup_order, refund_order, send_message
 
+from .support_demo import support_demo_responder
+
 INSTRUCTIONS = """\
 You are the customer support agent of an online store. Be brief, friendly and exact.
 - Look orders up with lookup_order before you act on them; list a customer's orders with list_orders.
@@ -28,7 +30,7 @@ support_agent = Agent(
     tools=[lookup_order, list_orders, refund_order, send_message],
 )
 
-bp = durable_agents.Blueprint()
+bp = durable_agents.Blueprint(demo_responder=support_demo_responder)
 
 
 @bp.agent(

@@ -32,6 +32,7 @@ import agents
 import azure.durable_functions as df
 import azure.functions as func
 
+from ._demo import DemoResponder, add_demo_responder
 from ._registry import AgentRegistry, RegisteredAgent
 
 __all__ = ["App", "Blueprint", "route_prefix_from_host_json"]
@@ -110,7 +111,7 @@ class _AgentDecorators:
         def decorate(fn: Callable[..., Any]) -> Any:
             entry = AgentRegistry.entry(
                 api_name, orchestrator=fn.__name__, description=description, agent=agent,
-                settings=settings if isinstance(settings, str) else tuple(settings),
+                settings=settings if isinstance(settings, str) else tuple(settings),  # type: ignore[arg-type]
             )
             orchestrator = agent_orchestrator(fn, agent_name=api_name)
             registered = self.orchestration_trigger(context_name=context_name)(orchestrator)  # type: ignore[attr-defined]
@@ -121,7 +122,27 @@ class _AgentDecorators:
 
 
 class Blueprint(_AgentDecorators, df.Blueprint):
-    """A ``df.Blueprint`` with the :meth:`agent` decorator; register it with ``App.register_functions``."""
+    """A ``df.Blueprint`` with the :meth:`agent` decorator; register it with ``App.register_functions``.
+
+    Args:
+        http_auth_level: the default auth level of HTTP routes on this blueprint (``df.Blueprint``'s).
+        demo_responder: an optional demo responder, ``(turn: DemoTurn) -> DemoReply | None``, that scripts the
+            offline demo model (used when no model is configured) for this blueprint's agents;
+            ``App.register_functions`` adds it to the process's responders. Raises ``TypeError`` when it is not
+            callable.
+    """
+
+    def __init__(
+        self,
+        http_auth_level: func.AuthLevel | str = func.AuthLevel.FUNCTION,
+        *,
+        demo_responder: DemoResponder | None = None,
+    ) -> None:
+        if demo_responder is not None and not callable(demo_responder):
+            raise TypeError(f"demo_responder must be callable, not {type(demo_responder).__name__}")
+        super().__init__(http_auth_level=http_auth_level)
+        self.demo_responder = demo_responder
+        """The blueprint's demo responder (or ``None``); added to the process's list on registration."""
 
     @property
     def agents(self) -> list[RegisteredAgent]:
@@ -139,6 +160,9 @@ class App(_AgentDecorators, df.DFApp):
         http_api: register the HTTP API (``/api/agents``, ``/api/runs``...); default true.
         model_activity: register the ``invoke_model`` activity; default true (set false to register your own).
         approval_wait_seconds: how long a decision request waits for the run to record it (default 10 s).
+        demo_responder: an optional demo responder, ``(turn: DemoTurn) -> DemoReply | None``, that scripts the
+            offline demo model (used when no model is configured); added to the process's responders before those
+            of blueprints registered later. Raises ``TypeError`` when it is not callable.
 
     Creating an App installs the durable runner into the OpenAI Agents SDK (``Runner.run`` / ``run_sync``
     become durable inside agent orchestrators, unchanged elsewhere) and the history timestamp memo
@@ -153,10 +177,13 @@ class App(_AgentDecorators, df.DFApp):
         http_api: bool = True,
         model_activity: bool = True,
         approval_wait_seconds: float = 10.0,
+        demo_responder: DemoResponder | None = None,
     ) -> None:
+        if demo_responder is not None and not callable(demo_responder):
+            raise TypeError(f"demo_responder must be callable, not {type(demo_responder).__name__}")
         super().__init__(http_auth_level=http_auth_level)
         from ._http_api import http_api_blueprint
-        from ._models import announce_model_configuration, register_model_activity
+        from ._model_activity import announce_model_configuration, register_model_activity
         from ._orchestrator import install
 
         install()
@@ -164,6 +191,8 @@ class App(_AgentDecorators, df.DFApp):
         self.registry = AgentRegistry()
         """The agents this app serves (filled by :meth:`agent` and :meth:`register_functions`)."""
         self.route_prefix = route_prefix_from_host_json(self.app_dir)
+        if demo_responder is not None:
+            add_demo_responder(demo_responder)
         if model_activity:
             register_model_activity(self)
         if http_api:
@@ -179,7 +208,8 @@ class App(_AgentDecorators, df.DFApp):
         self.registry.add(entry)
 
     def register_functions(self, function_container: Any) -> None:
-        """Register a blueprint's functions (``FunctionRegister.register_functions``) and its agents.
+        """Register a blueprint's functions (``FunctionRegister.register_functions``), its agents and its demo
+        responder (``Blueprint(demo_responder=...)``, added to the process's responders).
 
         Raises ``ValueError`` when an agent name is already registered with another orchestrator.
         """
@@ -187,3 +217,6 @@ class App(_AgentDecorators, df.DFApp):
         for entry in getattr(function_container, "agents", None) or []:
             if isinstance(entry, RegisteredAgent):
                 self.registry.add(entry)
+        responder = getattr(function_container, "demo_responder", None)
+        if responder is not None:
+            add_demo_responder(responder)

@@ -1,0 +1,181 @@
+"""The ``invoke_model`` activity: one model call per activity, with classified API errors (internal).
+
+Every model call of every agent run is this activity (name :data:`durable_agents._contracts.INVOKE_MODEL_ACTIVITY`,
+shapes :class:`~durable_agents._contracts.InvokeModelInput` / :class:`~durable_agents._contracts.InvokeModelResult`,
+docs/internals.md "Activities"). The model comes from settings (:mod:`durable_agents._model_config`); with
+nothing configured it is the demo model (:mod:`durable_agents._demo`).
+
+Retries belong to the orchestrator: the OpenAI client is built with ``max_retries=0``, the activity calls
+``Model.get_response`` once (the SDK's runner-level retries are not involved), and failures come back as
+``{"ok": false, "error": {...}}`` with ``retryable`` / ``retryAfter``.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import math
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import openai
+from agents.models.interface import ModelTracing
+
+from ._contracts import INVOKE_MODEL_ACTIVITY, InvokeModelResult, ModelErrorInfo
+from ._model_config import get_model, load_model_config
+from ._model_io import decode_model_request, encode_model_response
+
+__all__ = [
+    "announce_model_configuration",
+    "classify_model_error",
+    "invoke_model",
+    "register_model_activity",
+]
+
+logger = logging.getLogger(__name__)
+
+_RETRYABLE_STATUS = frozenset({408, 409, 429})
+_MAX_ERROR_MESSAGE = 2000
+"""Characters of an error message kept in the activity result (the rest is cut)."""
+
+
+def _retry_after_seconds(headers: Any) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date), else ``None``."""
+    if headers is None:
+        return None
+    value_ms = headers.get("retry-after-ms")
+    if value_ms is not None:
+        try:
+            ms = float(value_ms)
+            if ms >= 0 and math.isfinite(ms):
+                return round(ms / 1000.0, 3)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+        return round(seconds, 3) if 0 <= seconds < math.inf else None
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when is None:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return round(max(0.0, (when - datetime.now(UTC)).total_seconds()), 3)
+
+
+def classify_model_error(exc: BaseException) -> ModelErrorInfo | None:
+    """Describe an ``openai`` API error as the ``invoke_model`` error object, or ``None`` for other exceptions.
+
+    Returns ``{"type": <exception class name>, "message": <at most 2000 characters>, "status": <HTTP status or
+    null>, "retryable": bool, "retryAfter": <seconds or null>}``. Retryable (docs/internals.md "Activities"):
+    timeouts, connection errors, HTTP 408, 409, 429 and 5xx. ``retryAfter`` comes from the ``retry-after-ms`` or
+    ``retry-after`` response header (seconds or HTTP date). Anything that is not an ``openai.APIError`` returns
+    ``None`` (a bug; the caller lets it propagate). Never raises.
+    """
+    if not isinstance(exc, openai.APIError):
+        return None
+    status: int | None = None
+    retry_after: float | None = None
+    if isinstance(exc, openai.APIConnectionError):  # includes APITimeoutError
+        retryable = True
+    elif isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        retryable = status in _RETRYABLE_STATUS or status >= 500
+        retry_after = _retry_after_seconds(exc.response.headers)
+    else:  # e.g. APIResponseValidationError: the endpoint answered something the client cannot use
+        retryable = False
+        response = getattr(exc, "response", None)
+        status = getattr(response, "status_code", None)
+    return {
+        "type": type(exc).__name__,
+        "message": str(exc)[:_MAX_ERROR_MESSAGE],
+        "status": status,
+        "retryable": retryable,
+        "retryAfter": retry_after,
+    }
+
+
+async def invoke_model(payload: Any) -> InvokeModelResult:
+    """Body of the ``invoke_model`` activity: one model call, with the result or a classified API error.
+
+    Input: an :class:`~durable_agents._contracts.InvokeModelInput`, ``{"model": <name or null>, "request":
+    <model_io request>}``, as a dict or a JSON string. Output: an
+    :class:`~durable_agents._contracts.InvokeModelResult`, ``{"ok": true, "response": <model_io response>, "demo":
+    bool}`` or ``{"ok": false, "error": {"type", "message", "status", "retryable", "retryAfter"}}`` for ``openai``
+    API errors (see :func:`classify_model_error`).
+
+    Raises ``TypeError`` for a payload of another shape, ``ValueError`` for invalid JSON or a bad ``OPENAI_API``
+    setting; any other exception (bugs, a demo responder's error) propagates too, so the activity fails. Logs one
+    line per call: model, API, latency in ms, tokens (never keys).
+    """
+    if isinstance(payload, str):
+        payload = json.loads(payload)
+    if not isinstance(payload, Mapping) or not isinstance(payload.get("request"), Mapping):
+        raise TypeError("invoke_model expects {'model': <name or null>, 'request': <model_io request>}")
+    kwargs = decode_model_request(payload["request"])
+    request_model = kwargs.pop("model", None)
+    config = load_model_config()
+    model, demo = get_model(payload.get("model") or request_model, config)
+    name = "demo" if demo else (payload.get("model") or request_model or config.model)
+    api = "demo" if demo else config.api
+    started = time.perf_counter()
+    try:
+        response = await model.get_response(tracing=ModelTracing.DISABLED, **kwargs)
+    except openai.APIError as exc:
+        error = classify_model_error(exc)
+        assert error is not None
+        logger.warning(
+            "model call failed: model=%s api=%s mode=%s latency_ms=%d error=%s status=%s retryable=%s "
+            "retry_after=%s", name, api, config.mode, (time.perf_counter() - started) * 1000, error["type"],
+            error["status"], error["retryable"], error["retryAfter"],
+        )
+        return {"ok": False, "error": error}
+    usage = response.usage
+    logger.info(
+        "model call: model=%s api=%s mode=%s latency_ms=%d input_tokens=%d output_tokens=%d total_tokens=%d "
+        "items=%d demo=%s", name, api, config.mode, (time.perf_counter() - started) * 1000, usage.input_tokens,
+        usage.output_tokens, usage.total_tokens, len(response.output), demo,
+    )
+    return {"ok": True, "response": encode_model_response(response), "demo": demo}
+
+
+def register_model_activity(bp: Any) -> None:
+    """Register the ``invoke_model`` activity (see :func:`invoke_model`) on a ``df.Blueprint`` or ``df.DFApp``.
+
+    The activity is named :data:`~durable_agents._contracts.INVOKE_MODEL_ACTIVITY` and binds its input as
+    ``payload``. Register it once per app (``durable_agents.App`` does); ``bp`` is anything with the Durable
+    ``activity_trigger`` decorator.
+    """
+
+    async def invoke_model_activity(payload: Any) -> InvokeModelResult:
+        return await invoke_model(payload)
+
+    invoke_model_activity.__name__ = INVOKE_MODEL_ACTIVITY
+    invoke_model_activity.__qualname__ = INVOKE_MODEL_ACTIVITY
+    invoke_model_activity.__doc__ = invoke_model.__doc__
+    bp.activity_trigger(input_name="payload", activity=INVOKE_MODEL_ACTIVITY)(invoke_model_activity)
+
+
+def announce_model_configuration() -> None:
+    """Log the model configuration once when the app loads, so a missing model is visible at start-up (the demo
+    warning), not only at the first model call. A bad ``OPENAI_API`` is logged here (never raised) and raised at the
+    first model call."""
+    try:
+        config = load_model_config()
+    except ValueError as exc:
+        logger.error("Model configuration error: %s", exc)
+        return
+    if config.mode == "demo":
+        get_model(config=config)  # logs the one demo warning of this process
+    else:
+        logger.info("Model calls go to %s (settings: docs/internals.md)", config.label)
