@@ -76,7 +76,10 @@ class Outcome:
 
 @dataclass
 class Decision:
-    """What one episode decided: new actions (ascending id), the outcome if terminal, the custom status text."""
+    """What one episode decided: new actions (ascending id), the outcome if terminal, the custom status text.
+
+    ``nondeterminism`` holds the details when the outcome is the failure of a nondeterministic replay.
+    """
 
     new_actions: list[NewAction] = field(default_factory=list)
     outcome: Outcome | None = None
@@ -84,10 +87,24 @@ class Decision:
     suspended: bool = False
     next_id: int = 0
     open_task_ids: list[int] = field(default_factory=list)
+    nondeterminism: _NonDeterminism | None = None
 
 
 class _NonDeterminism(Exception):
-    pass
+    """The history and the orchestrator's actions disagree at one sequence id (the extension's nondeterminism).
+
+    ``sequence_id``: the id; ``recorded_kind`` / ``recorded_name``: what the history scheduled there (``activity``,
+    ``timer``, ``suborchestration`` or ``event_sent``; the event's ``Name`` or None); ``requested``: the code's
+    action at that id, or None when the code scheduled nothing there (yet).
+    """
+
+    def __init__(self, message: str, *, sequence_id: int, recorded_kind: str, recorded_name: str | None,
+                 requested: NewAction | None) -> None:
+        super().__init__(message)
+        self.sequence_id = sequence_id
+        self.recorded_kind = recorded_kind
+        self.recorded_name = recorded_name
+        self.requested = requested
 
 
 class _TaskFailure(Exception):
@@ -360,7 +377,8 @@ class _Replayer:
                 f"Non-Deterministic workflow detected: A previous execution of this orchestration scheduled "
                 f"{_KIND_TEXT[kind]} with sequence ID {eid}{label}, but the current replay execution hasn't "
                 f"(yet?) scheduled this task. Was a change made to the orchestrator code after this instance "
-                f"had already started running?")
+                f"had already started running?",
+                sequence_id=-1 if eid is None else int(eid), recorded_kind=kind, recorded_name=name, requested=a)
         del self.actions_map[eid]
 
     def _resolve(self, task_id: int | None, ok: bool, value: Any) -> None:
@@ -418,6 +436,7 @@ class _Replayer:
                     break
         except _NonDeterminism as exc:
             decision.outcome = self._failed(str(exc))
+            decision.nondeterminism = exc
             return decision
         decision.suspended = self.suspended
         decision.next_id = self.id_counter
