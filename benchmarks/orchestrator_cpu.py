@@ -1,6 +1,6 @@
 """Orchestrator CPU of a tool-calling agent run, with and without the session cache.
 
-Drives a real ``agent_orchestrator`` run through the replay harness (tests/support/replay.py: the local runtime's
+Drives a real ``agent_orchestrator`` run through the replay harness (durable_agents.testing: the local runtime's
 emulation of the extension on a virtual clock, activities in-process, a scripted model): each turn the model calls
 one activity tool, then the last turn answers. For every orchestrator invocation (every episode) it measures the
 process CPU time (``time.process_time``, all threads) from the call of the orchestrator function with the
@@ -33,10 +33,9 @@ import azure.durable_functions as df  # noqa: E402
 import azure.functions as func  # noqa: E402
 from agents import Agent, Runner  # noqa: E402
 
-from durable_agents import activity_tool, agent_orchestrator  # noqa: E402
 from durable_agents import _runner as durable_runner  # noqa: E402
-from tests.support.replay import ReplayHarness  # noqa: E402
-from tests.support.scripted_agents import ScriptedModel, text_response, tool_calls  # noqa: E402
+from durable_agents import activity_tool, agent_orchestrator  # noqa: E402
+from durable_agents.testing import ReplayHarness, ScriptedModel, assistant_message, function_call  # noqa: E402
 
 REFERENCE_50_TURNS_S = 5.0
 
@@ -67,13 +66,12 @@ def run(turns: int, cache: bool) -> tuple[float, float, int, int]:
     def bench(context):
         return Runner.run_sync(agent, context.get_input()["input"], max_turns=turns + 5)
 
-    script = [tool_calls((f"call_{i}", "lookup_order", {"order_id": f"ORD-{i}"})) for i in range(turns - 1)]
-    script.append(text_response("done"))
+    script = [[function_call("lookup_order", {"order_id": f"ORD-{i}"}, call_id=f"call_{i}")] for i in range(turns - 1)]
+    script.append([assistant_message("done")])
     model = ScriptedModel(script)
-    model.register(bp)
     app = df.DFApp(http_auth_level=func.AuthLevel.ANONYMOUS)
     app.register_functions(bp)
-    harness = ReplayHarness(app, after_invocation=None if cache else _wait_for_unwinding_workers)
+    harness = ReplayHarness(app, model=model, after_invocation=None if cache else _wait_for_unwinding_workers)
     inst = harness.start("bench", {"agent": "bench", "input": "go", "settings": {}}, f"bench-{turns}-{cache}")
     harness.run()
     assert inst.status == "Completed", inst.output

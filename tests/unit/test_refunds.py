@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from agents import Agent, RunConfig, Runner
+from agents import Agent, ModelResponse, RunConfig, Runner, Usage
 from agents.models.interface import Model
 
 import activities
@@ -25,7 +25,7 @@ from activities.support import (
     send_message,
 )
 from durable_agents import ToolCall
-from tests.support.scripted_agents import text_response, tool_calls
+from durable_agents.testing import assistant_message, function_call
 from tests.unit.test_ledger import race
 
 D = Decimal
@@ -234,6 +234,11 @@ class _ScriptedModel(Model):
         raise NotImplementedError
 
 
+def _turn(*items: Any) -> ModelResponse:
+    """One model answer made of ``agents.testing`` output items."""
+    return ModelResponse(output=list(items), usage=Usage(requests=1), response_id=None)
+
+
 class TestInAnSdkRun:
     """A plain ``Runner.run`` (no orchestration): small refunds run at once, large ones interrupt for approval."""
 
@@ -242,9 +247,11 @@ class TestInAnSdkRun:
 
     def test_small_refund_runs_and_large_one_waits_for_approval(self):
         model = _ScriptedModel([
-            tool_calls(("call_small", "refund_order", {"order_id": "ORD-1001", "amount": 40, "reason": "scratch"}),
-                       ("call_big", "refund_order", {"order_id": "ORD-1001", "amount": 150, "reason": "broken"})),
-            text_response("done"),
+            _turn(function_call("refund_order", {"order_id": "ORD-1001", "amount": 40, "reason": "scratch"},
+                                call_id="call_small"),
+                  function_call("refund_order", {"order_id": "ORD-1001", "amount": 150, "reason": "broken"},
+                                call_id="call_big")),
+            _turn(assistant_message("done")),
         ])
         result = asyncio.run(Runner.run(self._agent(model), "refund", run_config=RunConfig(tracing_disabled=True)))
         [interruption] = result.interruptions

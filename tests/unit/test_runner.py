@@ -1,4 +1,4 @@
-"""Replay tests of the durable agent runner: real azure-functions-durable replay driven by tests/support/replay.py
+"""Replay tests of the durable agent runner: real azure-functions-durable replay driven by durable_agents.testing
 (the local runtime's emulation of the extension on a virtual clock), real openai-agents runs, activities executed
 in-process, the model scripted (no model API here)."""
 
@@ -11,20 +11,23 @@ from typing import Any
 import azure.durable_functions as df
 import azure.functions as func
 import pytest
-from agents import Agent, Runner, handoff
+from agents import Agent, Runner, Usage, handoff
 
 from durable_agents import ToolCall, activity_tool, agent_orchestrator, run_setting
 from durable_agents import _runner as durable_runner
-from tests.support.replay import ReplayHarness
-from tests.support.scripted_agents import (
+from durable_agents.testing import (
+    ModelStep,
+    ReplayHarness,
     ScriptedModel,
-    error_result,
+    assistant_message,
+    function_call,
     function_outputs,
-    text_response,
-    tool_calls,
+    model_error,
 )
 
 SETTINGS = {"APPROVAL_TIMEOUT": "PT1H", "REFUND_APPROVAL_THRESHOLD": "100"}
+TOOL_TURN_USAGE = Usage(requests=1, input_tokens=20, output_tokens=7, total_tokens=27)
+TEXT_TURN_USAGE = Usage(requests=1, input_tokens=10, output_tokens=5, total_tokens=15)
 
 
 @pytest.fixture(autouse=True)
@@ -81,10 +84,9 @@ class Shop:
             return Runner.run_sync(shop.support, context.get_input()["input"], max_turns=60)
 
         self.model = ScriptedModel(script)
-        self.model.register(self.bp)
         app = df.DFApp(http_auth_level=func.AuthLevel.ANONYMOUS)
         app.register_functions(self.bp)
-        self.harness = ReplayHarness(app, one_message_per_episode=one_message_per_episode)
+        self.harness = ReplayHarness(app, model=self.model, one_message_per_episode=one_message_per_episode)
 
     def start(self, text: str = "hello", settings: dict | None = None, instance_id: str = "run-1"):
         return self.harness.start(
@@ -110,13 +112,16 @@ def _refunds(shop: Shop) -> list[tuple]:
 def test_multi_turn_run_with_parallel_tools_and_a_failing_tool():
     shop = Shop(
         [
-            tool_calls(("c1", "lookup_order", {"order_id": "ORD-1"})),
-            tool_calls(
-                ("c2", "flaky_inventory", {"sku": "SKU-9"}),
-                ("c3", "lookup_order", {"order_id": "ORD-2"}),
-                ("c4", "lookup_order", {"order_id": "ORD-3"}),
+            ModelStep([function_call("lookup_order", {"order_id": "ORD-1"}, call_id="c1")], usage=TOOL_TURN_USAGE),
+            ModelStep(
+                [
+                    function_call("flaky_inventory", {"sku": "SKU-9"}, call_id="c2"),
+                    function_call("lookup_order", {"order_id": "ORD-2"}, call_id="c3"),
+                    function_call("lookup_order", {"order_id": "ORD-3"}, call_id="c4"),
+                ],
+                usage=TOOL_TURN_USAGE,
             ),
-            text_response("All checked."),
+            ModelStep([assistant_message("All checked.")], usage=TEXT_TURN_USAGE),
         ]
     )
     inst = shop.start()
@@ -160,13 +165,13 @@ def test_results_are_matched_by_task_id_when_a_caught_failure_precedes_them():
     # One completion per episode: the failure (and its retries) interleave with the other results.
     shop = Shop(
         [
-            tool_calls(
-                ("c1", "flaky_inventory", {"sku": "A"}),
-                ("c2", "lookup_order", {"order_id": "ORD-2"}),
-                ("c3", "lookup_order", {"order_id": "ORD-3"}),
-            ),
-            tool_calls(("c4", "lookup_order", {"order_id": "ORD-4"})),
-            text_response("ok"),
+            [
+                function_call("flaky_inventory", {"sku": "A"}, call_id="c1"),
+                function_call("lookup_order", {"order_id": "ORD-2"}, call_id="c2"),
+                function_call("lookup_order", {"order_id": "ORD-3"}, call_id="c3"),
+            ],
+            [function_call("lookup_order", {"order_id": "ORD-4"}, call_id="c4")],
+            [assistant_message("ok")],
         ],
         one_message_per_episode=True,
     )
@@ -182,7 +187,7 @@ def test_results_are_matched_by_task_id_when_a_caught_failure_precedes_them():
 
 
 def test_model_retries_on_429_with_retry_after_and_500_then_succeeds():
-    shop = Shop([error_result(429, retry_after=30), error_result(500), text_response("fine")])
+    shop = Shop([model_error(429, retry_after=30), model_error(500), [assistant_message("fine")]])
     inst = shop.start()
     shop.harness.run()
     assert inst.status == "Completed", inst.output
@@ -194,7 +199,7 @@ def test_model_retries_on_429_with_retry_after_and_500_then_succeeds():
 
 
 def test_model_error_400_is_not_retried_and_fails_the_run():
-    shop = Shop([error_result(400, message="bad request")])
+    shop = Shop([model_error(400, message="bad request")])
     inst = shop.start()
     shop.harness.run()
     assert inst.status == "Failed"
@@ -204,7 +209,7 @@ def test_model_error_400_is_not_retried_and_fails_the_run():
 
 
 def test_model_retries_stop_after_max_attempts():
-    shop = Shop([error_result(503)] * 3)
+    shop = Shop([model_error(503) for _ in range(3)])
     inst = shop.start(settings={**SETTINGS, "MODEL_MAX_ATTEMPTS": "3"})
     shop.harness.run()
     assert inst.status == "Failed"
@@ -214,18 +219,18 @@ def test_model_retries_stop_after_max_attempts():
 
 def _refund_script(final: str = "done") -> list[Any]:
     return [
-        tool_calls(("call_r1", "refund_order", {"order_id": "ORD-1", "amount": "250.00"})),
-        text_response(final),
+        [function_call("refund_order", {"order_id": "ORD-1", "amount": "250.00"}, call_id="call_r1")],
+        [assistant_message(final)],
     ]
 
 
 def _two_refunds_script(final: str = "done") -> list[Any]:
     return [
-        tool_calls(
-            ("call_a", "refund_order", {"order_id": "ORD-1", "amount": "250.00"}),
-            ("call_b", "refund_order", {"order_id": "ORD-2", "amount": "300.00"}),
-        ),
-        text_response(final),
+        [
+            function_call("refund_order", {"order_id": "ORD-1", "amount": "250.00"}, call_id="call_a"),
+            function_call("refund_order", {"order_id": "ORD-2", "amount": "300.00"}, call_id="call_b"),
+        ],
+        [assistant_message(final)],
     ]
 
 
@@ -262,7 +267,8 @@ def test_approval_approved_runs_the_tool_and_cancels_the_timer():
 
 def test_small_refund_needs_no_approval_by_the_callable_policy():
     shop = Shop(
-        [tool_calls(("call_s", "refund_order", {"order_id": "ORD-1", "amount": "20.00"})), text_response("ok")]
+        [[function_call("refund_order", {"order_id": "ORD-1", "amount": "20.00"}, call_id="call_s")],
+         [assistant_message("ok")]]
     )
     inst = shop.start()
     shop.harness.run(advance_timers=False)
@@ -305,9 +311,9 @@ def test_approvals_expire_when_the_timer_fires_first(script, ids):
 def test_handoff_between_two_agents():
     shop = Shop(
         [
-            tool_calls(("h1", "transfer_to_refunds", {})),
-            tool_calls(("call_r2", "refund_order", {"order_id": "ORD-7", "amount": "10.00"})),
-            text_response("Refunded 10.00."),
+            [function_call("transfer_to_refunds", {}, call_id="h1")],
+            [function_call("refund_order", {"order_id": "ORD-7", "amount": "10.00"}, call_id="call_r2")],
+            [assistant_message("Refunded 10.00.")],
         ]
     )
     inst = shop.start()
@@ -322,11 +328,12 @@ def test_handoff_between_two_agents():
 
 def _scenario() -> list[Any]:
     return [
-        tool_calls(("c1", "lookup_order", {"order_id": "ORD-1"})),
-        error_result(429, retry_after=5),
-        tool_calls(("c2", "flaky_inventory", {"sku": "X"}), ("c3", "lookup_order", {"order_id": "ORD-2"})),
-        tool_calls(("call_r1", "refund_order", {"order_id": "ORD-1", "amount": "250.00"})),
-        text_response("done"),
+        [function_call("lookup_order", {"order_id": "ORD-1"}, call_id="c1")],
+        model_error(429, retry_after=5),
+        [function_call("flaky_inventory", {"sku": "X"}, call_id="c2"),
+         function_call("lookup_order", {"order_id": "ORD-2"}, call_id="c3")],
+        [function_call("refund_order", {"order_id": "ORD-1", "amount": "250.00"}, call_id="call_r1")],
+        [assistant_message("done")],
     ]
 
 

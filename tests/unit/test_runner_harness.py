@@ -1,4 +1,4 @@
-"""The replay harness (tests/support/replay.py) is the local runtime's extension emulation, driven in-process.
+"""The replay harness (durable_agents.testing) is the local runtime's extension emulation, driven in-process.
 
 Plain azure-functions-durable orchestrators (no agents) run through the harness; what they produce is checked against
 the protocol's transcripts (shared/docs/durable-functions-protocol.md §3.2, §3.4, §3.11) and against the local
@@ -15,9 +15,9 @@ from concurrent.futures import ThreadPoolExecutor
 import azure.durable_functions as df
 import azure.functions as func
 
+from durable_agents.testing import ReplayHarness
 from local_runtime import worker
 from local_runtime.app_loader import classify_function
-from tests.support.replay import ReplayHarness
 
 ATTEMPTS: list[str] = []
 

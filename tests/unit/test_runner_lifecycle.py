@@ -1,6 +1,6 @@
 """Worker lifetime, session-cache keying, compact re-yield and environment independence of the durable runner.
 
-Real azure-functions-durable replay driven by tests/support/replay.py, real openai-agents runs, a scripted model.
+Real azure-functions-durable replay driven by durable_agents.testing, real openai-agents runs, a scripted model.
 """
 
 from __future__ import annotations
@@ -17,10 +17,9 @@ import pytest
 from agents import Agent, ModelSettings, RunConfig, Runner
 from agents.models.default_models import get_default_model_settings
 
-from durable_agents import activity_tool, agent_orchestrator
 from durable_agents import _runner as durable_runner
-from tests.support.replay import ReplayHarness
-from tests.support.scripted_agents import ScriptedModel, text_response, tool_calls
+from durable_agents import activity_tool, agent_orchestrator
+from durable_agents.testing import ReplayHarness, ScriptedModel, assistant_message, function_call
 from tests.unit.test_runner import SETTINGS, Shop, _fresh_cache, _run_scenario, _scenario  # noqa: F401 (fixture)
 
 MARKER = durable_runner.REPLAYED_INPUT_MARKER["$durableAgents"]
@@ -142,8 +141,8 @@ def test_cached_path_re_yields_completed_steps_without_their_inputs():
 
 
 def test_purged_and_restarted_instance_never_resumes_a_stale_worker():
-    script = [tool_calls(("call_r1", "refund_order", {"order_id": "ORD-1", "amount": "250.00"})),
-              text_response("done")]
+    script = [[function_call("refund_order", {"order_id": "ORD-1", "amount": "250.00"}, call_id="call_r1")],
+              [assistant_message("done")]]
     first = Shop(list(script))
     old = first.start(text="refund for the FIRST customer")
     first.harness.run(advance_timers=False)
@@ -195,11 +194,10 @@ def _settings_run(agent_factory, run_config: RunConfig | None = None) -> dict[st
     def settings_run(context):
         return Runner.run_sync(agent, "go", run_config=run_config)
 
-    model = ScriptedModel([tool_calls(("c1", "ping", {"n": 1})), text_response("ok")])
-    model.register(bp)
+    model = ScriptedModel([[function_call("ping", {"n": 1}, call_id="c1")], [assistant_message("ok")]])
     app = df.DFApp(http_auth_level=func.AuthLevel.ANONYMOUS)
     app.register_functions(bp)
-    harness = ReplayHarness(app)
+    harness = ReplayHarness(app, model=model)
     inst = harness.start("settings_run", {"agent": "a", "input": "go", "settings": SETTINGS}, "settings-1")
     harness.run()
     assert inst.status == "Completed", inst.output
