@@ -5,7 +5,7 @@ and labelled (its text starts with :data:`DEMO_PREFIX`, the activity result says
 knows nothing about any app; it
 
 * hands off to an agent whose name the user's message contains (once per user message),
-* otherwise asks the app's *demo responders*, in registration order, what to do next,
+* otherwise asks the app's *demo responders*, first registered first, what to do next,
 * otherwise answers a generic text naming the tools it was given and how to configure a real model,
 
 and shapes a final text as JSON when the agent wants structured output.
@@ -199,7 +199,7 @@ def remove_demo_responder(responder: DemoResponder) -> None:
 
 
 def demo_responders() -> tuple[DemoResponder, ...]:
-    """The process's demo responders, in registration order."""
+    """The process's demo responders, first registered first."""
     with _responders_lock:
         return tuple(_responders)
 
@@ -212,7 +212,7 @@ def demo_responders() -> tuple[DemoResponder, ...]:
 class DemoModel(Model):
     """An offline, deterministic ``agents.Model`` for demos and tests (labelled "demo"; text starts ``[demo model]``).
 
-    For each call it builds a :class:`DemoTurn` from the conversation and answers, in this order:
+    For each call it builds a :class:`DemoTurn` from the conversation and answers with the first of:
 
     1. a handoff whose target agent's name appears (as a word, any case) in the last user message, unless a
        handoff was already called since that message;
