@@ -1,0 +1,1 @@
+"""The fixture app the golden histories were recorded with (tests/golden/record.py)."""
