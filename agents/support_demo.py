@@ -23,8 +23,7 @@ from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-# Public as durable_agents.DemoReply / DemoTurn once the package exports them.
-from durable_agents._demo import DemoReply, DemoTurn
+from durable_agents import DemoReply, DemoTurn
 
 __all__ = ["SUPPORT_TOOL_NAMES", "support_demo_responder"]
 

@@ -27,6 +27,7 @@ from ._contracts import (
     ToolRetry,
     UsageTotals,
 )
+from ._demo import DEMO_PREFIX, DemoReply, DemoResponder, DemoToolCall, DemoTurn
 from ._errors import DurableAgentsError, ModelCallError, NonDeterminismError
 from ._loader import load_app_agents
 from ._orchestrator import agent_orchestrator, install
@@ -35,6 +36,7 @@ from ._tools import ActivityTool, ToolCall, activity_tool
 from ._version import __version__
 
 __all__ = [
+    "DEMO_PREFIX",
     "INVOKE_MODEL_ACTIVITY",
     "ActivityTool",
     "App",
@@ -42,6 +44,10 @@ __all__ = [
     "ApprovalEvent",
     "Blueprint",
     "CustomStatus",
+    "DemoReply",
+    "DemoResponder",
+    "DemoToolCall",
+    "DemoTurn",
     "DurableAgentsError",
     "InvokeModelInput",
     "InvokeModelResult",

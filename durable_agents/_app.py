@@ -11,12 +11,12 @@ and an agent is one decorator on a :class:`Blueprint` (or on the app itself)::
 
     bp = durable_agents.Blueprint()
 
-    @bp.agent(support_agent, description="Customer support.", settings=("REFUND_APPROVAL_THRESHOLD",))
-    def support(context):
-        return Runner.run_sync(support_agent, context.get_input()["input"])
+    @bp.agent(helper_agent, description="Answers questions.", settings=("ANSWER_LIMIT",))
+    def helper_run(context):
+        return Runner.run_sync(helper_agent, context.get_input()["input"])
 
-The decorator registers the function as a Durable orchestrator under its own name (``support``) through
-``agent_orchestrator`` and records the agent (API name ``support_agent.name``), which :meth:`App.register_functions`
+The decorator registers the function as a Durable orchestrator under its own name (``helper_run``) through
+``agent_orchestrator`` and records the agent (API name ``helper_agent.name``), which :meth:`App.register_functions`
 adds to the app's :class:`~durable_agents._registry.AgentRegistry`, the registry its HTTP API serves.
 """
 

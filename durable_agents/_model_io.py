@@ -249,9 +249,9 @@ def _decode_tool(data: Mapping[str, Any]) -> FunctionTool:
         output_json_schema=data.get("outputJsonSchema"),
     )
     if data.get("namespace"):
-        tool._tool_namespace = data["namespace"]  # type: ignore[attr-defined]
+        tool._tool_namespace = data["namespace"]
         if data.get("namespaceDescription"):
-            tool._tool_namespace_description = data["namespaceDescription"]  # type: ignore[attr-defined]
+            tool._tool_namespace_description = data["namespaceDescription"]
     return tool
 
 

@@ -18,6 +18,7 @@ import logging
 import os
 import re
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -143,6 +144,7 @@ def classify_function(f: Any) -> FunctionInfo:
     name = f.get_function_name()
     ttype = trigger["type"]
     binding_names = {b.get("name") for b in bindings}
+    params: Mapping[str, inspect.Parameter]
     try:
         params = inspect.signature(user_fn).parameters
     except (TypeError, ValueError):
@@ -189,6 +191,8 @@ def load_functions(app_dir: Path, script: str | None = None) -> tuple[Any, Regis
         sys.path.insert(0, str(app_dir))
     module_name = Path(script).stem
     spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise AppLoadError(f"{script} cannot be imported as a Python module")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     spec.loader.exec_module(module)
@@ -205,7 +209,7 @@ def load_functions(app_dir: Path, script: str | None = None) -> tuple[Any, Regis
         table = {"orchestrator": reg.orchestrators, "activity": reg.activities,
                  "entity": reg.entities}.get(info.kind)
         if table is not None:
-            key = info.durable_name.lower()
+            key = (info.durable_name or info.name).lower()
             if key in table:
                 raise AppLoadError(f"Two {info.kind} functions share the Durable name '{info.durable_name}'")
             table[key] = info

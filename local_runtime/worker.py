@@ -81,7 +81,8 @@ class InvocationContext(func.Context):
         return self._invocation_id
 
     @property
-    def thread_local_storage(self) -> threading.local:
+    def thread_local_storage(self) -> threading.local:  # type: ignore[override]  # the ABC says type[local]; the
+        # Python worker passes an instance, as here
         return self._tls
 
     @property
@@ -148,11 +149,17 @@ async def run_activity(info: FunctionInfo, input_text: str | None, executor: Thr
     ``(False, reason, details)`` when the function (or the input/output conversion) raised.
     """
     try:
-        ret = await invoke(info, {info.trigger_name: decode_activity_input(input_text)}, executor, app_dir)
+        ret = await invoke(info, {_trigger_name(info): decode_activity_input(input_text)}, executor, app_dir)
         return True, encode_activity_result(ret), None
     except Exception as exc:  # noqa: BLE001 - a user-code failure becomes TaskFailed
         reason, details = activity_failure(info.durable_name or info.name, exc)
         return False, reason, details
+
+
+def _trigger_name(info: FunctionInfo) -> str:
+    if info.trigger_name is None:
+        raise RuntimeError(f"function {info.name!r} has no trigger parameter")
+    return info.trigger_name
 
 
 def run_activity_inline(info: FunctionInfo, input_text: str | None,
@@ -163,7 +170,7 @@ def run_activity_inline(info: FunctionInfo, input_text: str | None,
     same results and failure texts as :func:`run_activity`.
     """
     try:
-        kwargs = _with_context(info, {info.trigger_name: decode_activity_input(input_text)}, app_dir)
+        kwargs = _with_context(info, {_trigger_name(info): decode_activity_input(input_text)}, app_dir)
         ret = info.fn(**kwargs)
         if inspect.isawaitable(ret):
             ret = asyncio.run(_awaited(ret))
