@@ -368,7 +368,8 @@ class _Replayer:
     def _check_scheduled(self, ev: dict) -> None:
         kind = _KIND_BY_EVENT[ev["EventType"]]
         eid = ev.get("EventId")
-        a = self.actions_map.get(eid)
+        sequence_id = -1 if eid is None else int(eid)
+        a = self.actions_map.get(sequence_id)
         name = ev.get("Name")
         if a is None or a.kind != kind or (
                 kind in ("activity", "suborchestration") and (a.name or "").lower() != (name or "").lower()):
@@ -378,8 +379,8 @@ class _Replayer:
                 f"{_KIND_TEXT[kind]} with sequence ID {eid}{label}, but the current replay execution hasn't "
                 f"(yet?) scheduled this task. Was a change made to the orchestrator code after this instance "
                 f"had already started running?",
-                sequence_id=-1 if eid is None else int(eid), recorded_kind=kind, recorded_name=name, requested=a)
-        del self.actions_map[eid]
+                sequence_id=sequence_id, recorded_kind=kind, recorded_name=name, requested=a)
+        del self.actions_map[sequence_id]
 
     def _resolve(self, task_id: int | None, ok: bool, value: Any) -> None:
         t = self.open_tasks.pop(task_id, None) if task_id is not None else None
