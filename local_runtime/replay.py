@@ -216,6 +216,12 @@ class _Replayer:
         t = self.open_tasks[i] = _Task()
         return t
 
+    def _current_time(self) -> dt.datetime:
+        """The orchestration time (the latest ``OrchestratorStarted``); always set once the shim runs."""
+        if self.now is None:
+            raise RuntimeError("no OrchestratorStarted event before the orchestration ran")
+        return self.now
+
     def create_timer(self, fire_at: dt.datetime, canceled: bool = False) -> _Task:
         i = self._next_id()
         self.actions_map[i] = NewAction(i, "timer", fire_at=fire_at)
@@ -255,13 +261,14 @@ class _Replayer:
                 raise
             except Exception as exc:  # noqa: BLE001
                 last = exc
+            now = self._current_time()
             if attempt + 1 >= attempts:
-                yield self.create_timer(self.now)  # DTFx "dummy timer for back-compat": fires at once
+                yield self.create_timer(now)  # DTFx "dummy timer for back-compat": fires at once
                 break
             delay = first * (backoff ** attempt)
             if delay > max_interval:
                 delay = max_interval
-            yield self.create_timer(self.now + delay)
+            yield self.create_timer(now + delay)
         raise last if last is not None else _TaskFailure("retry failed")
 
     def _when_all(self, tasks: list[_Task]) -> _Task:
