@@ -24,33 +24,33 @@ Quick start (pytest)::
     bp = durable_agents.Blueprint()
 
     @durable_agents.activity_tool(bp, needs_approval=True)
-    def refund_order(order_id: str, amount: float) -> dict:
-        \"\"\"Refund an order.\"\"\"
-        return {"refunded": amount}
+    def close_account(account_id: str) -> dict:
+        \"\"\"Close an account.\"\"\"
+        return {"closed": account_id}
 
-    agent = Agent(name="support", instructions="Help customers.", tools=[refund_order])
+    agent = Agent(name="accounts", instructions="Manage accounts.", tools=[close_account])
 
-    @bp.agent(agent, description="Customer support.")
-    def support(context):
+    @bp.agent(agent, description="Account management.")
+    def accounts(context):
         return Runner.run_sync(agent, context.get_input()["input"])
 
     app = durable_agents.App(http_api=False)
     app.register_functions(bp)
 
-    def test_a_refund_waits_for_approval():
+    def test_closing_an_account_waits_for_approval():
         model = ScriptedModel([
-            [function_call("refund_order", {"order_id": "A-1", "amount": 250}, call_id="call_1")],
+            [function_call("close_account", {"account_id": "A-1"}, call_id="call_1")],
             model_error(429, retry_after=30),           # retried on a durable timer
-            [assistant_message("Refunded 250.")],
+            [assistant_message("Closed A-1.")],
         ])
         harness = ReplayHarness(app, model=model)
-        run = harness.start_run("support", "Please refund order A-1")
+        run = harness.start_run("accounts", "Please close account A-1")
         harness.run(advance_timers=False)              # up to the approval
         assert [p["id"] for p in harness.pending_approvals(run)] == ["call_1"]
         harness.approve(run, "call_1", "ok")
         harness.run()                                  # the 429's retry timer fires at once
         assert run.status == "Completed"
-        assert run.output["finalOutput"] == "Refunded 250."
+        assert run.output["finalOutput"] == "Closed A-1."
 """
 
 from agents.testing import ModelStep, assistant_message, function_call

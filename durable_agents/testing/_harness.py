@@ -99,7 +99,7 @@ class Instance:
 class ReplayHarness:
     """Runs the orchestrations of a function app in-process, episode by episode, on a virtual clock.
 
-    ``harness.start_run("support", "Refund order 1")`` starts an agent run as the HTTP API does (``start(name,
+    ``harness.start_run("accounts", "Close account A-1")`` starts an agent run as the HTTP API does (``start(name,
     value)`` any orchestration); :meth:`run` processes due messages: activities complete at once and, when
     ``advance_timers`` is true, the clock jumps to the next durable timer (model retries, approval expiry).
     :meth:`approve` / :meth:`reject` decide an approval as the HTTP API does and :meth:`raise_event` raises any

@@ -157,3 +157,19 @@ def test_a_history_recorded_by_the_harness_replays_clean():
     assert (result.status, result.output, result.instance_id) == ("Completed", run.output, "recorded")
     assert result.custom_status == run.custom_status
     assert result.steps == 6  # model, approval timer, refund, model (503), retry timer, model
+
+
+def test_the_quick_start_in_the_package_docstring_runs(tmp_path):
+    """The docstring's example is code, not prose: extract it and run it with pytest in a subprocess."""
+    import subprocess
+    import sys
+    import textwrap
+
+    import durable_agents.testing
+
+    code = textwrap.dedent(durable_agents.testing.__doc__.split("Quick start (pytest)::\n", 1)[1])
+    (tmp_path / "test_quick_start.py").write_text(code.replace('\\"', '"'))
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
+                            capture_output=True, text=True, timeout=240, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed" in result.stdout
