@@ -158,11 +158,14 @@ EXCLUDED = [
     ".venv/bin/python", ".local/durable-state.sqlite3", ".local/helper-preamble.md", "scripts/test.sh",
     "benchmarks/bench.py", "docs/internals.md", ".github/workflows/validate-infra.yml", ".ci/run",
     "infra/main.bicep", "requirements-dev.txt", "refund-ledger.sqlite3", "data/cache.sqlite3",
-    "local.settings.json", "durable_agents/__pycache__/config.cpython-311.pyc", ".azure/dev/.env",
+    "local.settings.json", "durable_agents/__pycache__/_config.cpython-311.pyc", ".azure/dev/.env",
+    "durable_agents/testing/__init__.py", "durable_agents/testing/_harness.py", "tests/golden/histories/handoff.json",
+    "build/lib/durable_agents/__init__.py", "durable_agents_functions.egg-info/PKG-INFO",
 ]
 DEPLOYED = [
-    "function_app.py", "host.json", "requirements.txt", "durable_agents/config.py", "durable_agents/runner.py",
-    "agents/support.py", "activities/ledger.py", "data/orders.json",
+    "function_app.py", "host.json", "requirements.txt", "durable_agents/_config.py", "durable_agents/__init__.py",
+    "durable_agents/_runner/episode.py", "durable_agents/_http/handlers.py", "durable_agents/py.typed",
+    "agents/support.py", "agents/support_demo.py", "activities/ledger.py", "data/orders.json",
 ]
 
 
