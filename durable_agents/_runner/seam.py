@@ -24,7 +24,7 @@ from agents.models.interface import Model, ModelProvider
 from agents.run import AgentRunner
 
 from .._contracts import INVOKE_MODEL_ACTIVITY, ApprovalDecision, InvokeModelInput
-from .._errors import ModelCallError
+from .._errors import ModelCallError, NonDeterminismError
 from .._model_io import decode_model_response, encode_model_request
 from .._run_settings import current_session, run_setting
 from .bridge import Session
@@ -106,7 +106,14 @@ class DurableModel(Model):
             outcome: CallOutcome = await session.call(ActivityCall(name=INVOKE_MODEL_ACTIVITY, input=activity_input))
             if not outcome.ok:
                 raise ModelCallError({"type": "activity_failed", "message": outcome.error or ""}, attempt)
-            result = outcome.value or {}
+            result = outcome.value
+            if not isinstance(result, dict) or not isinstance(result.get("ok"), bool):
+                # The Durable SDK matched this task to a history event by sequence id alone: the history holds
+                # the result of other work here (code changed while the run was in flight).
+                raise NonDeterminismError(
+                    len(session.log) - 1, result, INVOKE_MODEL_ACTIVITY,
+                    detail="the history holds a result that is not an invoke_model result at this step",
+                )
             if result.get("ok"):
                 response = decode_model_response(result["response"])
                 session.progress.turns += 1

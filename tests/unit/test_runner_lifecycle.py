@@ -17,6 +17,7 @@ import pytest
 from agents import Agent, ModelSettings, RunConfig, Runner
 from agents.models.default_models import get_default_model_settings
 
+import durable_agents
 from durable_agents import _runner as durable_runner
 from durable_agents import activity_tool, agent_orchestrator
 from durable_agents.testing import ReplayHarness, ScriptedModel, assistant_message, function_call
@@ -235,3 +236,26 @@ def test_explicit_agent_settings_and_run_config_overrides_are_kept(monkeypatch):
     expected = get_default_model_settings("gpt-5-mini")
     assert expected.verbosity is not None
     assert all(s.get("verbosity") == expected.verbosity for s in named)
+
+
+def test_a_history_result_that_is_not_a_model_result_fails_the_run_as_non_deterministic():
+    """The Durable SDK matches results by sequence id only: if the history holds other work's result where the code
+    now calls the model (a tool that stopped being an activity, say), the run fails with a NonDeterminismError."""
+    app = durable_agents.App(http_api=False, model_activity=False)
+
+    @app.activity_trigger(input_name="payload", activity="invoke_model")
+    def invoke_model(payload: dict) -> dict:
+        return {"order_id": "ORD-1", "status": "shipped"}  # what a tool activity recorded at this place
+
+    agent = Agent(name="helper", instructions="Help.")
+
+    @app.agent(agent, description="Helps.")
+    def helper_run(context):
+        return Runner.run_sync(agent, context.get_input()["input"])
+
+    harness = ReplayHarness(app)
+    run = harness.start_run("helper", "hi", settings={})
+    harness.run()
+    assert run.status == "Failed"
+    assert "Non-deterministic orchestration at step 0" in run.output
+    assert "'order_id': 'ORD-1'" in run.output and "invoke_model" in run.output
