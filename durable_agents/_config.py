@@ -1,4 +1,4 @@
-"""Reading the app's settings.
+"""Reading the app's settings (internal; ``get_setting`` is re-exported by ``durable_agents``).
 
 Every setting the deployed code reads goes through :func:`get_setting`, so that the infrastructure tests can
 cross-check the names against the function app's settings in ``infra/`` (one regular expression finds them all).

@@ -1,4 +1,4 @@
-"""Importing the app's ``agents/`` folder without shadowing the OpenAI Agents SDK.
+"""Importing the app's ``agents/`` folder without shadowing the OpenAI Agents SDK (internal).
 
 The app keeps its agent definitions in a top-level folder named ``agents/`` (the project layout), but ``agents``
 is also the import name of the OpenAI Agents SDK (``pip install openai-agents``). The folder therefore has no

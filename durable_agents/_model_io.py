@@ -1,4 +1,4 @@
-"""JSON encoding of model requests and model responses between the orchestrator and ``invoke_model``.
+"""JSON encoding of model requests and responses between the orchestrator and ``invoke_model`` (internal).
 
 The orchestrator runs the OpenAI Agents SDK (``openai-agents`` 0.24) with a model whose ``get_response`` does not
 call the model itself: it encodes its arguments with :func:`encode_model_request`, schedules the ``invoke_model``

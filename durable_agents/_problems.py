@@ -1,4 +1,4 @@
-"""``application/problem+json`` error responses for the HTTP API (RFC 9457).
+"""``application/problem+json`` error responses for the HTTP API (RFC 9457; internal).
 
 Every caller mistake the HTTP API detects is answered with a problem document::
 

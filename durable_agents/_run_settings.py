@@ -1,8 +1,8 @@
-"""The per-thread durable run context and :func:`run_setting`.
+"""The per-thread durable run context and :func:`run_setting` (internal; ``run_setting`` is public).
 
 Orchestrator code must be deterministic, so it never reads the environment: the HTTP API snapshots the settings a
 run needs into the orchestration input (``{"settings": {...}}``, docs/internals.md "Orchestration input"), and
-:func:`run_setting` reads that snapshot. The durable runner (``durable_agents.runner``) runs the user's orchestrator
+:func:`run_setting` reads that snapshot. The durable runner (``durable_agents._runner``) runs the user's orchestrator
 function in a worker thread and binds that thread to its session here; :func:`current_session` is how the
 activity tools and :func:`run_setting` find it.
 """
@@ -22,8 +22,8 @@ _local = threading.local()
 def current_session() -> Any | None:
     """Return the durable session bound to the calling thread, or ``None`` outside a durable orchestration.
 
-    The session object is ``durable_agents.runner``'s private ``_DurableSession``; it exposes
-    ``settings`` (``dict[str, str]``, the run's snapshot) and the calls activity tools use.
+    The session object is the runner's ``durable_agents._runner.bridge.Session``; it exposes ``settings``
+    (``dict[str, str]``, the run's snapshot) and the calls activity tools use.
     """
     return getattr(_local, "session", None)
 

@@ -1,4 +1,5 @@
-"""Activity tools: plain Python functions that run as Durable activities and are OpenAI Agents SDK tools.
+"""Activity tools: plain functions that run as Durable activities and are OpenAI Agents SDK tools (internal;
+``activity_tool``, ``ActivityTool``, ``ToolCall`` are re-exported by ``durable_agents``).
 
 ``@activity_tool(bp)`` does two things with a typed (sync or async) function:
 
