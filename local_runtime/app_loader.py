@@ -109,6 +109,12 @@ class FunctionInfo:
     methods: list[str] | None = None
     return_binding: str | None = None
 
+    @property
+    def durable(self) -> str:
+        """The Durable name, else the function name: the name the :class:`Registry` indexes it by (always the
+        Durable name for the orchestrators, activities and entities of a loaded app)."""
+        return self.durable_name or self.name
+
 
 @dataclass
 class Registry:
@@ -209,7 +215,7 @@ def load_functions(app_dir: Path, script: str | None = None) -> tuple[Any, Regis
         table = {"orchestrator": reg.orchestrators, "activity": reg.activities,
                  "entity": reg.entities}.get(info.kind)
         if table is not None:
-            key = (info.durable_name or info.name).lower()
+            key = info.durable.lower()
             if key in table:
                 raise AppLoadError(f"Two {info.kind} functions share the Durable name '{info.durable_name}'")
             table[key] = info

@@ -70,7 +70,7 @@ def _json(value: Any, status: int = 200, headers: dict | None = None) -> web.Res
 
 
 def _error(status: int, message: str, exc_message: str | None = None, exc_type: str | None = None) -> web.Response:
-    body = {"Message": message}
+    body: dict[str, str | None] = {"Message": message}
     if exc_message is not None:
         body.update({"ExceptionMessage": exc_message, "ExceptionType": exc_type or "System.ArgumentException",
                      "StackTrace": None})
@@ -111,8 +111,9 @@ def _parse_dt(value: str | None) -> int | None:
 
 def _history_json(history: list[dict], show_output: bool, show_input: bool) -> list[dict]:
     """``historyEvents`` as the status API shows them (protocol §5.4)."""
-    scheduled: dict[tuple[int, int], dict] = {}
-    matched: set[tuple[int, int]] = set()
+    # keys: (scheduling event type, sequence id); a completion's TaskScheduledId may be missing (None)
+    scheduled: dict[tuple[int, int | None], dict] = {}
+    matched: set[tuple[int, int | None]] = set()
     for e in history:
         if e["EventType"] in (ET.TaskScheduled, ET.SubOrchestrationInstanceCreated):
             scheduled[(e["EventType"], e["EventId"])] = e
@@ -140,7 +141,8 @@ def _history_json(history: list[dict], show_output: bool, show_input: bool) -> l
             for k in ("OrchestrationInstance", "ParentInstance", "Version", "Tags"):
                 item.pop(k, None)
         if et == ET.ExecutionCompleted:
-            item["OrchestrationStatus"] = STATUS_NAMES.get(e.get("OrchestrationStatus"), "Unknown")
+            code = e.get("OrchestrationStatus")
+            item["OrchestrationStatus"] = STATUS_NAMES.get(code, "Unknown") if isinstance(code, int) else "Unknown"
         if et == ET.TimerFired:
             item.pop("TimerId", None)
         if "Result" in item and et in (*_COMPLETION_TYPES, ET.ExecutionCompleted):
@@ -232,7 +234,7 @@ class DurableApi:
             except ValueError:
                 return _bad_argument("Invalid JSON content")
             input_text = None if value is None else compact(value)
-        self.engine.start_instance(info.durable_name, instance_id, input_text)
+        self.engine.start_instance(info.durable, instance_id, input_text)
         timeout = request.query.get("timeout")
         if timeout is not None:
             return await self._wait(request, instance_id, float(timeout),
@@ -334,18 +336,19 @@ class DurableApi:
         self.engine.send_event(iid, ev.event_raised(request.match_info["event"], input_text, ev.utcnow()))
         return web.Response(status=202)
 
-    def _existing(self, request: web.Request) -> tuple[Instance | None, web.Response | None]:
+    def _existing(self, request: web.Request) -> Instance | web.Response:
+        """The instance named by the route, or the 404 response to answer when there is none."""
         iid = request.match_info["instance_id"]
         inst = self.store.instance(iid)
         if inst is None:
-            return None, _error(404, f"No instance with ID '{iid}' found.")
-        return inst, None
+            return _error(404, f"No instance with ID '{iid}' found.")
+        return inst
 
     async def terminate(self, request: web.Request) -> web.Response:
         """``POST instances/{id}/terminate?reason=``: 404 / 410 finished / 202."""
-        inst, err = self._existing(request)
-        if err:
-            return err
+        inst = self._existing(request)
+        if isinstance(inst, web.Response):
+            return inst
         if inst.status in TERMINAL:
             return web.Response(status=410)
         self.engine.send_event(inst.instance_id, ev.execution_terminated(request.query.get("reason"), ev.utcnow()))
@@ -353,9 +356,9 @@ class DurableApi:
 
     async def suspend(self, request: web.Request) -> web.Response:
         """``POST instances/{id}/suspend``: 404 / 410 / 500 already suspended / 202."""
-        inst, err = self._existing(request)
-        if err:
-            return err
+        inst = self._existing(request)
+        if isinstance(inst, web.Response):
+            return inst
         if inst.status in TERMINAL:
             return web.Response(status=410)
         if inst.status == "Suspended":
@@ -367,9 +370,9 @@ class DurableApi:
 
     async def resume(self, request: web.Request) -> web.Response:
         """``POST instances/{id}/resume``: 404 / 410 / 500 not suspended / 202."""
-        inst, err = self._existing(request)
-        if err:
-            return err
+        inst = self._existing(request)
+        if isinstance(inst, web.Response):
+            return inst
         if inst.status in TERMINAL:
             return web.Response(status=410)
         if inst.status != "Suspended":
@@ -382,9 +385,9 @@ class DurableApi:
     async def rewind(self, request: web.Request) -> web.Response:
         """``POST instances/{id}/rewind``: 404 / 410 finished-not-failed / 500 running / 501 failed (not
         implemented locally; rewind is deprecated in the extension)."""
-        inst, err = self._existing(request)
-        if err:
-            return err
+        inst = self._existing(request)
+        if isinstance(inst, web.Response):
+            return inst
         if inst.status in ("Completed", "Terminated", "Canceled"):
             return web.Response(status=410)
         if inst.status != "Failed":

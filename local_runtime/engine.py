@@ -21,11 +21,12 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 from . import events as ev
 from .app_loader import Registry
 from .events import ET
-from .replay import Decision, Outcome, replay, unknown_function_message
+from .replay import Decision, NewAction, Outcome, replay, unknown_function_message
 from .store import TERMINAL, Instance, Store, WorkItem
 from .worker import call_orchestrator, run_activity
 
@@ -38,6 +39,8 @@ _MESSAGE_EVENTS = {ET.ExecutionStarted, ET.TaskCompleted, ET.TaskFailed, ET.Time
                    ET.ExecutionTerminated, ET.ExecutionSuspended, ET.ExecutionResumed}
 _STATUS_CODE = {"completed": 1, "failed": 3, "terminated": 5}
 _STATUS_NAME = {"completed": "Completed", "failed": "Failed", "terminated": "Terminated"}
+
+_T = TypeVar("_T")
 
 
 def to_us(t) -> int:
@@ -60,6 +63,13 @@ def _describe(e: dict) -> str:
     if e["EventType"] == ET.EventRaised:
         return f"{name}({e.get('Name')})"
     return name
+
+
+def _field(action: NewAction, what: str, value: _T | None) -> _T:
+    """A field that replay always sets for this kind of action (see :class:`NewAction`); RuntimeError if not."""
+    if value is None:
+        raise RuntimeError(f"replay returned a {action.kind} action (id {action.id}) without {what}")
+    return value
 
 
 class Engine:
@@ -207,18 +217,18 @@ class Engine:
             info = self.registry.orchestrator(inst.name)
             if info is None:
                 msg = unknown_function_message(inst.name, "an orchestrator",
-                                               [f.durable_name for f in self.registry.orchestrators.values()])
+                                               [f.durable for f in self.registry.orchestrators.values()])
                 decision = Decision(outcome=Outcome("failed", f"Orchestrator function '{inst.name}' failed: {msg}",
                                                     0, details=f"Message: {msg}, StackTrace: "))
             else:
                 body = ev.context_json(sdk_history, iid, started.get("Input"), parent_iid)
                 loop = asyncio.get_running_loop()
                 state = await loop.run_in_executor(self.orch_pool, call_orchestrator, info, body)
-                decision = replay(sdk_history, state, orchestrator_name=info.durable_name, instance_id=iid,
+                decision = replay(sdk_history, state, orchestrator_name=info.durable, instance_id=iid,
                                   execution_id=inst.execution_id,
-                                  activities=[f.durable_name for f in self.registry.activities.values()],
-                                  orchestrators=[f.durable_name for f in self.registry.orchestrators.values()],
-                                  entities=[f.durable_name for f in self.registry.entities.values()])
+                                  activities=[f.durable for f in self.registry.activities.values()],
+                                  orchestrators=[f.durable for f in self.registry.orchestrators.values()],
+                                  entities=[f.durable for f in self.registry.entities.values()])
                 if decision.custom_status is not None and len(decision.custom_status) > 16 * 1024:
                     decision.new_actions = []
                     decision.outcome = Outcome(
@@ -238,26 +248,30 @@ class Engine:
         new_desc = []
         for a in decision.new_actions:
             if a.kind == "activity":
-                append.append(ev.task_scheduled(a.id, a.name, ts))
-                work.append((exec_id, a.id, a.name, a.input))
-                new_desc.append(f"TaskScheduled({a.id} {a.name})")
+                fn_name = _field(a, "a name", a.name)
+                append.append(ev.task_scheduled(a.id, fn_name, ts))
+                work.append((exec_id, a.id, fn_name, a.input))
+                new_desc.append(f"TaskScheduled({a.id} {fn_name})")
             elif a.kind == "timer":
-                append.append(ev.timer_created(a.id, a.fire_at, ts))
-                messages.append((iid, exec_id, max(to_us(a.fire_at), ts_us), ev.timer_fired(a.id, a.fire_at, ts)))
-                new_desc.append(f"TimerCreated({a.id} {ev.fmt_time(a.fire_at)})")
+                fire_at = _field(a, "fire_at", a.fire_at)
+                append.append(ev.timer_created(a.id, fire_at, ts))
+                messages.append((iid, exec_id, max(to_us(fire_at), ts_us), ev.timer_fired(a.id, fire_at, ts)))
+                new_desc.append(f"TimerCreated({a.id} {ev.fmt_time(fire_at)})")
             elif a.kind == "suborchestration":
-                append.append(ev.suborch_created(a.id, a.name, a.instance_id, ts))
+                fn_name = _field(a, "a name", a.name)
+                child_iid = _field(a, "an instance id", a.instance_id)
+                append.append(ev.suborch_created(a.id, fn_name, child_iid, ts))
                 child_exec = uuid.uuid4().hex
                 child_input = None if a.input is None else ev.compact(a.input)
                 parent = {"Name": inst.name, "OrchestrationInstance": {"InstanceId": iid, "ExecutionId": exec_id},
                           "TaskScheduleId": a.id, "Version": ""}
-                info = self.registry.orchestrator(a.name)
-                child_name = info.durable_name if info else a.name
-                child = Instance(a.instance_id, child_name, child_exec, "Pending", child_input, None, None, ts_us,
+                info = self.registry.orchestrator(fn_name)
+                child_name = info.durable if info else fn_name
+                child = Instance(child_iid, child_name, child_exec, "Pending", child_input, None, None, ts_us,
                                  ts_us, iid, exec_id, a.id)
-                children.append((child, ev.execution_started(a.instance_id, child_exec, child_name, child_input,
+                children.append((child, ev.execution_started(child_iid, child_exec, child_name, child_input,
                                                              ts, parent)))
-                new_desc.append(f"SubOrchestrationInstanceCreated({a.id} {a.name} {a.instance_id})")
+                new_desc.append(f"SubOrchestrationInstanceCreated({a.id} {fn_name} {child_iid})")
         updates: dict = {"updated_us": ts_us}
         reset = False
         finished = False
@@ -283,6 +297,8 @@ class Engine:
             if out.kind != "terminated":
                 updates["custom_status"] = decision.custom_status
             if inst.parent_instance_id:
+                if inst.parent_task_id is None:  # the engine always stores both when it creates a child
+                    raise RuntimeError(f"instance {iid} has a parent instance but no parent task id")
                 if out.kind == "completed":
                     notice = ev.suborch_completed(inst.parent_task_id, out.result, ts)
                 else:
@@ -316,18 +332,25 @@ class Engine:
     async def _activity(self, w: WorkItem) -> None:
         try:
             info = self.registry.activity(w.name)
+            a: str | None  # the result text (ok) or the TaskFailed reason (not ok)
+            b: str | None  # the TaskFailed details
             started = time.perf_counter()
             log.info("Executing activity '%s' (instance %s, task %d)", w.name, w.instance_id, w.task_id)
             if info is None:
                 msg = unknown_function_message(w.name, "an activity",
-                                               [f.durable_name for f in self.registry.activities.values()])
+                                               [f.durable for f in self.registry.activities.values()])
                 ok, a, b = False, f"Activity function '{w.name}' failed:  ArgumentException: {msg}", None
             else:
                 ok, a, b = await run_activity(info, w.input, self.act_pool, self.app_dir)
             if self._stopping:
                 return
             ts = ev.utcnow()
-            event = ev.task_completed(w.task_id, a, ts) if ok else ev.task_failed(w.task_id, a, b, ts)
+            if ok:
+                event = ev.task_completed(w.task_id, a, ts)
+            elif a is None:  # run_activity always returns the reason text with a failure
+                raise RuntimeError(f"activity '{w.name}' failed without a reason text")
+            else:
+                event = ev.task_failed(w.task_id, a, b, ts)
             recorded = self.store.complete_work(w.id, w.instance_id, w.execution_id, event, to_us(ts))
             log.info("Executed activity '%s' (%s, instance %s, task %d, %.0f ms)%s", w.name,
                      "Succeeded" if ok else "Failed", w.instance_id, w.task_id,

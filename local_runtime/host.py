@@ -14,6 +14,7 @@ import signal
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -66,7 +67,10 @@ class _Host:
         if route is None:
             return web.Response(status=405 if path_matched else 404)
         info = route.info
-        kwargs = {info.trigger_name: await to_http_request(request, params)}
+        if info.trigger_name is None:  # an httpTrigger binding without a "name": nothing to pass the request as
+            log.error("HTTP function '%s' has no trigger parameter name", info.name)
+            return web.Response(status=500)
+        kwargs: dict[str, Any] = {info.trigger_name: await to_http_request(request, params)}
         if info.client_binding:
             kwargs[info.client_binding] = self.client
         log.info("Executing HTTP function '%s' (%s %s)", info.name, request.method, request.path_qs)

@@ -166,7 +166,8 @@ class Store:
               after: str | None = None, limit: int | None = None) -> list[Instance]:
         """Instances filtered by creation time (µs, inclusive), status names and id prefix, ordered by
         ``(created_us, instance_id)``. ``after`` is a continuation token ``"<created_us>|<instance_id>"``."""
-        sql, args = "SELECT * FROM instances WHERE 1=1", []
+        sql = "SELECT * FROM instances WHERE 1=1"
+        args: list[int | str] = []
         if created_from is not None:
             sql += " AND created_us>=?"
             args.append(created_from)

@@ -165,9 +165,9 @@ def _trigger_name(info: FunctionInfo) -> str:
 def run_activity_inline(info: FunctionInfo, input_text: str | None,
                         app_dir: str) -> tuple[bool, str | None, str | None]:
     """:func:`run_activity` in the calling thread, for in-process drivers on a virtual clock
-    (``tests/support/replay.py``): a plain function is called directly, a coroutine function's coroutine is run to
-    completion with ``asyncio.run`` (so call this from a thread without a running event loop). Same conversions,
-    same results and failure texts as :func:`run_activity`.
+    (:class:`durable_agents.testing.ReplayHarness`): a plain function is called directly, a coroutine function's
+    coroutine is run to completion with ``asyncio.run`` (so call this from a thread without a running event loop).
+    Same conversions, same results and failure texts as :func:`run_activity`.
     """
     try:
         kwargs = _with_context(info, {_trigger_name(info): decode_activity_input(input_text)}, app_dir)
