@@ -182,7 +182,7 @@ class App(_AgentDecorators, df.DFApp):
         if demo_responder is not None and not callable(demo_responder):
             raise TypeError(f"demo_responder must be callable, not {type(demo_responder).__name__}")
         super().__init__(http_auth_level=http_auth_level)
-        from ._http_api import http_api_blueprint
+        from ._http import http_api_blueprint
         from ._model_activity import announce_model_configuration, register_model_activity
         from ._orchestrator import install
 

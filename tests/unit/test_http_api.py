@@ -1,5 +1,4 @@
-"""The HTTP API (durable_agents._http, imported through durable_agents._http_api) through its real decorated
-functions and a real Durable client.
+"""The HTTP API (durable_agents._http) through its real decorated functions and a real Durable client.
 
 Each test builds a ``df.DFApp``, registers ``http_api_blueprint(...)``, takes the functions from
 ``app.get_functions()`` (what the worker indexes) and calls their user functions (the DFApp durable-client
@@ -19,7 +18,7 @@ import azure.functions as func
 import pytest
 from agents import Agent, function_tool
 
-from durable_agents._http_api import MAX_BODY_BYTES, http_api_blueprint
+from durable_agents._http import MAX_BODY_BYTES, http_api_blueprint
 from durable_agents._registry import AgentRegistry
 from tests.unit.test_http_api_fake_durable import (
     FakeDurableHost,
@@ -215,7 +214,7 @@ def test_functions_have_unique_names_routes_methods_and_inherit_function_auth(ap
 def test_route_prefix_constant_matches_host_json():
     from pathlib import Path
 
-    from durable_agents._http_api import ROUTE_PREFIX
+    from durable_agents._http import ROUTE_PREFIX
 
     host_json = json.loads((Path(__file__).resolve().parents[2] / "host.json").read_text())
     assert ROUTE_PREFIX == "/" + host_json["extensions"]["http"]["routePrefix"]

@@ -1,4 +1,4 @@
-"""The shipped test kit, ``durable_agents.testing``, used the way its docstring and README ("Testing your agents") show."""
+"""The shipped test kit, ``durable_agents.testing``, used as its docstring and README ("Testing your agents") show."""
 
 from __future__ import annotations
 
