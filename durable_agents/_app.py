@@ -213,10 +213,16 @@ class App(_AgentDecorators, df.DFApp):
 
         Raises ``ValueError`` when an agent name is already registered with another orchestrator.
         """
+        entries = [e for e in getattr(function_container, "agents", None) or [] if isinstance(e, RegisteredAgent)]
+        for entry in entries:  # refuse a conflict before anything of the blueprint is registered
+            existing = self.registry.get(entry.name)
+            if existing is not None and existing.orchestrator != entry.orchestrator:
+                raise ValueError(
+                    f"agent {entry.name!r} is already registered with orchestrator {existing.orchestrator!r}"
+                )
         super().register_functions(function_container)
-        for entry in getattr(function_container, "agents", None) or []:
-            if isinstance(entry, RegisteredAgent):
-                self.registry.add(entry)
+        for entry in entries:
+            self.registry.add(entry)
         responder = getattr(function_container, "demo_responder", None)
         if responder is not None:
             add_demo_responder(responder)

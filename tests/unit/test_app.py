@@ -66,6 +66,7 @@ def test_an_agent_name_registered_twice_with_another_orchestrator_is_refused(tmp
     app.register_functions(first)
     with pytest.raises(ValueError, match="already registered with orchestrator 'twice_one'"):
         app.register_functions(second)
+    assert "twice_two" not in _functions(app) and app.registry.get("twice").orchestrator == "twice_one"
 
 
 @pytest.mark.parametrize(("bad", "error", "match"), [
