@@ -112,8 +112,11 @@ def test_an_error_of_the_user_function_is_reported_and_an_abandoned_worker_unwin
     def failing(context):
         raise ValueError(f"no input for {context.instance_id}")
 
-    message = _session(failing).advance(None, START)
+    failed = _session(failing)
+    message = failed.advance(None, START)
     assert isinstance(message, RunFailed) and str(message.error) == "no input for run-1"
+    failed.abandon(join_timeout=10)  # its thread ends right after the message; wait for that before counting
+    assert not failed.thread_alive
 
     before = live_worker_count()
     waiting = _session(lambda context: asyncio.get_event_loop().run_until_complete(
