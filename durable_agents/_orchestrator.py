@@ -57,6 +57,10 @@ def agent_orchestrator(
     ``@bp.orchestration_trigger(context_name="context")``, or let ``Blueprint.agent`` apply it. The function receives
     a ``context`` with ``get_input()`` (the orchestration input ``{"agent", "input", "settings"}``), ``instance_id``
     and ``current_utc_datetime``, and typically returns ``Runner.run_sync(agent, context.get_input()["input"])``.
+    It may be ``async def`` and ``await Runner.run(...)``: agents run concurrently with ``asyncio.gather`` have their
+    model calls of one round scheduled in one fan-out. A generator function raises ``agents.exceptions.UserError``
+    at its first episode (no durable work is done), and so does ``Runner.run`` in a Durable orchestrator that is not
+    an agent orchestrator (its model calls would run in the orchestrator, again on every replay).
     A returned ``RunResult`` becomes the output ``{"finalOutput", "lastAgent", "turns", "usage", "demo"}``
     (``durable_agents.OrchestrationOutput``); any other JSON value is returned as it is. ``agent_name`` is the
     ``agent`` of the custom status (default: the input's ``agent``).

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import inspect
 import queue
 import selectors
 import threading
@@ -30,6 +31,8 @@ import warnings
 import weakref
 from collections.abc import Callable
 from typing import Any
+
+from agents.exceptions import UserError
 
 from .._contracts import ApprovalDecision
 from .._run_settings import bind_session
@@ -243,6 +246,15 @@ class Session:
         message: WorkerMessage
         try:
             output = self.fn(_RunContextView(self))
+            if inspect.iscoroutine(output):  # an async def function: run it on the worker's loop
+                output = self._loop.run_until_complete(output)
+            elif inspect.isgenerator(output):
+                output.close()
+                raise UserError(
+                    "An agent orchestrator function cannot be a generator (it yields Durable tasks only in plain "
+                    "Durable orchestrators): write a plain function that calls Runner.run_sync(...), or an async "
+                    "def function that awaits Runner.run(...); tools and model calls become activities either way."
+                )
             message = RunAbandoned() if self.abandoned else RunFinished(output)
         except BaseException as exc:  # noqa: BLE001 - reported to the generator, which fails the orchestration
             message = RunAbandoned() if self.abandoned else RunFailed(exc)

@@ -6,7 +6,9 @@ module. What the runner needs from 1.x beyond its public API:
 * task states (``Task.state``: running / completed / failed) to tell which children of a fan-out finished;
 * the history (``context.histories``) to find the execution id of the instance;
 * the history timestamp parser (``HistoryEvent.dt_parse``), wrapped in a memo for orchestrator CPU;
-* the text of a failed activity task (protocol §4.3), to give the model the useful part of it.
+* the text of a failed activity task (protocol §4.3), to give the model the useful part of it;
+* whether the calling thread is inside an orchestrator episode (``TaskOrchestrationExecutor.execute``), so that
+  ``Runner.run`` in a plain Durable orchestrator fails instead of calling the model outside any activity.
 """
 
 from __future__ import annotations
@@ -15,14 +17,17 @@ import datetime as dt
 import functools
 import importlib
 import re
+import sys
 from typing import Any
 
 import azure.durable_functions as df
 from azure.durable_functions.models.history.HistoryEventType import HistoryEventType
 from azure.durable_functions.models.Task import TaskState
+from azure.durable_functions.models.TaskOrchestrationExecutor import TaskOrchestrationExecutor
 
 __all__ = [
     "execution_key",
+    "in_orchestrator_episode",
     "failure_message",
     "install_timestamp_memo",
     "task_failed",
@@ -61,6 +66,20 @@ def execution_key(context: df.DurableOrchestrationContext, start: dt.datetime) -
                 return f"execution:{execution_id}"
             break
     return f"started:{start.isoformat()}"
+
+
+_EXECUTE_CODE = TaskOrchestrationExecutor.execute.__code__
+
+
+def in_orchestrator_episode() -> bool:
+    """True when the calling thread runs inside a Durable orchestrator episode (an orchestrator function called by
+    the Durable SDK's ``TaskOrchestrationExecutor.execute``), found by walking the thread's stack."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code is _EXECUTE_CODE:
+            return True
+        frame = frame.f_back  # type: ignore[assignment]
+    return False
 
 
 _HISTORY_EVENT_MODULE = "azure.durable_functions.models.history.HistoryEvent"

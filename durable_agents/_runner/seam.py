@@ -27,6 +27,7 @@ from .._contracts import INVOKE_MODEL_ACTIVITY, ApprovalDecision, InvokeModelInp
 from .._errors import ModelCallError, NonDeterminismError
 from .._model_io import decode_model_response, encode_model_request
 from .._run_settings import current_session, run_setting
+from . import compat
 from .bridge import Session
 from .episode import DEFAULT_APPROVAL_TIMEOUT
 from .steps import ActivityCall, ApprovalItem, ApprovalsCall, CallOutcome, TimerCall
@@ -266,6 +267,13 @@ class DurableAgentRunner(AgentRunner):
     async def run(self, starting_agent: Agent[Any], input: Any, **kwargs: Any) -> RunResult:
         session = _session()
         if session is None:
+            if compat.in_orchestrator_episode():
+                raise UserError(
+                    "Runner.run / Runner.run_sync was called in a Durable orchestrator that is not an agent "
+                    "orchestrator: its model calls would run in the orchestrator, again on every replay. Decorate "
+                    "the orchestrator with durable_agents.agent_orchestrator (or use Blueprint.agent) so that every "
+                    "model call and tool call is an activity."
+                )
             return await super().run(starting_agent, input, **kwargs)
         _check_models(starting_agent)
         kwargs["run_config"] = _durable_run_config(session, kwargs.get("run_config"))
@@ -291,6 +299,6 @@ class DurableAgentRunner(AgentRunner):
     def run_streamed(
         self, starting_agent: Agent[Any], input: Any, **kwargs: Any
     ) -> RunResultStreaming:
-        if _session() is not None:
+        if _session() is not None or compat.in_orchestrator_episode():
             raise UserError("Runner.run_streamed is not supported inside a durable orchestration")
         return super().run_streamed(starting_agent, input, **kwargs)
