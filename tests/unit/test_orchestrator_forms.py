@@ -11,7 +11,7 @@ import pytest
 from agents import Agent, RunConfig, Runner
 from agents.models.interface import Model, ModelProvider
 from agents.testing import ModelStep
-from agents.testing import ScriptedModel as TestModel
+from agents.testing import ScriptedModel as SdkScriptedModel
 
 import durable_agents
 from durable_agents import _runner as durable_runner
@@ -69,7 +69,7 @@ def test_runner_run_sync_in_a_plain_durable_orchestrator_fails_at_once_naming_ag
 
         def get_model(self, model_name: str | None) -> Model:
             provided.append(model_name)
-            return TestModel([[assistant_message("called outside an activity")]])
+            return SdkScriptedModel([[assistant_message("called outside an activity")]])
 
     app = durable_agents.App(http_api=False)
 
