@@ -28,7 +28,7 @@ from ._contracts import (
     UsageTotals,
 )
 from ._demo import DEMO_PREFIX, DemoReply, DemoResponder, DemoToolCall, DemoTurn
-from ._errors import DurableAgentsError, ModelCallError, NonDeterminismError
+from ._errors import DurableAgentsError, ModelCallError, NonDeterminismError, TaskFailedError
 from ._loader import load_app_agents
 from ._orchestrator import agent_orchestrator, install
 from ._run_settings import run_setting
@@ -57,6 +57,7 @@ __all__ = [
     "OrchestrationInput",
     "OrchestrationOutput",
     "PendingApproval",
+    "TaskFailedError",
     "ToolActivityInput",
     "ToolCall",
     "ToolCallInfo",

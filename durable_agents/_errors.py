@@ -12,7 +12,7 @@ from typing import Any
 
 from ._contracts import ModelErrorInfo
 
-__all__ = ["DurableAgentsError", "ModelCallError", "NonDeterminismError"]
+__all__ = ["DurableAgentsError", "ModelCallError", "NonDeterminismError", "TaskFailedError"]
 
 
 class DurableAgentsError(Exception):
@@ -35,6 +35,19 @@ class ModelCallError(DurableAgentsError, RuntimeError):
             f"Model call failed after {attempts} attempt(s): {error.get('type') or 'error'}"
             f"{f' (HTTP {status})' if status else ''}: {error.get('message') or ''}"
         )
+
+
+class TaskFailedError(DurableAgentsError):
+    """A durable task of an agent orchestrator function failed (an activity after its retries, for example).
+
+    Raised where the function yields or awaits the task (Durable Functions' semantics). ``name`` is the activity
+    name; ``message`` the failure text from the history (``"ValueError: boom"``; protocol §4.3).
+    """
+
+    def __init__(self, name: str, message: str) -> None:
+        self.name = name
+        self.message = message
+        super().__init__(f"{name} failed: {message}")
 
 
 class NonDeterminismError(DurableAgentsError, RuntimeError):

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
-import inspect
 import queue
 import selectors
 import threading
@@ -31,8 +31,6 @@ import warnings
 import weakref
 from collections.abc import Callable
 from typing import Any
-
-from agents.exceptions import UserError
 
 from .._contracts import ApprovalDecision
 from .._run_settings import bind_session
@@ -52,6 +50,7 @@ from .steps import (
     Step,
     StepAnswer,
     StepRequest,
+    WaitMode,
     WorkerMessage,
 )
 
@@ -81,37 +80,6 @@ class LoggedStep:
     def resolved(self) -> bool:
         """True once the step's outcome is known."""
         return self.outcome is not _PENDING
-
-
-class _RunContextView:
-    """What the user's orchestrator function receives as ``context`` inside the worker thread.
-
-    Only replay-safe members: ``get_input()``, ``instance_id``, ``current_utc_datetime``. The real
-    ``DurableOrchestrationContext`` belongs to one episode and must not be used from the worker.
-    """
-
-    def __init__(self, session: Session) -> None:
-        self._session = session
-
-    def get_input(self) -> Any:
-        """The orchestration input (for agent runs ``{"agent", "input", "settings"}``)."""
-        return self._session.input
-
-    @property
-    def instance_id(self) -> str:
-        """The orchestration instance id (the run id)."""
-        return self._session.instance_id
-
-    @property
-    def current_utc_datetime(self) -> dt.datetime:
-        """The orchestration's replay-safe current time (aware UTC)."""
-        return self._session.now
-
-    def __getattr__(self, name: str) -> Any:
-        raise AttributeError(
-            f"context.{name} is not available inside an agent_orchestrator function: the run executes in a "
-            "worker thread; use Runner.run_sync(...), activity tools and run_setting(...)"
-        )
 
 
 class _IdleSelector(selectors.DefaultSelector):
@@ -169,20 +137,29 @@ class Session:
         self.usage = {"requests": 0, "inputTokens": 0, "outputTokens": 0, "totalTokens": 0}
         self.log: list[LoggedStep] = []
         self.now = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+        self.replaying = False  # context.is_replaying of the episode that answered the last step
         self.abandoned = False
         self.finished = False
         self._to_gen: queue.SimpleQueue[WorkerMessage] = queue.SimpleQueue()
         self._to_worker: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._worker_turn = False  # strict alternation: True while the worker thread runs
-        self._batch: list[tuple[Call, asyncio.Future[Any]]] = []
+        self._batch: list[tuple[Call, asyncio.Future[Any], bool]] = []  # (call, its future, awaited on its own)
+        self._inflight: dict[int, asyncio.Future[Any]] = {}  # keys of calls sent in "any" steps, not finished yet
+        self._cancels: list[int] = []  # in-flight timers cancelled by the user's code, not yet sent
+        self._next_key = 0
         self._flush_scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None  # the worker's own loop (with the idle selector)
         self._closing = False  # the user's function has ended: no more durable calls
 
     # -- generator side ------------------------------------------------------------------------------------------
 
-    def advance(self, outcome: Any, now: dt.datetime) -> WorkerMessage:
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The worker thread's event loop (``None`` before the worker started)."""
+        return self._loop
+
+    def advance(self, outcome: Any, now: dt.datetime, replaying: bool = False) -> WorkerMessage:
         """Start the worker (first call) or answer its pending step with ``outcome``; block until its next message.
 
         ``now`` becomes the worker's ``context.current_utc_datetime``. Returns :class:`StepRequest` (logged),
@@ -191,6 +168,7 @@ class Session:
         """
         assert not self._worker_turn or self.abandoned, "the generator answered while the worker thread was running"
         self.now = now
+        self.replaying = replaying
         if self._thread is None:
             if self.abandoned:
                 return RunAbandoned()
@@ -240,22 +218,18 @@ class Session:
         self._to_gen.put(message)
 
     def _worker_main(self) -> None:
+        from .context import OrchestrationContextView, run_user_function
+
         bind_session(self)
         self._loop = asyncio.SelectorEventLoop(_IdleSelector(self._flush_if_pending))
         asyncio.set_event_loop(self._loop)
         message: WorkerMessage
         try:
-            output = self.fn(_RunContextView(self))
-            if inspect.iscoroutine(output):  # an async def function: run it on the worker's loop
-                output = self._loop.run_until_complete(output)
-            elif inspect.isgenerator(output):
-                output.close()
-                raise UserError(
-                    "An agent orchestrator function cannot be a generator (it yields Durable tasks only in plain "
-                    "Durable orchestrators): write a plain function that calls Runner.run_sync(...), or an async "
-                    "def function that awaits Runner.run(...); tools and model calls become activities either way."
-                )
-            message = RunAbandoned() if self.abandoned else RunFinished(output)
+            view = OrchestrationContextView(self)
+            output = run_user_function(self.fn, view, self._loop)
+            message = RunAbandoned() if self.abandoned else RunFinished(
+                output, cancel=tuple(self._cancels), continue_as_new=view.continued_as_new
+            )
         except BaseException as exc:  # noqa: BLE001 - reported to the generator, which fails the orchestration
             message = RunAbandoned() if self.abandoned else RunFailed(exc)
         finally:
@@ -264,54 +238,94 @@ class Session:
             _close_thread_event_loop()
         self._to_generator(message)
 
-    def submit(self, call: Call) -> asyncio.Future[Any]:
+    def submit(self, call: Call, *, wait_any: bool = False) -> asyncio.Future[Any]:
         """Register a durable call from the worker's event loop; the future resolves with its outcome
-        (:class:`CallOutcome` for activities and timers, a tuple of ``ApprovalDecision`` for approvals)."""
+        (:class:`CallOutcome` for activities, timers and events, a tuple of ``ApprovalDecision`` for approvals).
+
+        Every activity, timer and event gets the session's next ``key``. ``wait_any`` marks a call the user's code
+        awaits on its own or in ``task_any``: its step then waits for *any* call in flight (:data:`.steps.WaitMode`).
+        """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         if self.abandoned or self._closing:
             future.set_exception(Abandoned())
             return future
-        self._batch.append((call, future))
+        if not isinstance(call, ApprovalsCall):
+            call = dataclasses.replace(call, key=self._next_key)
+            self._next_key += 1
+        self._batch.append((call, future, wait_any))
         if loop is not self._loop and not self._flush_scheduled:
             self._flush_scheduled = True  # a loop the run made itself: no idle signal, flush next iteration
             loop.call_soon(self._flush_if_pending)
         return future
 
-    async def call(self, call: Call) -> Any:
+    def cancel_timer(self, future: asyncio.Future[Any]) -> bool:
+        """Cancel the in-flight (or not yet sent) timer whose outcome ``future`` is; its Durable timer is cancelled
+        with the next message to the generator. Returns False when the timer already fired."""
+        if future.done():
+            return False
+        for index, (_, pending, _) in enumerate(self._batch):
+            if pending is future:  # not sent yet: never scheduled
+                del self._batch[index]
+                future.cancel()
+                return True
+        for key, pending in list(self._inflight.items()):
+            if pending is future:
+                del self._inflight[key]
+                self._cancels.append(key)
+                future.cancel()
+                return True
+        return False
+
+    async def call(self, call: Call, *, wait_any: bool = False) -> Any:
         """Submit ``call`` and wait for its outcome (see :meth:`submit`)."""
-        return await self.submit(call)
+        return await self.submit(call, wait_any=wait_any)
 
     def _flush_if_pending(self) -> bool:
-        """Hand the pending batch to the generator as steps (activities and timers first, as one fan-out, then
-        each approvals call) and resolve the futures with the answers. Returns whether there was a batch."""
+        """Hand the pending work to the generator as steps and resolve the futures with the answers.
+
+        Activities, timers and events go first, as one fan-out: a ``wait="all"`` step when none of them is awaited
+        on its own and nothing is in flight (the SDK's tool calls of one turn), else a ``wait="any"`` step over
+        everything in flight. Then each approvals call is its own step. Returns whether anything was sent.
+        """
         self._flush_scheduled = False
-        if not self._batch:
+        if not self._batch and not self._inflight and not self._cancels:
             return False
         batch, self._batch = self._batch, []
-        calls: list[tuple[Call, asyncio.Future[Any]]] = [(c, f) for c, f in batch if not isinstance(c, ApprovalsCall)]
-        groups: list[list[tuple[Call, asyncio.Future[Any]]]] = [calls] if calls else []
-        groups += [[(c, f)] for c, f in batch if isinstance(c, ApprovalsCall)]
-        for group in groups:
-            first = group[0][0]
-            step: Step
-            if isinstance(first, ApprovalsCall):
-                step = ApprovalsStep(first.items, self.progress.snapshot())
-            else:
-                step = CallsStep(tuple(c for c, _ in group), self.progress.snapshot())  # type: ignore[misc]
+        calls = [(c, f, a) for c, f, a in batch if not isinstance(c, ApprovalsCall)]
+        approvals = [(c, f) for c, f, _ in batch if isinstance(c, ApprovalsCall)]
+        steps: list[Step] = []
+        if calls or self._inflight or self._cancels:
+            inflight = tuple(sorted(self._inflight))
+            wait: WaitMode = "any" if inflight or any(a for _, _, a in calls) else "all"
+            leaves = tuple(c for c, _, _ in calls if not isinstance(c, ApprovalsCall))
+            steps.append(CallsStep(leaves, self.progress.snapshot(), wait, inflight, tuple(self._cancels)))
+            self._cancels.clear()
+            if wait == "any":
+                for call, future, _ in calls:
+                    assert not isinstance(call, ApprovalsCall) and call.key is not None
+                    self._inflight[call.key] = future
+        steps += [ApprovalsStep(call.items, self.progress.snapshot()) for call, _ in approvals]
+        futures = [f for _, f, _ in calls] + [f for _, f in approvals]
+        for index, step in enumerate(steps):
             self._to_generator(StepRequest(step))
             answer = self._to_worker.get()
             if answer is ABANDON:
-                for _, future in batch:
+                for future in futures + list(self._inflight.values()):
                     if not future.done():
                         future.set_exception(Abandoned())
                 return True
             assert isinstance(answer, StepAnswer)
             if isinstance(step, ApprovalsStep):
-                group[0][1].set_result(answer.outcome)
-            else:
-                for (_, future), outcome in zip(group, answer.outcome, strict=True):
+                approvals[index - (len(steps) - len(approvals))][1].set_result(answer.outcome)
+            elif step.wait == "all":
+                for (_, future, _), outcome in zip(calls, answer.outcome, strict=True):
                     future.set_result(outcome)
+            else:
+                for key, outcome in answer.outcome:  # type: ignore[misc]
+                    future = self._inflight.pop(int(key))
+                    if not future.done():
+                        future.set_result(outcome)
         return True
 
     async def call_activity_tool(self, tool: ActivityTool, args: dict[str, Any], ctx: Any) -> tuple[bool, Any]:

@@ -37,16 +37,18 @@ from .._contracts import (
     approval_event_name,
     format_time,
     parse_iso_duration,
+    parse_time,
 )
 from .._errors import NonDeterminismError
 from . import cache, compat
 from .bridge import LoggedStep, Session
 from .steps import (
-    ActivityCall,
     ApprovalItem,
     ApprovalsStep,
     CallOutcome,
     CallsStep,
+    EventCall,
+    LeafCall,
     Progress,
     RunAbandoned,
     RunFailed,
@@ -73,9 +75,13 @@ def _utc(value: dt.datetime) -> dt.datetime:
 # -- steps → Durable tasks ----------------------------------------------------------------------------------------
 
 
-def _task_for(context: Context, call: ActivityCall | TimerCall) -> Any:
+def _task_for(context: Context, call: LeafCall) -> Any:
     if isinstance(call, TimerCall):
+        if call.fire_at is not None:
+            return context.create_timer(parse_time(call.fire_at))
         return context.create_timer(context.current_utc_datetime + dt.timedelta(milliseconds=call.delay_ms))
+    if isinstance(call, EventCall):
+        return context.wait_for_external_event(call.name)
     if call.retry is not None:
         return context.call_activity_with_retry(call.name, call.retry.to_retry_options(), call.input)
     return context.call_activity(call.name, call.input)
@@ -87,8 +93,32 @@ def _outcome_of(task: Any) -> CallOutcome:
     return CallOutcome(ok=True, value=task.result)
 
 
-def _run_calls(context: Context, step: CallsStep) -> Tasks:
-    """Schedule all calls together and wait for every one of them; outcomes in call order."""
+def _run_any(context: Context, step: CallsStep, inflight: dict[int, Any]) -> Tasks:
+    """Cancel the step's cancelled timers, schedule its new calls, and wait until at least one call in flight has
+    finished; the ``(key, outcome)`` of every finished one, ascending keys (:class:`.steps.CallsStep`)."""
+    for key in step.cancel:
+        timer = inflight.pop(key, None)
+        if timer is not None and compat.task_running(timer):
+            timer.cancel()
+    for call in step.calls:
+        assert call.key is not None
+        inflight[call.key] = _task_for(context, call)
+    keys = sorted(set(step.inflight) | {call.key for call in step.calls if call.key is not None})
+    waiting = [inflight[key] for key in keys]
+    if waiting:
+        with contextlib.suppress(Exception):  # a failed child is an outcome, not an error of the step
+            yield waiting[0] if len(waiting) == 1 else context.task_any(waiting)
+    finished = [(key, _outcome_of(inflight[key])) for key in keys if not compat.task_running(inflight[key])]
+    for key, _ in finished:
+        del inflight[key]
+    return tuple(finished)
+
+
+def _run_calls(context: Context, step: CallsStep, inflight: dict[int, Any]) -> Tasks:
+    """Schedule all calls together and wait for every one of them; outcomes in call order (``wait="all"``), or
+    :func:`_run_any` for a ``wait="any"`` step."""
+    if step.wait == "any":
+        return (yield from _run_any(context, step, inflight))
     tasks = [_task_for(context, call) for call in step.calls]
     if len(tasks) == 1:
         try:
@@ -127,6 +157,8 @@ class _StatusBook:
         self.decided: list[ApprovalDecision] = []
 
     def publish(self, context: Context, progress: Progress, pending: list[PendingApproval] | None = None) -> None:
+        """Set the custom status: the run's progress and approvals, merged with the user's
+        ``context.set_custom_status`` value (a dict's members, the runner's winning; anything else as ``custom``)."""
         status: CustomStatus = {
             "agent": progress.agent,
             "currentAgent": progress.current_agent,
@@ -136,7 +168,13 @@ class _StatusBook:
             "approvals": list(self.decided[-MAX_DECIDED_APPROVALS:]),
             "demo": bool(progress.demo),
         }
-        context.set_custom_status(status)
+        custom = progress.custom
+        if isinstance(custom, dict):
+            context.set_custom_status({**custom, **status})
+        elif custom is not None:
+            context.set_custom_status({**status, "custom": custom})
+        else:
+            context.set_custom_status(status)
 
 
 def _decision(item: ApprovalItem, decision: Decision, comment: Any, now: str) -> ApprovalDecision:
@@ -191,11 +229,13 @@ def _run_approvals(context: Context, step: ApprovalsStep, book: _StatusBook, tim
     return tuple(decided[item.id] for item in step.items)
 
 
-def _run_step(context: Context, step: Step, book: _StatusBook, timeout: dt.timedelta) -> Tasks:
+def _run_step(
+    context: Context, step: Step, book: _StatusBook, timeout: dt.timedelta, inflight: dict[int, Any]
+) -> Tasks:
     if isinstance(step, ApprovalsStep):
         return (yield from _run_approvals(context, step, book, timeout))
     book.publish(context, step.progress)
-    return (yield from _run_calls(context, step))
+    return (yield from _run_calls(context, step, inflight))
 
 
 # -- the episode ----------------------------------------------------------------------------------------------
@@ -220,6 +260,7 @@ class _Episode:
         self.start = _utc(context.current_utc_datetime)  # the first OrchestratorStarted time: the run's start
         self.key = (self.instance_id, compat.execution_key(context, self.start))
         self.resolved: list[LoggedStep] = []  # steps resolved by this generator execution, in order
+        self.inflight: dict[int, Any] = {}  # Durable tasks of calls sent in "any" steps and not finished, by key
 
     @property
     def now(self) -> dt.datetime:
@@ -227,7 +268,7 @@ class _Episode:
 
     def run_step(self, step: Step, logged_as: Step | None = None) -> Tasks:
         """Yield the tasks of ``step``; log the outcome under ``logged_as`` (the full step) and return it."""
-        outcome = yield from _run_step(self.context, step, self.book, self.timeout)
+        outcome = yield from _run_step(self.context, step, self.book, self.timeout, self.inflight)
         self.resolved.append(LoggedStep(logged_as or step, outcome, self.now))
         return outcome
 
@@ -267,7 +308,7 @@ def _replay_fresh(episode: _Episode, session: Session) -> WorkerMessage:
                 detail="the agent orchestrator asked for different durable work than its history records",
             )
         assert replayed.now is not None
-        message = session.advance(replayed.outcome, replayed.now)
+        message = session.advance(replayed.outcome, replayed.now, replaying=True)
     return message
 
 
@@ -295,10 +336,10 @@ def drive(context: Context, fn: Callable[..., Any], agent_name: str | None) -> T
                 cache.put(session)
                 message = _replay_fresh(episode, session)
             else:
-                message = session.advance(answer, episode.now)
+                message = session.advance(answer, episode.now, context.is_replaying)
             while isinstance(message, StepRequest):
                 outcome = yield from episode.run_step(message.step)
-                message = session.advance(outcome, episode.now)
+                message = session.advance(outcome, episode.now, context.is_replaying)
             if not isinstance(message, RunAbandoned):
                 break
             # Evicted from the cache (by another run's episode) while in use: continue with a fresh worker.
@@ -309,6 +350,14 @@ def drive(context: Context, fn: Callable[..., Any], agent_name: str | None) -> T
         if isinstance(message, RunFailed):
             raise message.error
         assert isinstance(message, RunFinished)
+        for key in message.cancel:
+            timer = episode.inflight.pop(key, None)
+            if timer is not None and compat.task_running(timer):
+                timer.cancel()
+        continued, new_input = message.continue_as_new
+        if continued:
+            context.continue_as_new(new_input)
+            return None
         return _output(session, message.output)
     except GeneratorExit:
         raise  # the episode ended at a pending task: a cached session stays for the next episode

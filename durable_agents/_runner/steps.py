@@ -31,6 +31,8 @@ __all__ = [
     "CallKind",
     "CallOutcome",
     "CallsStep",
+    "EventCall",
+    "LeafCall",
     "Progress",
     "RunAbandoned",
     "RunFailed",
@@ -39,12 +41,18 @@ __all__ = [
     "StepAnswer",
     "StepRequest",
     "TimerCall",
+    "WaitMode",
     "WorkerMessage",
     "compact",
 ]
 
-CallKind = Literal["activity", "timer", "approvals"]
-"""The kinds of durable call: the ``kind`` of :class:`ActivityCall`, :class:`TimerCall`, :class:`ApprovalsCall`."""
+CallKind = Literal["activity", "timer", "event", "approvals"]
+"""The kinds of durable call: the ``kind`` of :class:`ActivityCall`, :class:`TimerCall`, :class:`EventCall`,
+:class:`ApprovalsCall`."""
+
+WaitMode = Literal["all", "any"]
+"""How a calls step waits: ``all`` (every new call finished: the SDK's fan-outs, the extension's ``WhenAll``) or
+``any`` (at least one call in flight finished: the user's ``task_any``, events, timers, anything awaited alone)."""
 
 REPLAYED_INPUT_MARKER = {"$durableAgents": "input omitted: this activity is already scheduled in the history"}
 """The activity input of a re-yielded step whose ``TaskScheduled`` is already in the history (never executed)."""
@@ -52,20 +60,37 @@ REPLAYED_INPUT_MARKER = {"$durableAgents": "input omitted: this activity is alre
 
 @dataclass(frozen=True)
 class ActivityCall:
-    """Call the activity ``name`` with JSON ``input``; ``retry`` gives Durable retry options (``None``: no retry)."""
+    """Call the activity ``name`` with JSON ``input``; ``retry`` gives Durable retry options (``None``: no retry).
+
+    ``key`` identifies the call within its session (assigned by :meth:`.bridge.Session.submit`, in submission order,
+    so the same on every replay); a call stays *in flight* under its key until its outcome is answered.
+    """
 
     kind: ClassVar[CallKind] = "activity"
     name: str
     input: Any
     retry: ToolRetry | None = None
+    key: int | None = None
 
 
 @dataclass(frozen=True)
 class TimerCall:
-    """Wait on a durable timer ``delay_ms`` milliseconds after the episode's ``current_utc_datetime``."""
+    """Wait on a durable timer: ``delay_ms`` milliseconds after the episode's ``current_utc_datetime``, or at
+    ``fire_at`` (ISO 8601, from ``context.create_timer``) when given."""
 
     kind: ClassVar[CallKind] = "timer"
-    delay_ms: int
+    delay_ms: int = 0
+    fire_at: str | None = None
+    key: int | None = None
+
+
+@dataclass(frozen=True)
+class EventCall:
+    """Wait for the external event ``name`` (``context.wait_for_external_event``); the outcome's value is its data."""
+
+    kind: ClassVar[CallKind] = "event"
+    name: str
+    key: int | None = None
 
 
 @dataclass(frozen=True)
@@ -85,7 +110,8 @@ class ApprovalsCall:
     items: tuple[ApprovalItem, ...]
 
 
-Call = ActivityCall | TimerCall | ApprovalsCall
+LeafCall = ActivityCall | TimerCall | EventCall
+Call = LeafCall | ApprovalsCall
 
 
 @dataclass(frozen=True)
@@ -108,6 +134,7 @@ class Progress:
     turns: int = 0
     last_tool: str | None = None
     demo: bool = False
+    custom: Any = None  # the user's context.set_custom_status value (JSON), merged into the custom status
 
     def snapshot(self) -> Progress:
         """A copy for a step (steps compare by value, progress included)."""
@@ -116,10 +143,19 @@ class Progress:
 
 @dataclass(frozen=True)
 class CallsStep:
-    """Activities and timers scheduled together (one fan-out) and awaited together; outcomes in call order."""
+    """Calls scheduled together (one fan-out), then a wait (:data:`WaitMode`).
 
-    calls: tuple[ActivityCall | TimerCall, ...]
+    ``wait="all"``: the outcome is a tuple of :class:`CallOutcome` in call order, every new call finished.
+    ``wait="any"``: the step also waits on the calls still in flight under ``inflight`` (keys from earlier steps);
+    the outcome is a tuple of ``(key, CallOutcome)`` of every call that has finished, ascending keys, at least one.
+    ``cancel`` lists in-flight timer keys to cancel first (``timer.cancel()`` in the user's code).
+    """
+
+    calls: tuple[LeafCall, ...]
     progress: Progress = field(compare=True)
+    wait: WaitMode = "all"
+    inflight: tuple[int, ...] = ()
+    cancel: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -165,9 +201,12 @@ class StepRequest:
 
 @dataclass(frozen=True)
 class RunFinished:
-    """worker → generator: the user's function returned ``output``."""
+    """worker → generator: the user's function returned ``output``; ``cancel`` lists in-flight timers to cancel
+    first; ``continue_as_new`` is ``(True, input)`` when the function called ``context.continue_as_new(input)``."""
 
     output: Any
+    cancel: tuple[int, ...] = ()
+    continue_as_new: tuple[bool, Any] = (False, None)
 
 
 @dataclass(frozen=True)
@@ -190,7 +229,7 @@ class StepAnswer:
     """generator → worker: the outcome of the pending step (tuple of :class:`CallOutcome` for a calls step,
     tuple of :class:`ApprovalDecision` for an approvals step)."""
 
-    outcome: tuple[CallOutcome, ...] | tuple[ApprovalDecision, ...]
+    outcome: tuple[CallOutcome, ...] | tuple[tuple[int, CallOutcome], ...] | tuple[ApprovalDecision, ...]
 
 
 class _Abandon:

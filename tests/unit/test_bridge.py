@@ -53,8 +53,9 @@ def test_two_concurrent_calls_become_one_step_and_one_answer_resolves_both():
 
     session = _session(user_function)
     first = session.advance(None, START)  # starts the worker; it runs until it needs durable work
-    assert first == StepRequest(CallsStep((ActivityCall("lookup", {"id": 1}), ActivityCall("lookup", {"id": 2})),
-                                          PROGRESS))
+    # Each call gets the session's next key (the same on every replay); nothing else waits, so the step waits for all.
+    assert first == StepRequest(CallsStep((ActivityCall("lookup", {"id": 1}, key=0),
+                                           ActivityCall("lookup", {"id": 2}, key=1)), PROGRESS))
     done = session.advance((CallOutcome(ok=True, value="one"), CallOutcome(ok=True, value="two")), LATER)
     assert done == RunFinished(["one", "two"])
     assert [logged.outcome for logged in session.log] == [(CallOutcome(True, "one"), CallOutcome(True, "two"))]
@@ -76,7 +77,7 @@ def test_a_call_made_a_few_loop_iterations_later_still_joins_the_step():
     session = _session(lambda context: asyncio.get_event_loop().run_until_complete(run()))
     first = session.advance(None, START)
     assert isinstance(first, StepRequest)
-    assert first.step.calls == (ActivityCall("a", None), TimerCall(delay_ms=1000))
+    assert first.step.calls == (ActivityCall("a", None, key=0), TimerCall(delay_ms=1000, key=1))
     assert session.advance((CallOutcome(True), CallOutcome(True)), LATER) == RunFinished(2)
 
 
@@ -89,7 +90,7 @@ def test_each_approvals_call_is_its_own_step_after_the_activities_of_the_same_ro
 
     session = _session(lambda context: asyncio.get_event_loop().run_until_complete(run()))
     calls = session.advance(None, START)
-    assert calls == StepRequest(CallsStep((ActivityCall("a", 1),), PROGRESS))
+    assert calls == StepRequest(CallsStep((ActivityCall("a", 1, key=0),), PROGRESS))
     approvals = session.advance((CallOutcome(True, "A"),), LATER)
     assert approvals == StepRequest(ApprovalsStep((item,), PROGRESS))
     decision = {"id": "call_1", "tool": "refund", "decision": "approved", "comment": None, "decidedAt": "x"}
@@ -104,7 +105,7 @@ def test_a_run_that_makes_its_own_event_loop_still_batches_a_gather():
 
     session = _session(lambda context: asyncio.run(run()))
     first = session.advance(None, START)
-    assert first == StepRequest(CallsStep((ActivityCall("a", 1), ActivityCall("b", 2)), PROGRESS))
+    assert first == StepRequest(CallsStep((ActivityCall("a", 1, key=0), ActivityCall("b", 2, key=1)), PROGRESS))
     assert session.advance((CallOutcome(True), CallOutcome(True)), LATER) == RunFinished(2)
 
 
@@ -136,6 +137,6 @@ def test_a_fresh_worker_that_asks_for_other_work_than_the_episode_resolved_is_a_
         _replay_fresh(episode, session)
     error = caught.value
     assert error.step == 0 and error.recorded == recorded
-    assert error.requested == CallsStep((ActivityCall("refund_order", {"id": 1}),), PROGRESS)
+    assert error.requested == CallsStep((ActivityCall("refund_order", {"id": 1}, key=0),), PROGRESS)
     assert "step 0" in str(error) and "lookup_order" in str(error) and "refund_order" in str(error)
     session.abandon(join_timeout=10)

@@ -1,10 +1,13 @@
-"""The forms an orchestrator function may take, through real azure-functions-durable replay (durable_agents.testing):
-an ``async def`` agent orchestrator runs agents concurrently with their model calls in one fan-out; ``Runner.run_sync``
-in a plain Durable orchestrator and a generator-style agent orchestrator fail at once, without any model call."""
+"""The forms an agent orchestrator function may take, through real azure-functions-durable replay
+(durable_agents.testing): a generator written like a Durable orchestrator around agent runs, a plain function whose
+durable calls block, an ``async def`` function whose agents and calls run concurrently in one fan-out; and
+``Runner.run_sync`` in a plain Durable orchestrator failing at once, without any model call."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+from datetime import timedelta
 
 import azure.durable_functions as df
 import pytest
@@ -85,16 +88,154 @@ def test_runner_run_sync_in_a_plain_durable_orchestrator_fails_at_once_naming_ag
     assert provided == [] and harness.activity_calls == []
 
 
-def test_a_generator_agent_orchestrator_fails_at_once_saying_what_to_write_instead():
+def _workflow_app(calls: list) -> durable_agents.App:
+    """An agent, then a person's go-ahead raced against a timer, then an activity and a second agent."""
     app = durable_agents.App(http_api=False)
 
-    @app.agent(ENGLISH, description="Yields.")
-    def yielding(context):
-        yield context.call_activity("anything", None)
+    @app.activity_trigger(input_name="payload", activity="record")
+    def record(payload: dict) -> dict:
+        calls.append(payload)
+        return {"recorded": payload["text"]}
+
+    @app.agent(ENGLISH, description="Two agents with a human gate between them.", name="gated")
+    def gated(context):
+        first = Runner.run_sync(ENGLISH, context.get_input()["input"]).final_output
+        context.set_custom_status({"stage": "waiting for go", "first": first})
+        go = context.wait_for_external_event("go")
+        timeout = context.create_timer(context.current_utc_datetime + timedelta(hours=1))
+        winner = yield context.task_any([go, timeout])
+        if winner is timeout:
+            return {"first": first, "outcome": "timed out"}
+        timeout.cancel()
+        saved = yield context.call_activity("record", {"text": first, "id": context.new_uuid()})
+        context.set_custom_status({"stage": "second agent"})
+        note = json.loads(go.result)["note"]  # event data as the Durable SDK gives it (the Python client encodes twice)
+        second = Runner.run_sync(FRENCH, note).final_output
+        return {"first": first, "saved": saved, "second": second, "replaying": context.is_replaying}
+
+    return app
+
+
+@pytest.mark.parametrize("cache_size", [64, 0])
+def test_a_generator_agent_orchestrator_runs_agents_around_a_human_gate(cache_size):
+    durable_runner.set_session_cache_size(cache_size)
+    calls: list = []
+    try:
+        model = ScriptedModel([ModelStep.respond(_by_instructions), ModelStep.respond(_by_instructions)])
+        harness = ReplayHarness(_workflow_app(calls), model=model)
+        run = harness.start_run("gated", "Say hello.", settings={})
+        harness.run(advance_timers=False)
+        assert run.status == "Running"
+        assert run.custom_status["stage"] == "waiting for go" and run.custom_status["first"] == "Hello"
+        assert run.custom_status["pendingApprovals"] == [] and run.custom_status["agent"] == "gated"
+        harness.raise_event(run.instance_id, "go", {"note": "Dis bonjour."})
+        harness.run(advance_timers=False)
+    finally:
+        durable_runner.set_session_cache_size(64)
+    assert run.status == "Completed", run.output
+    assert run.output["first"] == "Hello" and run.output["second"] == "Bonjour"
+    assert run.output["saved"] == {"recorded": "Hello"} and run.output["replaying"] is False
+    assert len(calls) == 1 and len(calls[0]["id"]) == 36
+    assert run.custom_status["stage"] == "second agent"
+    # The timer lost and was cancelled: nothing keeps the orchestration open, no TimerFired was needed.
+    kinds = [[a.get("name") or "timer" for a in actions] for actions in run.episode_actions]
+    assert kinds[0] == ["invoke_model"] and kinds[1] == ["timer"]
+    assert ["record"] in kinds and kinds[-1] == []
+
+
+def test_the_gate_s_timer_wins_when_nobody_answers_and_the_histories_match_with_and_without_the_cache():
+    histories = []
+    for cache_size in (64, 0):
+        durable_runner.clear_session_cache()
+        durable_runner.set_session_cache_size(cache_size)
+        try:
+            calls: list = []
+            harness = ReplayHarness(_workflow_app(calls), model=ScriptedModel([ModelStep.respond(_by_instructions)]))
+            run = harness.start_run("gated", "Say hello.", settings={}, run_id="gate-1")
+            harness.run()
+        finally:
+            durable_runner.set_session_cache_size(64)
+        assert run.status == "Completed" and run.output == {"first": "Hello", "outcome": "timed out"}
+        assert calls == []
+        histories.append(harness.comparable_history("gate-1"))
+    assert histories[0] == histories[1]
+
+
+def test_task_all_raises_the_failure_of_a_child_into_the_generator_after_every_child_finished():
+    app = durable_agents.App(http_api=False)
+    ran = []
+
+    @app.activity_trigger(input_name="payload", activity="maybe")
+    def maybe(payload: int) -> int:
+        ran.append(payload)
+        if payload == 2:
+            raise ValueError("two is not allowed")
+        return payload * 10
+
+    @app.agent(ENGLISH, description="Fan-out.", name="fan")
+    def fan(context):
+        try:
+            yield context.task_all([context.call_activity("maybe", n) for n in (1, 2, 3)])
+        except durable_agents.TaskFailedError as exc:
+            failure = (exc.name, exc.message)
+        values = yield context.task_all([context.call_activity("maybe", n) for n in (4, 5)])
+        return {"failure": list(failure), "values": values}
 
     harness = ReplayHarness(app, model=ScriptedModel([]))
-    run = harness.start_run("english", "hi", settings={})
+    run = harness.start_run("fan", "go", settings={})
     harness.run()
-    assert run.status == "Failed"
-    assert "cannot be a generator" in run.output and "Runner.run_sync" in run.output
+    assert run.status == "Completed", run.output
+    assert run.output == {"failure": ["maybe", "ValueError: two is not allowed"], "values": [40, 50]}
+    assert sorted(ran) == [1, 2, 3, 4, 5]
+    assert [sorted(a["input"] for a in actions) for actions in run.episode_actions[:2]] == [[1, 2, 3], [4, 5]]
+
+
+def test_a_plain_function_gets_durable_results_directly_and_an_async_one_awaits_them():
+    app = durable_agents.App(http_api=False)
+
+    @app.activity_trigger(input_name="payload", activity="double")
+    def double(payload: int) -> int:
+        return payload * 2
+
+    @app.agent(ENGLISH, description="Plain.", name="plain")
+    def plain(context):
+        value = context.call_activity("double", 21)
+        note = context.wait_for_external_event("note")
+        return {"value": value, "note": note}
+
+    @app.agent(FRENCH, description="Async.", name="concurrent")
+    async def concurrent(context):
+        a, b = await asyncio.gather(context.call_activity("double", 1), context.call_activity("double", 2))
+        return [a, b]
+
+    harness = ReplayHarness(app, model=ScriptedModel([]))
+    plain_run = harness.start_run("plain", "go", settings={})
+    async_run = harness.start_run("concurrent", "go", settings={})
+    harness.run()
+    harness.raise_event(plain_run.instance_id, "note", "hi")
+    harness.run()
+    # The event data as the Durable SDK gives it: the Python client's raise_event encodes twice (protocol doc, #295).
+    assert plain_run.status == "Completed" and plain_run.output == {"value": 42, "note": json.dumps("hi")}
+    assert async_run.status == "Completed" and async_run.output == [2, 4]
+    assert [a["input"] for a in async_run.episode_actions[0]] == [1, 2]  # both in one fan-out
+
+
+def test_unsupported_context_members_and_yields_fail_saying_what_to_use():
+    app = durable_agents.App(http_api=False)
+
+    @app.agent(ENGLISH, description="Bad.", name="bad_member")
+    def bad_member(context):
+        return context.call_http("GET", "https://example.com")
+
+    @app.agent(FRENCH, description="Bad yield.", name="bad_yield")
+    def bad_yield(context):
+        yield 42
+
+    harness = ReplayHarness(app, model=ScriptedModel([]))
+    member = harness.start_run("bad_member", "go", settings={})
+    yielded = harness.start_run("bad_yield", "go", settings={})
+    harness.run()
+    assert member.status == "Failed" and "context.call_http is not available" in member.output
+    assert "call_activity" in member.output and "Runner.run_sync" in member.output
+    assert yielded.status == "Failed" and "may only yield tasks of its context, not int" in yielded.output
     assert harness.activity_calls == []
