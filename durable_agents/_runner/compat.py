@@ -47,9 +47,10 @@ def task_failed(task: Any) -> bool:
 
 def failure_message(exc: BaseException) -> str:
     """The useful part of a Durable task failure: ``"ValueError: boom"`` from
-    ``"Activity function 'x' failed:  ValueError: boom \\n {details}"`` (protocol §4.3)."""
+    ``"Activity function 'x' failed:  ValueError: boom \\n {details}"`` (protocol §4.3), ``"boom"`` from a failed
+    sub-orchestration's ``"Orchestrator function 'x' failed: boom"``."""
     text = str(exc).split(" \n ", 1)[0]
-    match = re.match(r"^Activity function '[^']*' failed:\s*(.*)$", text, re.S)
+    match = re.match(r"^(?:Activity|Orchestrator) function '[^']*' failed:\s*(.*)$", text, re.S)
     return (match.group(1) if match else text).strip()
 
 

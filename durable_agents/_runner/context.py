@@ -13,9 +13,10 @@ on top of the bridge: every method that does durable work submits a *call* (:mod
   result); ``task_all`` / ``task_any`` need a generator or ``async def`` function.
 
 Replay-safe members: ``get_input()``, ``instance_id``, ``current_utc_datetime``, ``is_replaying``, ``new_uuid()``,
-``set_custom_status(value)`` (merged into the run's custom status, never hiding its ``pendingApprovals``).
-Anything else raises ``AttributeError`` saying what to use instead (``continue_as_new`` and sub-orchestrations are
-not offered yet).
+``set_custom_status(value)`` (merged into the run's custom status, never hiding its ``pendingApprovals``),
+``continue_as_new(input)``. Durable work: ``call_activity[_with_retry]``, ``call_sub_orchestrator[_with_retry]``,
+``create_timer``, ``wait_for_external_event``, ``task_all``, ``task_any``. Anything else raises ``AttributeError``
+saying what to use instead.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from agents.exceptions import UserError
 
 from .._contracts import ToolRetry
 from .._errors import TaskFailedError
-from .steps import ActivityCall, CallOutcome, EventCall, LeafCall, TimerCall
+from .steps import ActivityCall, CallOutcome, EventCall, LeafCall, SubOrchestratorCall, TimerCall
 
 if TYPE_CHECKING:
     from .bridge import Session
@@ -176,11 +177,23 @@ class OrchestrationContextView:
 
     def call_activity_with_retry(self, name: str, retry_options: df.RetryOptions, input_: Any = None) -> Any:
         """``call_activity`` with Durable retry options (``df.RetryOptions`` or ``durable_agents.ToolRetry``)."""
-        retry = retry_options if isinstance(retry_options, ToolRetry) else ToolRetry(
-            max_attempts=retry_options.max_number_of_attempts,
-            first_retry_interval_ms=retry_options.first_retry_interval_in_milliseconds,
-        )
-        return self._task(ActivityCall(name=_function_name(name), input=input_, retry=retry))
+        return self._task(ActivityCall(name=_function_name(name), input=input_, retry=_retry(retry_options)))
+
+    def call_sub_orchestrator(self, name: str, input_: Any = None, instance_id: str | None = None) -> Any:
+        """Run the orchestrator ``name`` as a sub-orchestration (an agent orchestrator too: give it an
+        ``OrchestrationInput``); the result is its output, a failure raises :class:`durable_agents.TaskFailedError`."""
+        return self._task(SubOrchestratorCall(name=_function_name(name), input=input_, instance_id=instance_id))
+
+    def call_sub_orchestrator_with_retry(self, name: str, retry_options: df.RetryOptions, input_: Any = None,
+                                         instance_id: str | None = None) -> Any:
+        """``call_sub_orchestrator`` with Durable retry options."""
+        return self._task(SubOrchestratorCall(name=_function_name(name), input=input_, instance_id=instance_id,
+                                              retry=_retry(retry_options)))
+
+    def continue_as_new(self, input_: Any) -> None:
+        """Restart the orchestration with ``input_`` when the function returns (its return value is then ignored).
+        The new execution starts with an empty history, so a long loop stays cheap to replay."""
+        self.continued_as_new = (True, input_)
 
     def create_timer(self, fire_at: dt.datetime) -> Any:
         """A durable timer that fires at ``fire_at`` (aware or UTC); ``task.cancel()`` cancels it."""
@@ -221,9 +234,18 @@ class OrchestrationContextView:
         raise AttributeError(
             f"context.{name} is not available inside an agent orchestrator: the function runs in a worker thread "
             "with a replay-safe view of the orchestration (get_input, instance_id, current_utc_datetime, "
-            "is_replaying, new_uuid, set_custom_status, call_activity[_with_retry], create_timer, "
-            "wait_for_external_event, task_all, task_any); run agents with Runner.run_sync / Runner.run"
+            "is_replaying, new_uuid, set_custom_status, continue_as_new, call_activity[_with_retry], "
+            "call_sub_orchestrator[_with_retry], create_timer, wait_for_external_event, task_all, task_any); run "
+            "agents with Runner.run_sync / Runner.run"
         )
+
+
+def _retry(options: df.RetryOptions | ToolRetry) -> ToolRetry:
+    """Durable retry options as named fields (``df.RetryOptions`` carries just these two)."""
+    if isinstance(options, ToolRetry):
+        return options
+    return ToolRetry(max_attempts=options.max_number_of_attempts,
+                     first_retry_interval_ms=options.first_retry_interval_in_milliseconds)
 
 
 def _function_name(name: Any) -> str:

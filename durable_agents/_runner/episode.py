@@ -55,6 +55,7 @@ from .steps import (
     RunFinished,
     Step,
     StepRequest,
+    SubOrchestratorCall,
     TimerCall,
     WorkerMessage,
     compact,
@@ -82,6 +83,12 @@ def _task_for(context: Context, call: LeafCall) -> Any:
         return context.create_timer(context.current_utc_datetime + dt.timedelta(milliseconds=call.delay_ms))
     if isinstance(call, EventCall):
         return context.wait_for_external_event(call.name)
+    if isinstance(call, SubOrchestratorCall):
+        if call.retry is not None:
+            return context.call_sub_orchestrator_with_retry(
+                call.name, call.retry.to_retry_options(), call.input, call.instance_id
+            )
+        return context.call_sub_orchestrator(call.name, call.input, call.instance_id)
     if call.retry is not None:
         return context.call_activity_with_retry(call.name, call.retry.to_retry_options(), call.input)
     return context.call_activity(call.name, call.input)

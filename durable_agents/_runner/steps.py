@@ -40,15 +40,16 @@ __all__ = [
     "Step",
     "StepAnswer",
     "StepRequest",
+    "SubOrchestratorCall",
     "TimerCall",
     "WaitMode",
     "WorkerMessage",
     "compact",
 ]
 
-CallKind = Literal["activity", "timer", "event", "approvals"]
+CallKind = Literal["activity", "timer", "event", "suborchestration", "approvals"]
 """The kinds of durable call: the ``kind`` of :class:`ActivityCall`, :class:`TimerCall`, :class:`EventCall`,
-:class:`ApprovalsCall`."""
+:class:`SubOrchestratorCall`, :class:`ApprovalsCall`."""
 
 WaitMode = Literal["all", "any"]
 """How a calls step waits: ``all`` (every new call finished: the SDK's fan-outs, the extension's ``WhenAll``) or
@@ -110,7 +111,20 @@ class ApprovalsCall:
     items: tuple[ApprovalItem, ...]
 
 
-LeafCall = ActivityCall | TimerCall | EventCall
+@dataclass(frozen=True)
+class SubOrchestratorCall:
+    """Run the orchestrator ``name`` as a sub-orchestration with JSON ``input`` (``instance_id`` ``None``: the
+    Durable SDK's deterministic default); ``retry`` as for activities. The outcome's value is its output."""
+
+    kind: ClassVar[CallKind] = "suborchestration"
+    name: str
+    input: Any
+    instance_id: str | None = None
+    retry: ToolRetry | None = None
+    key: int | None = None
+
+
+LeafCall = ActivityCall | TimerCall | EventCall | SubOrchestratorCall
 Call = LeafCall | ApprovalsCall
 
 
@@ -183,7 +197,8 @@ def compact(step: Step) -> Step:
     if isinstance(step, ApprovalsStep):
         return step
     calls = tuple(
-        dataclasses.replace(call, input=REPLAYED_INPUT_MARKER) if isinstance(call, ActivityCall) else call
+        dataclasses.replace(call, input=REPLAYED_INPUT_MARKER)
+        if isinstance(call, ActivityCall | SubOrchestratorCall) else call
         for call in step.calls
     )
     return dataclasses.replace(step, calls=calls)

@@ -14,9 +14,11 @@ the Durable extension (durable-functions-protocol.md):
 What is left here is the dispatcher, the part ``local_runtime.engine`` plays over SQLite: in-memory message queues,
 a virtual clock (starting at :data:`EPOCH`, 1 ms per episode; timers fire when the clock reaches them), activities
 run inline in the calling thread as soon as their episode commits, and commits that fail on request. No HTTP, no
-SQLite, no threads. Simplifications (none visible to the SDK): all due messages of an instance go into one episode
-(or one per episode with ``one_message_per_episode``); no sub-orchestrations, entities, suspend, terminate or
-continue-as-new.
+SQLite, no threads. Sub-orchestrations (§3.7: the child starts in the same round, its completion or failure goes
+back to the parent) and continue-as-new (§3.8: a fresh history and execution id, ``Instance.generations`` counts
+them) are driven as the engine drives them. Simplifications (none visible to the SDK): all due messages of an
+instance go into one episode (or one per episode with ``one_message_per_episode``); no entities, suspend or
+terminate.
 """
 
 from __future__ import annotations
@@ -94,6 +96,8 @@ class Instance:
     custom_statuses: list[Any] = dataclasses.field(default_factory=list)
     cpu_seconds: float = 0.0
     invocation_process_cpu_seconds: float = 0.0
+    parent: tuple[str, int] | None = None  # (parent instance id, its SubOrchestrationInstanceCreated id)
+    generations: int = 1  # executions so far: 1 + the times it continued as new
 
 
 class ReplayHarness:
@@ -295,15 +299,40 @@ class ReplayHarness:
         scheduled: list[dict[str, Any]] = []
         for action in decision.new_actions:
             committed.append(self._dispatch(instance, action, now, scheduled))
-        if decision.outcome is not None:
-            code, status = _STATUS[decision.outcome.kind]
-            result = decision.outcome.result
-            committed.append(ev.execution_completed(decision.outcome.event_id, code, result, now))
+        outcome = decision.outcome
+        if outcome is not None and outcome.kind == "continued_as_new":
+            # A new execution: fresh history and execution id, the new input, the same parent (protocol §3.8).
+            instance.history = []
+            instance.execution_id = uuid.uuid4().hex
+            instance.input_text = outcome.result
+            instance.generations += 1
+            instance.episode_actions.append(scheduled)
+            self._queue(instance, now, ev.execution_started(instance.instance_id, instance.execution_id,
+                                                            instance.name, outcome.result, now,
+                                                            self._parent_event(instance)))
+            return
+        if outcome is not None:
+            code, status = _STATUS[outcome.kind]
+            committed.append(ev.execution_completed(outcome.event_id, code, outcome.result, now))
             instance.status = status
-            instance.output = json.loads(result) if code == 1 and result is not None else result
+            instance.output = json.loads(outcome.result) if code == 1 and outcome.result is not None else outcome.result
+            if instance.parent is not None and outcome.kind in ("completed", "failed"):
+                parent_id, task_id = instance.parent
+                notice = (ev.suborch_completed(task_id, outcome.result, now) if outcome.kind == "completed"
+                          else ev.suborch_failed(task_id, outcome.result, outcome.details, now))
+                self._queue(self.instances[parent_id], now, notice)
         committed.append(ev.orchestrator_completed(now))
         instance.history.extend(committed)
         instance.episode_actions.append(scheduled)
+
+    def _parent_event(self, instance: Instance) -> dict[str, Any] | None:
+        """The ``ParentInstance`` member of a child's ``ExecutionStarted`` (protocol §3.7), or None."""
+        if instance.parent is None:
+            return None
+        parent = self.instances[instance.parent[0]]
+        return {"Name": parent.name, "OrchestrationInstance": {"InstanceId": parent.instance_id,
+                                                               "ExecutionId": parent.execution_id},
+                "TaskScheduleId": instance.parent[1], "Version": ""}
 
     def _dispatch(self, instance: Instance, action: NewAction, now: dt.datetime,
                   scheduled: list[dict[str, Any]]) -> dict[str, Any]:
@@ -317,6 +346,17 @@ class ReplayHarness:
             scheduled.append({"id": action.id, "timer": ev.fmt_time(action.fire_at)})
             self._queue(instance, max(action.fire_at, now), ev.timer_fired(action.id, action.fire_at, now))
             return ev.timer_created(action.id, action.fire_at, now)
+        if action.kind == "suborchestration" and action.name is not None and action.instance_id is not None:
+            child_input = None if action.input is None else ev.compact(action.input)
+            scheduled.append({"id": action.id, "suborchestration": action.name, "instanceId": action.instance_id,
+                              "input": json.loads(child_input) if child_input else None})
+            info = self.registry.orchestrator(action.name)
+            child = Instance(action.instance_id, info.durable if info else action.name, child_input,
+                             execution_id=uuid.uuid4().hex, parent=(instance.instance_id, action.id))
+            self.instances[child.instance_id] = child
+            self._queue(child, now, ev.execution_started(child.instance_id, child.execution_id, child.name,
+                                                         child_input, now, self._parent_event(child)))
+            return ev.suborch_created(action.id, action.name, action.instance_id, now)
         raise NotImplementedError(f"{action.kind} actions are not driven by the replay harness")
 
     def _run_activity(self, instance: Instance, action: NewAction, now: dt.datetime) -> None:

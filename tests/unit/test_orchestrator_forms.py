@@ -33,6 +33,7 @@ def _by_instructions(call):
 def _fresh_cache():
     durable_runner.clear_session_cache()
     yield
+    durable_runner.set_session_cache_size(64)
     durable_runner.clear_session_cache()
 
 
@@ -161,7 +162,9 @@ def test_the_gate_s_timer_wins_when_nobody_answers_and_the_histories_match_with_
     assert histories[0] == histories[1]
 
 
-def test_task_all_raises_the_failure_of_a_child_into_the_generator_after_every_child_finished():
+@pytest.mark.parametrize("cache_size", [64, 0])
+def test_task_all_raises_the_failure_of_a_child_into_the_generator_after_every_child_finished(cache_size):
+    durable_runner.set_session_cache_size(cache_size)
     app = durable_agents.App(http_api=False)
     ran = []
 
@@ -190,7 +193,9 @@ def test_task_all_raises_the_failure_of_a_child_into_the_generator_after_every_c
     assert [sorted(a["input"] for a in actions) for actions in run.episode_actions[:2]] == [[1, 2, 3], [4, 5]]
 
 
-def test_a_plain_function_gets_durable_results_directly_and_an_async_one_awaits_them():
+@pytest.mark.parametrize("cache_size", [64, 0])
+def test_a_plain_function_gets_durable_results_directly_and_an_async_one_awaits_them(cache_size):
+    durable_runner.set_session_cache_size(cache_size)
     app = durable_agents.App(http_api=False)
 
     @app.activity_trigger(input_name="payload", activity="double")
@@ -239,3 +244,71 @@ def test_unsupported_context_members_and_yields_fail_saying_what_to_use():
     assert "call_activity" in member.output and "Runner.run_sync" in member.output
     assert yielded.status == "Failed" and "may only yield tasks of its context, not int" in yielded.output
     assert harness.activity_calls == []
+
+
+@pytest.mark.parametrize("cache_size", [64, 0])
+def test_agents_fan_out_as_sub_orchestrations_and_one_failing_child_is_tolerated(cache_size):
+    durable_runner.set_session_cache_size(cache_size)
+    reviewer = Agent(name="reviewer", instructions="Review the order.")
+    app = durable_agents.App(http_api=False)
+
+    @app.agent(reviewer, description="Reviews one order.")
+    def review_order(context):
+        order = context.get_input()["input"]
+        if order == "ORD-BAD":
+            raise ValueError(f"cannot review {order}")
+        return Runner.run_sync(reviewer, f"Review {order}").final_output
+
+    @app.agent(ENGLISH, description="Audits a customer's orders.", name="audit")
+    def audit(context):
+        orders = context.get_input()["input"].split()
+        children = [
+            context.call_sub_orchestrator("review_order", {"agent": "reviewer", "input": order, "settings": {}},
+                                          f"{context.instance_id}-{order}")
+            for order in orders
+        ]
+        try:
+            return (yield context.task_all(children))
+        except durable_agents.TaskFailedError:  # raised once every child has finished: keep the others' reviews
+            return [f"{order}: {child.exception.message}" if child.is_faulted else child.result
+                    for order, child in zip(orders, children, strict=True)]
+
+    def review(call):
+        return [assistant_message(f"reviewed {call.input[-1]['content'].split()[-1]}")]
+
+    harness = ReplayHarness(app, model=ScriptedModel([ModelStep.respond(review), ModelStep.respond(review)]))
+    run = harness.start_run("audit", "ORD-1 ORD-BAD ORD-2", settings={}, run_id="audit-1")
+    harness.run()
+    assert run.status == "Completed", run.output
+    assert run.output == ["reviewed ORD-1", "ORD-BAD: cannot review ORD-BAD", "reviewed ORD-2"]
+    # All three children were started in the parent's first episode (one fan-out of sub-orchestrations).
+    assert [a.get("instanceId") for a in run.episode_actions[0]] == ["audit-1-ORD-1", "audit-1-ORD-BAD",
+                                                                     "audit-1-ORD-2"]
+    assert harness.instances["audit-1-ORD-BAD"].status == "Failed"
+
+
+@pytest.mark.parametrize("cache_size", [64, 0])
+def test_continue_as_new_starts_a_fresh_execution_with_the_new_input(cache_size):
+    durable_runner.set_session_cache_size(cache_size)
+    app = durable_agents.App(http_api=False)
+
+    @app.activity_trigger(input_name="payload", activity="tick")
+    def tick(payload: int) -> int:
+        return payload + 1
+
+    @app.agent(ENGLISH, description="Counts to three, one execution per step.", name="counter")
+    def counter(context):
+        value = context.get_input()["input"]
+        value = yield context.call_activity("tick", value)
+        if value < 3:
+            context.continue_as_new({"agent": "counter", "input": value, "settings": {}})
+            return None
+        return {"value": value}
+
+    harness = ReplayHarness(app, model=ScriptedModel([]))
+    run = harness.start_run("counter", 0, settings={})
+    harness.run()
+    assert run.status == "Completed", run.output
+    assert run.output == {"value": 3} and run.generations == 3
+    assert [event["EventType"] for event in run.history][:2] == [12, 0]  # this execution's history only
+    assert sum(1 for event in run.history if event["EventType"] == 4) == 1  # one TaskScheduled in the last one
