@@ -26,6 +26,7 @@ from azure.durable_functions.models.Task import TaskState
 from azure.durable_functions.models.TaskOrchestrationExecutor import TaskOrchestrationExecutor
 
 __all__ = [
+    "activity_function_info",
     "execution_key",
     "in_orchestrator_episode",
     "failure_message",
@@ -67,6 +68,22 @@ def execution_key(context: df.DurableOrchestrationContext, start: dt.datetime) -
                 return f"execution:{execution_id}"
             break
     return f"started:{start.isoformat()}"
+
+
+def activity_function_info(activity: Any) -> tuple[str, str | None, Any]:
+    """``(Durable activity name, trigger input name, user function)`` of a function decorated with
+    ``@app.activity_trigger`` (an ``azure.functions`` ``FunctionBuilder``), as ``context.create_activity_tool`` of
+    azure-functions-durable 1.x reads them. Raises ``ValueError`` for anything else."""
+    function = getattr(activity, "_function", None)
+    trigger = getattr(function, "_trigger", None)
+    user_function = getattr(function, "_func", None)
+    if function is None or trigger is None or user_function is None:
+        raise ValueError(f"{activity!r} is not an activity function (decorate it with @app.activity_trigger)")
+    name = getattr(trigger, "activity", None) or getattr(function, "_name", None)
+    if not isinstance(name, str):
+        raise ValueError(f"{activity!r} has no Durable activity name")
+    input_name = getattr(trigger, "name", None)
+    return name, input_name if isinstance(input_name, str) else None, user_function
 
 
 _EXECUTE_CODE = TaskOrchestrationExecutor.execute.__code__

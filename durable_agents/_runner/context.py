@@ -15,8 +15,9 @@ on top of the bridge: every method that does durable work submits a *call* (:mod
 Replay-safe members: ``get_input()``, ``instance_id``, ``current_utc_datetime``, ``is_replaying``, ``new_uuid()``,
 ``set_custom_status(value)`` (merged into the run's custom status, never hiding its ``pendingApprovals``),
 ``continue_as_new(input)``. Durable work: ``call_activity[_with_retry]``, ``call_sub_orchestrator[_with_retry]``,
-``create_timer``, ``wait_for_external_event``, ``task_all``, ``task_any``. Anything else raises ``AttributeError``
-saying what to use instead.
+``create_timer``, ``wait_for_external_event``, ``task_all``, ``task_any``; and ``create_activity_tool`` (the
+azure-functions-durable 1.x OpenAI integration's, so its orchestrators port by changing the decorator). Anything
+else raises ``AttributeError`` saying what to use instead.
 """
 
 from __future__ import annotations
@@ -24,15 +25,19 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import inspect
+import json
 import uuid
 from collections.abc import Callable, Generator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import azure.durable_functions as df
+from agents import FunctionTool, RunContextWrapper
 from agents.exceptions import UserError
+from agents.function_schema import function_schema
 
 from .._contracts import ToolRetry
 from .._errors import TaskFailedError
+from . import compat
 from .steps import ActivityCall, CallOutcome, EventCall, LeafCall, SubOrchestratorCall, TimerCall
 
 if TYPE_CHECKING:
@@ -41,6 +46,7 @@ if TYPE_CHECKING:
 __all__ = ["DurableTask", "OrchestrationContextView", "run_user_function"]
 
 _UUID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_OID, "durable-agents/new_uuid")
+_MICROSOFT_TOOL_RETRY = ToolRetry(max_attempts=5, first_retry_interval_ms=2000)  # create_activity_tool's default
 
 
 class DurableTask:
@@ -195,6 +201,48 @@ class OrchestrationContextView:
         The new execution starts with an empty history, so a long loop stays cheap to replay."""
         self.continued_as_new = (True, input_)
 
+    def create_activity_tool(
+        self,
+        activity_func: Any,
+        *,
+        description: str | None = None,
+        retry_options: df.RetryOptions | ToolRetry | None = _MICROSOFT_TOOL_RETRY,
+        needs_approval: Any = False,
+    ) -> FunctionTool:
+        """An Agents SDK tool that runs the ``@app.activity_trigger`` function ``activity_func`` as its activity,
+        as ``DurableAIAgentContext.create_activity_tool`` of azure-functions-durable 1.x does (same schema from the
+        function's signature and docstring, same input: the argument named like the trigger's ``input_name`` when
+        the model sent it, else the arguments' JSON text; default retry 5 attempts, 2 s apart).
+
+        Unlike there, the tool calls of one model turn run in parallel (one fan-out), a call that still fails after
+        its retries becomes a tool error the model reads (``"Tool '<name>' failed: ..."``), and ``needs_approval``
+        (``True`` or the SDK's callable policy) makes calls wait for a person's decision. Raises ``ValueError`` when
+        ``activity_func`` is not an activity function.
+        """
+        activity_name, input_name, user_function = compat.activity_function_info(activity_func)
+        retry = None if retry_options is None else _retry(retry_options)
+        session = self._session
+
+        async def run_activity(ctx: RunContextWrapper[Any], arguments: str) -> Any:
+            value: Any = arguments
+            if input_name:
+                try:
+                    parsed = json.loads(arguments)
+                except (TypeError, ValueError):
+                    parsed = None
+                if isinstance(parsed, dict) and input_name in parsed:
+                    value = parsed[input_name]
+            outcome: CallOutcome = await session.call(ActivityCall(name=activity_name, input=value, retry=retry))
+            if not outcome.ok:
+                return f"Tool '{activity_name}' failed: {outcome.error}"
+            return outcome.value
+
+        schema = function_schema(func=user_function, docstring_style=None, description_override=description,
+                                 use_docstring_info=True, strict_json_schema=True)
+        return FunctionTool(name=schema.name, description=schema.description or "",
+                            params_json_schema=schema.params_json_schema, on_invoke_tool=run_activity,
+                            strict_json_schema=True, needs_approval=needs_approval)
+
     def create_timer(self, fire_at: dt.datetime) -> Any:
         """A durable timer that fires at ``fire_at`` (aware or UTC); ``task.cancel()`` cancels it."""
         return self._task(TimerCall(fire_at=fire_at.isoformat()))
@@ -235,7 +283,8 @@ class OrchestrationContextView:
             f"context.{name} is not available inside an agent orchestrator: the function runs in a worker thread "
             "with a replay-safe view of the orchestration (get_input, instance_id, current_utc_datetime, "
             "is_replaying, new_uuid, set_custom_status, continue_as_new, call_activity[_with_retry], "
-            "call_sub_orchestrator[_with_retry], create_timer, wait_for_external_event, task_all, task_any); run "
+            "call_sub_orchestrator[_with_retry], create_timer, wait_for_external_event, task_all, task_any, "
+            "create_activity_tool); run "
             "agents with Runner.run_sync / Runner.run"
         )
 
