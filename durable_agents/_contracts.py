@@ -30,6 +30,7 @@ __all__ = [
     "MAX_DECIDED_APPROVALS",
     "ApprovalDecision",
     "ApprovalEvent",
+    "ApprovalKind",
     "CustomStatus",
     "Decision",
     "InvokeModelInput",
@@ -58,6 +59,8 @@ MAX_DECIDED_APPROVALS = 50
 """How many decided approvals the custom status keeps (most recent last)."""
 
 Decision = Literal["approved", "rejected", "expired"]
+ApprovalKind = Literal["tool", "workflow"]
+"""``tool``: a gated tool call the model made; ``workflow``: a step a workflow asked a person to approve."""
 
 
 def approval_event_name(approval_id: str) -> str:
@@ -97,10 +100,17 @@ class OrchestrationOutput(TypedDict):
 
 
 class PendingApproval(TypedDict):
-    """A tool call that waits for a person: ``id`` is the model's tool call id (unique within a run)."""
+    """Something that waits for a person's decision.
+
+    ``kind`` ``tool``: ``id`` is the model's tool call id (unique within a run), ``tool`` the tool, ``arguments`` its
+    arguments. ``kind`` ``workflow``: ``id`` is the workflow's approval id, ``tool`` the step's name (``plan``,
+    ``draft``...), ``arguments`` the payload shown to the reviewer. ``summary`` is one line for the reviewer.
+    """
 
     id: str
+    kind: ApprovalKind
     tool: str
+    summary: str
     arguments: Any
     requestedAt: str
     expiresAt: str
@@ -110,6 +120,7 @@ class ApprovalDecision(TypedDict):
     """A decided approval as the custom status records it (``decision`` ``expired`` when the timer won)."""
 
     id: str
+    kind: ApprovalKind
     tool: str
     decision: Decision
     comment: str | None

@@ -305,7 +305,7 @@ class Session:
                 for call, future, _ in calls:
                     assert not isinstance(call, ApprovalsCall) and call.key is not None
                     self._inflight[call.key] = future
-        steps += [ApprovalsStep(call.items, self.progress.snapshot()) for call, _ in approvals]
+        steps += [ApprovalsStep(call.items, self.progress.snapshot(), call.timeout_ms) for call, _ in approvals]
         futures = [f for _, f, _ in calls] + [f for _, f in approvals]
         for index, step in enumerate(steps):
             self._to_generator(StepRequest(step))

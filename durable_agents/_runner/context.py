@@ -15,7 +15,8 @@ on top of the bridge: every method that does durable work submits a *call* (:mod
 Replay-safe members: ``get_input()``, ``instance_id``, ``current_utc_datetime``, ``is_replaying``, ``new_uuid()``,
 ``set_custom_status(value)`` (merged into the run's custom status, never hiding its ``pendingApprovals``),
 ``continue_as_new(input)``. Durable work: ``call_activity[_with_retry]``, ``call_sub_orchestrator[_with_retry]``,
-``create_timer``, ``wait_for_external_event``, ``task_all``, ``task_any``; and ``create_activity_tool`` (the
+``create_timer``, ``wait_for_external_event``, ``task_all``, ``task_any``, ``request_approval`` (a person's
+decision on a plan or a step, like a tool approval); and ``create_activity_tool`` (the
 azure-functions-durable 1.x OpenAI integration's, so its orchestrators port by changing the decorator). Anything
 else raises ``AttributeError`` saying what to use instead.
 """
@@ -26,6 +27,7 @@ import asyncio
 import datetime as dt
 import inspect
 import json
+import re
 import uuid
 from collections.abc import Callable, Generator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -35,10 +37,19 @@ from agents import FunctionTool, RunContextWrapper
 from agents.exceptions import UserError
 from agents.function_schema import function_schema
 
-from .._contracts import ToolRetry
+from .._contracts import ToolRetry, parse_iso_duration
 from .._errors import TaskFailedError
 from . import compat
-from .steps import ActivityCall, CallOutcome, EventCall, LeafCall, SubOrchestratorCall, TimerCall
+from .steps import (
+    ActivityCall,
+    ApprovalItem,
+    ApprovalsCall,
+    CallOutcome,
+    EventCall,
+    LeafCall,
+    SubOrchestratorCall,
+    TimerCall,
+)
 
 if TYPE_CHECKING:
     from .bridge import Session
@@ -46,6 +57,7 @@ if TYPE_CHECKING:
 __all__ = ["DurableTask", "OrchestrationContextView", "run_user_function"]
 
 _UUID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_OID, "durable-agents/new_uuid")
+_APPROVAL_ID = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 _MICROSOFT_TOOL_RETRY = ToolRetry(max_attempts=5, first_retry_interval_ms=2000)  # create_activity_tool's default
 
 
@@ -57,8 +69,8 @@ class DurableTask:
     ``task_any`` the winning task) and ``exception`` (a :class:`durable_agents.TaskFailedError`).
     """
 
-    def __init__(self, session: Session, call: LeafCall | None = None, *, children: Sequence[DurableTask] = (),
-                 mode: str = "leaf") -> None:
+    def __init__(self, session: Session, call: LeafCall | ApprovalsCall | None = None, *,
+                 children: Sequence[DurableTask] = (), mode: str = "leaf") -> None:
         self._session = session
         self._call = call
         self._children = list(children)
@@ -71,7 +83,7 @@ class DurableTask:
 
     def _start(self, wait_any: bool) -> asyncio.Future[Any]:
         if self._future is None:
-            assert self._call is not None
+            assert self._call is not None and not isinstance(self._call, ApprovalsCall)
             self._future = self._session.submit(self._call, wait_any=wait_any)
         return self._future
 
@@ -84,7 +96,11 @@ class DurableTask:
         """Wait until this task finished (the outcome is on the task; nothing raised here)."""
         if self.is_completed:
             return
-        if self._mode == "leaf":
+        if self._mode == "approval":
+            assert isinstance(self._call, ApprovalsCall)
+            decisions = await self._session.wait_for_approvals(self._call)
+            self._finish(decisions[0])
+        elif self._mode == "leaf":
             outcome: CallOutcome = await self._start(wait_any)
             if outcome.ok:
                 self._finish(outcome.value)
@@ -133,6 +149,7 @@ class OrchestrationContextView:
         self._session = session
         self._blocking = False
         self._uuid_counter = 0
+        self._approvals = 0
         self.continued_as_new: tuple[bool, Any] = (False, None)
 
     # -- replay-safe state --------------------------------------------------------------------------------------
@@ -243,6 +260,40 @@ class OrchestrationContextView:
                             params_json_schema=schema.params_json_schema, on_invoke_tool=run_activity,
                             strict_json_schema=True, needs_approval=needs_approval)
 
+    def request_approval(
+        self,
+        summary: str,
+        payload: Any = None,
+        *,
+        step: str = "approval",
+        timeout: dt.timedelta | str | None = None,
+        approval_id: str | None = None,
+    ) -> Any:
+        """Ask a person to approve a plan, a draft or a step; the result is the decision
+        (``durable_agents.ApprovalDecision``: ``decision`` ``approved``, ``rejected`` or ``expired``, ``comment``...).
+
+        The request is a pending approval of the run (``kind`` ``workflow``, ``tool`` = ``step``, ``summary``,
+        ``arguments`` = ``payload``), decided like a tool approval through ``POST /api/runs/{id}/approvals/{id}``
+        (the external event ``approval:<id>``). ``timeout`` (a ``timedelta`` or an ISO 8601 duration) defaults to
+        the run's ``APPROVAL_TIMEOUT``; ``approval_id`` defaults to ``<step>-<n>`` (n counts this run's requests, the
+        same on every replay). Await it on its own (not inside ``task_any``). Raises ``ValueError`` for an empty
+        summary or a bad id or timeout.
+        """
+        if not isinstance(summary, str) or not summary.strip():
+            raise ValueError("request_approval needs a summary for the reviewer")
+        self._approvals += 1
+        approval_id = approval_id or f"{step}-{self._approvals}"
+        if not _APPROVAL_ID.fullmatch(approval_id):
+            raise ValueError(f"approval id {approval_id!r} must match {_APPROVAL_ID.pattern}")
+        if isinstance(timeout, str):
+            timeout = parse_iso_duration(timeout)
+        timeout_ms = None if timeout is None else int(timeout.total_seconds() * 1000)
+        if timeout_ms is not None and timeout_ms <= 0:
+            raise ValueError("request_approval's timeout must be positive")
+        item = ApprovalItem(id=approval_id, tool=step, arguments=payload, kind="workflow", summary=summary.strip())
+        task = DurableTask(self._session, ApprovalsCall((item,), timeout_ms), mode="approval")
+        return self._run_blocking(task) if self._blocking else task
+
     def create_timer(self, fire_at: dt.datetime) -> Any:
         """A durable timer that fires at ``fire_at`` (aware or UTC); ``task.cancel()`` cancels it."""
         return self._task(TimerCall(fire_at=fire_at.isoformat()))
@@ -284,7 +335,7 @@ class OrchestrationContextView:
             "with a replay-safe view of the orchestration (get_input, instance_id, current_utc_datetime, "
             "is_replaying, new_uuid, set_custom_status, continue_as_new, call_activity[_with_retry], "
             "call_sub_orchestrator[_with_retry], create_timer, wait_for_external_event, task_all, task_any, "
-            "create_activity_tool); run "
+            "request_approval, create_activity_tool); run "
             "agents with Runner.run_sync / Runner.run"
         )
 

@@ -187,6 +187,7 @@ class _StatusBook:
 def _decision(item: ApprovalItem, decision: Decision, comment: Any, now: str) -> ApprovalDecision:
     return {
         "id": item.id,
+        "kind": "workflow" if item.kind == "workflow" else "tool",
         "tool": item.tool,
         "decision": decision,
         "comment": comment if isinstance(comment, str) else None,
@@ -206,9 +207,10 @@ def _run_approvals(context: Context, step: ApprovalsStep, book: _StatusBook, tim
     pending expires.
     """
     requested = _utc(context.current_utc_datetime)
-    expires = requested + timeout
+    expires = requested + (timeout if step.timeout_ms is None else dt.timedelta(milliseconds=step.timeout_ms))
     waiting: list[tuple[ApprovalItem, PendingApproval]] = [
-        (item, {"id": item.id, "tool": item.tool, "arguments": item.arguments,
+        (item, {"id": item.id, "kind": "workflow" if item.kind == "workflow" else "tool", "tool": item.tool,
+                "summary": item.summary, "arguments": item.arguments,
                 "requestedAt": format_time(requested), "expiresAt": format_time(expires)})
         for item in step.items
     ]

@@ -238,7 +238,15 @@ def _approval_item(item: ToolApprovalItem) -> ApprovalItem:
             arguments = json.loads(arguments)
         except ValueError:
             pass
-    return ApprovalItem(id=str(item.call_id), tool=str(item.tool_name or item.name), arguments=arguments)
+    tool = str(item.tool_name or item.name)
+    return ApprovalItem(id=str(item.call_id), tool=tool, arguments=arguments, kind="tool",
+                        summary=_summary(f"Call {tool} with {json.dumps(arguments, ensure_ascii=False)}"))
+
+
+def _summary(text: str, limit: int = 300) -> str:
+    """One line for a reviewer, at most ``limit`` characters."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _rejection_message(decision: ApprovalDecision, timeout_text: str) -> str:

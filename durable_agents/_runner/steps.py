@@ -96,19 +96,24 @@ class EventCall:
 
 @dataclass(frozen=True)
 class ApprovalItem:
-    """One tool call that needs a person's decision: ``id`` is the model's call id, ``arguments`` JSON."""
+    """One thing that needs a person's decision: a tool call (``kind="tool"``, ``id`` the model's call id) or a
+    workflow step (``kind="workflow"``); ``arguments`` is JSON, ``summary`` one line for the reviewer."""
 
     id: str
     tool: str
     arguments: Any
+    kind: str = "tool"
+    summary: str = ""
 
 
 @dataclass(frozen=True)
 class ApprovalsCall:
-    """Wait for a decision on every item (one turn's approvals); answered with their decisions in item order."""
+    """Wait for a decision on every item (one turn's approvals); answered with their decisions in item order.
+    ``timeout_ms`` overrides the run's ``APPROVAL_TIMEOUT`` (milliseconds)."""
 
     kind: ClassVar[CallKind] = "approvals"
     items: tuple[ApprovalItem, ...]
+    timeout_ms: int | None = None
 
 
 @dataclass(frozen=True)
@@ -178,6 +183,7 @@ class ApprovalsStep:
 
     items: tuple[ApprovalItem, ...]
     progress: Progress = field(compare=True)
+    timeout_ms: int | None = None
 
 
 Step = CallsStep | ApprovalsStep

@@ -18,6 +18,7 @@ from agents.testing import ScriptedModel as SdkScriptedModel
 
 import durable_agents
 from durable_agents import _runner as durable_runner
+from durable_agents._contracts import parse_time
 from durable_agents.testing import ReplayHarness, ScriptedModel, assistant_message
 
 ENGLISH = Agent(name="english", instructions="Answer in English.")
@@ -312,3 +313,58 @@ def test_continue_as_new_starts_a_fresh_execution_with_the_new_input(cache_size)
     assert run.output == {"value": 3} and run.generations == 3
     assert [event["EventType"] for event in run.history][:2] == [12, 0]  # this execution's history only
     assert sum(1 for event in run.history if event["EventType"] == 4) == 1  # one TaskScheduled in the last one
+
+
+def _gate_app() -> durable_agents.App:
+    app = durable_agents.App(http_api=False)
+
+    @app.agent(ENGLISH, description="Plans, waits for a person's approval of the plan, then acts.", name="planner")
+    def planner(context):
+        plan = {"steps": ["refund 20.00", "write to the customer"]}
+        decision = yield context.request_approval("Refund 20.00 and write to the customer.", plan, step="plan",
+                                                  timeout="PT5M")
+        if decision["decision"] != "approved":
+            return {"done": False, "decision": decision["decision"], "comment": decision["comment"]}
+        return {"done": True, "by": decision["id"]}
+
+    @app.agent(FRENCH, description="The same, written as a plain function.", name="plain_planner")
+    def plain_planner(context):
+        decision = context.request_approval("Send the draft?", {"draft": "Bonjour"}, step="draft")
+        return decision["decision"]
+
+    return app
+
+
+@pytest.mark.parametrize("cache_size", [64, 0])
+def test_a_workflow_asks_a_person_to_approve_its_plan_like_a_tool_approval(cache_size):
+    durable_runner.set_session_cache_size(cache_size)
+    harness = ReplayHarness(_gate_app(), model=ScriptedModel([]))
+    run = harness.start_run("planner", "go", settings={})
+    harness.run(advance_timers=False)
+    [pending] = harness.pending_approvals(run)
+    assert pending == {
+        "id": "plan-1", "kind": "workflow", "tool": "plan", "summary": "Refund 20.00 and write to the customer.",
+        "arguments": {"steps": ["refund 20.00", "write to the customer"]},
+        "requestedAt": "2026-01-01T00:00:00.001Z", "expiresAt": "2026-01-01T00:05:00.001Z",
+    }
+    harness.approve(run, "plan-1", "looks right")
+    harness.run()
+    assert run.status == "Completed" and run.output == {"done": True, "by": "plan-1"}
+    assert [(d["id"], d["kind"], d["decision"], d["comment"]) for d in run.custom_status["approvals"]] == [
+        ("plan-1", "workflow", "approved", "looks right")]
+
+
+def test_a_rejected_plan_ends_the_workflow_and_an_unanswered_one_expires_after_its_own_timeout():
+    harness = ReplayHarness(_gate_app(), model=ScriptedModel([]))
+    rejected = harness.start_run("planner", "go", settings={})
+    expired = harness.start_run("planner", "go", settings={"APPROVAL_TIMEOUT": "P7D"})
+    blocking = harness.start_run("plain_planner", "go", settings={"APPROVAL_TIMEOUT": "PT1H"})
+    harness.run(advance_timers=False)
+    harness.reject(rejected, "plan-1", "too generous")
+    assert [p["id"] for p in harness.pending_approvals(blocking)] == ["draft-1"]
+    pending = harness.pending_approvals(blocking)[0]
+    assert parse_time(pending["expiresAt"]) - parse_time(pending["requestedAt"]) == timedelta(hours=1)  # the setting
+    harness.run()  # the clock jumps to the timers: the plan's 5 minutes (not 7 days), the draft's hour
+    assert rejected.output == {"done": False, "decision": "rejected", "comment": "too generous"}
+    assert expired.output == {"done": False, "decision": "expired", "comment": None}
+    assert blocking.status == "Completed" and blocking.output == "expired"

@@ -243,7 +243,9 @@ def test_approval_approved_runs_the_tool_and_cancels_the_timer():
     assert status["pendingApprovals"] == [
         {
             "id": "call_r1",
+            "kind": "tool",
             "tool": "refund_order",
+            "summary": 'Call refund_order with {"order_id": "ORD-1", "amount": "250.00"}',
             "arguments": {"order_id": "ORD-1", "amount": "250.00"},
             "requestedAt": status["pendingApprovals"][0]["requestedAt"],
             "expiresAt": "2026-01-01T01:00:00.002Z",
@@ -258,7 +260,7 @@ def test_approval_approved_runs_the_tool_and_cancels_the_timer():
     ]
     assert inst.custom_status["pendingApprovals"] == []
     assert inst.custom_status["approvals"] == [
-        {"id": "call_r1", "tool": "refund_order", "decision": "approved", "comment": "ok",
+        {"id": "call_r1", "kind": "tool", "tool": "refund_order", "decision": "approved", "comment": "ok",
          "decidedAt": inst.custom_status["approvals"][0]["decidedAt"]}
     ]
     timer_events = [e for e in inst.history if e["EventType"] == 10]
@@ -406,7 +408,7 @@ def test_two_approvals_decided_in_reverse_order_are_published_as_they_arrive():
     assert inst.episode_actions[-1] == []  # re-waiting on the already-scheduled tasks scheduled nothing
     assert [p["id"] for p in inst.custom_status["pendingApprovals"]] == ["call_a"]
     assert inst.custom_status["approvals"] == [
-        {"id": "call_b", "tool": "refund_order", "decision": "rejected", "comment": "too much",
+        {"id": "call_b", "kind": "tool", "tool": "refund_order", "decision": "rejected", "comment": "too much",
          "decidedAt": inst.custom_status["approvals"][0]["decidedAt"]}
     ]
     # The SDK re-yielded no action: still one WhenAny (events of both approvals + the timer) after the model call.
