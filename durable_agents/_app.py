@@ -120,6 +120,38 @@ class _AgentDecorators:
 
         return decorate
 
+    def workflow(
+        self,
+        name: str,
+        *,
+        description: str,
+        agents: Sequence[agents.Agent[Any]] = (),
+        settings: Sequence[str] = (),
+        context_name: str = "context",
+    ) -> Callable[[Callable[..., Any]], Any]:
+        """Decorator: register the decorated function as the orchestrator of the workflow ``name``.
+
+        A workflow composes agent runs with the Durable orchestration API (``context.call_activity``,
+        ``wait_for_external_event``, ``request_approval``, ``call_sub_orchestrator``, ``task_all``...; a generator,
+        plain or ``async def`` function). It is listed by ``GET /api/agents`` with ``kind: "workflow"``, the
+        approval tools of ``agents``, and started like an agent (``POST /api/agents/{name}/runs``). Same errors as
+        :meth:`agent`.
+        """
+        from ._orchestrator import agent_orchestrator
+
+        def decorate(fn: Callable[..., Any]) -> Any:
+            entry = AgentRegistry.entry(
+                name, orchestrator=fn.__name__, description=description, kind="workflow",
+                settings=settings if isinstance(settings, str) else tuple(settings),  # type: ignore[arg-type]
+                workflow_agents=tuple(agents),
+            )
+            orchestrator = agent_orchestrator(fn, agent_name=name)
+            registered = self.orchestration_trigger(context_name=context_name)(orchestrator)  # type: ignore[attr-defined]
+            self._add_agent(entry)
+            return registered
+
+        return decorate
+
 
 class Blueprint(_AgentDecorators, df.Blueprint):
     """A ``df.Blueprint`` with the :meth:`agent` decorator; register it with ``App.register_functions``.

@@ -90,20 +90,30 @@ class RegisteredAgent:
     description: str
     agent: agents.Agent[Any] | None = field(default=None, repr=False)
     settings: tuple[str, ...] = ()
+    kind: str = "agent"
+    agents: tuple[agents.Agent[Any], ...] = field(default=(), repr=False)
 
     def approval_tools(self) -> list[dict[str, str]]:
-        """See :func:`approval_tools`."""
-        return approval_tools(self.agent)
+        """See :func:`approval_tools`; a workflow lists those of all its agents (first listed first)."""
+        if self.kind == "agent":
+            return approval_tools(self.agent)
+        found: dict[str, str] = {}
+        for agent in self.agents:
+            for tool in approval_tools(agent):
+                if found.get(tool["name"]) != "always":
+                    found[tool["name"]] = tool["approval"]
+        return [{"name": name, "approval": kind} for name, kind in found.items()]
 
     def to_json(self, route_prefix: str = "/api") -> dict[str, Any]:
         """The ``GET /api/agents`` entry.
 
-        Shape: ``{"name": str, "description": str, "approvalTools": [{"name": str, "approval": "always" |
-        "conditional"}], "links": {"runs": "/api/agents/<name>/runs"}}``. Settings and the orchestrator name
-        are deliberately not exposed.
+        Shape: ``{"name": str, "kind": "agent" | "workflow", "description": str, "approvalTools": [{"name": str,
+        "approval": "always" | "conditional"}], "links": {"runs": "/api/agents/<name>/runs"}}``. Settings and the
+        orchestrator name are deliberately not exposed.
         """
         return {
             "name": self.name,
+            "kind": self.kind,
             "description": self.description,
             "approvalTools": self.approval_tools(),
             "links": {"runs": f"{route_prefix}/agents/{self.name}/runs"},
@@ -125,8 +135,11 @@ class AgentRegistry:
         description: str,
         agent: agents.Agent[Any] | None = None,
         settings: tuple[str, ...] | list[str] = (),
+        kind: str = "agent",
+        workflow_agents: tuple[agents.Agent[Any], ...] = (),
     ) -> RegisteredAgent:
-        """Validate and build an entry (not registered).
+        """Validate and build an entry (not registered); ``kind`` is ``agent`` or ``workflow`` (whose
+        ``workflow_agents`` give its approval tools).
 
         Raises ``ValueError`` for a name outside :data:`AGENT_NAME_PATTERN`, an orchestrator name that is not an
         identifier, an empty description, an ``agent`` that is not an ``agents.Agent``, and setting names that are
@@ -140,6 +153,10 @@ class AgentRegistry:
             raise ValueError("description must be a non-empty string")
         if agent is not None and not isinstance(agent, agents.Agent):
             raise ValueError(f"agent must be an agents.Agent or None, not {type(agent).__name__}")
+        if kind not in ("agent", "workflow"):
+            raise ValueError(f"kind must be 'agent' or 'workflow', not {kind!r}")
+        if not all(isinstance(a, agents.Agent) for a in workflow_agents):
+            raise ValueError("a workflow's agents must be agents.Agent objects")
         if isinstance(settings, str):
             raise ValueError("settings must be a tuple of setting names, not a string")
         names = tuple(settings)
@@ -152,6 +169,8 @@ class AgentRegistry:
             description=description.strip(),
             agent=agent,
             settings=tuple(dict.fromkeys(names)),
+            kind=kind,
+            agents=tuple(workflow_agents),
         )
 
     def add(self, entry: RegisteredAgent) -> RegisteredAgent:
@@ -177,10 +196,13 @@ class AgentRegistry:
         description: str,
         agent: agents.Agent[Any] | None = None,
         settings: tuple[str, ...] | list[str] = (),
+        kind: str = "agent",
+        workflow_agents: tuple[agents.Agent[Any], ...] = (),
     ) -> RegisteredAgent:
-        """Validate (:meth:`entry`, same errors) and :meth:`add` an agent; returns its entry."""
+        """Validate (:meth:`entry`, same errors) and :meth:`add` an agent or workflow; returns its entry."""
         return self.add(
-            self.entry(name, orchestrator=orchestrator, description=description, agent=agent, settings=settings)
+            self.entry(name, orchestrator=orchestrator, description=description, agent=agent, settings=settings,
+                       kind=kind, workflow_agents=workflow_agents)
         )
 
     def get(self, name: str) -> RegisteredAgent | None:

@@ -139,3 +139,20 @@ def test_the_public_api_is_what_all_lists_and_implementation_modules_are_private
     public_modules = [m.name for m in pkgutil.iter_modules(durable_agents.__path__) if not m.name.startswith("_")]
     assert public_modules == ["testing"]
     assert durable_agents.__version__
+
+
+def test_a_workflow_is_registered_with_its_kind_and_its_agents_approval_tools(tmp_path):
+    refund = Agent(name="refunds", instructions="Refund.", tools=[])
+    bp = durable_agents.Blueprint()
+
+    @bp.workflow("resolve", description="Plan, approve, act.", agents=(refund,), settings=("LIMIT",))
+    def resolve_run(context):
+        decision = yield context.request_approval("Go?")
+        return decision["decision"]
+
+    app = durable_agents.App(app_dir=tmp_path)
+    app.register_functions(bp)
+    entry = app.registry.get("resolve")
+    assert (entry.kind, entry.orchestrator, entry.settings, entry.agents) == ("workflow", "resolve_run", ("LIMIT",),
+                                                                            (refund,))
+    assert entry.to_json()["kind"] == "workflow" and "resolve_run" in _functions(app)

@@ -231,6 +231,7 @@ def test_list_agents_shows_descriptions_approval_tools_and_links(api):
     assert list(agents) == ["broken", "support", "triage"]
     assert agents["support"] == {
         "name": "support",
+        "kind": "agent",
         "description": "Customer support.",
         "approvalTools": [{"name": "refund_order", "approval": "always"},
                           {"name": "send_message", "approval": "conditional"}],

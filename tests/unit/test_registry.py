@@ -72,6 +72,7 @@ def test_register_get_list_and_json_shape():
     assert entry.description == "Helps." and entry.settings == ("REFUND_APPROVAL_THRESHOLD",)
     assert entry.to_json() == {
         "name": "support",
+        "kind": "agent",
         "description": "Helps.",
         "approvalTools": [{"name": "refund_order", "approval": "conditional"}],
         "links": {"runs": "/api/agents/support/runs"},
@@ -108,3 +109,16 @@ def test_register_rejects_invalid_arguments(kwargs, message):
     name = arguments.pop("name")
     with pytest.raises(ValueError, match=message):
         AgentRegistry().register(name, **arguments)
+
+
+def test_a_workflow_entry_lists_the_approval_tools_of_all_its_agents():
+    writer = Agent(name="writer", instructions="Write.", tools=[lookup])
+    refunder = Agent(name="refunder", instructions="Refund.", tools=[refund])
+    entry = AgentRegistry().register("resolve", orchestrator="resolve_run", description="Plan, approve, act.",
+                                     kind="workflow")
+    assert entry.to_json()["kind"] == "workflow" and entry.approval_tools() == []
+    entry = AgentRegistry.entry("resolve", orchestrator="resolve_run", description="Plan, approve, act.",
+                                kind="workflow", workflow_agents=(writer, refunder))
+    assert entry.to_json()["approvalTools"] == [{"name": "refund", "approval": "always"}]
+    with pytest.raises(ValueError, match="kind must be"):
+        AgentRegistry.entry("x", orchestrator="x", description="X.", kind="pipeline")
