@@ -239,6 +239,27 @@ class App(_AgentDecorators, df.DFApp):
         super()._add_agent(entry)
         self.registry.add(entry)
 
+    def register_agent_modules(self, *modules: str) -> list[str]:
+        """Import the app's ``agents/`` modules (package ``app_agents``, see ``durable_agents.load_app_agents``) and
+        register the blueprint ``bp`` of each module that has one; returns the names of the registered modules.
+
+        ``modules`` names them (``"support"`` for ``agents/support.py``); none means every ``agents/*.py`` whose
+        name does not start with ``_``, in name order. Raises what :func:`durable_agents.load_app_agents` raises
+        and ``ValueError`` for an agent-name conflict.
+        """
+        from ._loader import load_app_agents
+
+        names = list(modules) or sorted(p.stem for p in (self.app_dir / "agents").glob("*.py")
+                                        if not p.stem.startswith("_"))
+        package = load_app_agents(*names, app_dir=self.app_dir)
+        registered = []
+        for name in names:
+            blueprint = getattr(getattr(package, name), "bp", None)
+            if isinstance(blueprint, df.Blueprint):
+                self.register_functions(blueprint)
+                registered.append(name)
+        return registered
+
     def register_functions(self, function_container: Any) -> None:
         """Register a blueprint's functions (``FunctionRegister.register_functions``), its agents and its demo
         responder (``Blueprint(demo_responder=...)``, added to the process's responders).

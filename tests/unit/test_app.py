@@ -156,3 +156,27 @@ def test_a_workflow_is_registered_with_its_kind_and_its_agents_approval_tools(tm
     assert (entry.kind, entry.orchestrator, entry.settings, entry.agents) == ("workflow", "resolve_run", ("LIMIT",),
                                                                             (refund,))
     assert entry.to_json()["kind"] == "workflow" and "resolve_run" in _functions(app)
+
+
+def test_register_agent_modules_imports_the_agents_folder_and_registers_every_blueprint(tmp_path, monkeypatch):
+    folder = tmp_path / "agents"
+    folder.mkdir()
+    (folder / "helper.py").write_text(textwrap.dedent("""
+        from agents import Agent, Runner
+        import durable_agents
+        from .helper_script import GREETING
+
+        helper_agent = Agent(name="helper", instructions=GREETING)
+        bp = durable_agents.Blueprint()
+
+        @bp.agent(helper_agent, description="Helps.")
+        def helper_run(context):
+            return Runner.run_sync(helper_agent, context.get_input()["input"])
+    """))
+    (folder / "helper_script.py").write_text('GREETING = "Help."\n')  # no blueprint: imported, not registered
+    (folder / "_private.py").write_text("raise RuntimeError('never imported')\n")
+    for name in [n for n in sys.modules if n == "app_agents" or n.startswith("app_agents.")]:
+        monkeypatch.delitem(sys.modules, name)
+    app = durable_agents.App(app_dir=tmp_path, http_api=False)
+    assert app.register_agent_modules() == ["helper"]
+    assert [e.name for e in app.registry.list()] == ["helper"] and "helper_run" in _functions(app)
