@@ -7,8 +7,9 @@ request alone, so a retried request gets the same answer:
 
 * a step with ``"when"`` is chosen when all its conditions hold (first match wins): ``"turn"`` (int, see below),
   ``"toolOutputs"`` (int: number of tool-output items / tool messages in the input), ``"userContains"`` (text in
-  the last user message, case-insensitive), ``"lastToolOutputContains"``, ``"path"`` (``"responses"`` or
-  ``"chat"``);
+  the last user message, case-insensitive), ``"lastToolOutputContains"``, ``"instructionsContain"`` (text in the
+  agent's instructions: the Responses ``instructions`` or the first system/developer message; tells the agents of a
+  workflow apart), ``"path"`` (``"responses"`` or ``"chat"``);
 * otherwise the step at the conversation position among the steps without ``when``: the number of tool-calling
   model turns already in the input (runs of ``function_call`` items / assistant messages with ``tool_calls``;
   with one call per step this equals the number of tool outputs), clamped to the last step.
@@ -115,8 +116,10 @@ class _Conversation:
         self.tool_outputs = 0
         self.user_text = ""
         self.last_tool_output = ""
+        self.instructions = ""
         self.tools: set[str] = set()
         if kind == "responses":
+            self.instructions = str(body.get("instructions") or "")
             items = body.get("input")
             if isinstance(items, str):
                 items = [{"role": "user", "content": items}]
@@ -148,6 +151,8 @@ class _Conversation:
                     self.last_tool_output = _text(message.get("content"))
                 elif role == "user":
                     self.user_text = _text(message.get("content"))
+                elif role in ("system", "developer") and not self.instructions:
+                    self.instructions = _text(message.get("content"))
             for tool in body.get("tools") or []:
                 function = tool.get("function") if isinstance(tool, Mapping) else None
                 if isinstance(function, Mapping) and function.get("name"):
@@ -258,6 +263,7 @@ class ScriptedModelServer:
             "toolOutputs": lambda v: conv.tool_outputs == v,
             "userContains": lambda v: str(v).lower() in conv.user_text.lower(),
             "lastToolOutputContains": lambda v: str(v).lower() in conv.last_tool_output.lower(),
+            "instructionsContain": lambda v: str(v).lower() in conv.instructions.lower(),
             "path": lambda v: v == conv.kind,
         }
         return all(checks[key](value) for key, value in when.items() if key in checks)

@@ -163,3 +163,21 @@ def test_runs_as_a_separate_process(tmp_path):
         proc.stderr.close()
     lines = [json.loads(line) for line in record.read_text().splitlines()]
     assert lines[0]["body"]["input"] == "hi"
+
+
+@pytest.mark.parametrize("api", ["responses", "chat_completions"])
+def test_instructions_contain_tells_the_agents_of_a_workflow_apart(api):
+    script = [text_step("I am the judge", when={"instructionsContain": "You JUDGE drafts"}),
+              text_step("I am the writer", when={"instructionsContain": "you write"}), text_step("anyone")]
+    with ScriptedModelServer(script) as server:
+        model = _model(api, server)
+
+        async def ask(instructions):
+            return await model.get_response(instructions, "hi", ModelSettings(), [], None, [], ModelTracing.DISABLED,
+                                            previous_response_id=None, conversation_id=None, prompt=None)
+
+        async def run():
+            return [await ask("You judge drafts."), await ask("You write drafts."), await ask(None)]
+
+        answers = asyncio.run(run())
+    assert [a.output[0].content[0].text for a in answers] == ["I am the judge", "I am the writer", "anyone"]
