@@ -23,7 +23,8 @@ Shapes (all JSON, UTF-8; ``<p>`` is the route prefix; times the API writes are U
   "management": <the Durable management URLs from client.create_http_management_payload(id)>}`` plus header
   ``Location: <p>/runs/{id}``.
 * ``<run>``: ``{"id", "agent", "status", "output", "error", "pendingApprovals": [PendingApproval],
-  "approvals": [ApprovalDecision], "lastAgent", "turns", "usage", "demo", "createdAt", "updatedAt", "links"}``.
+  "approvals": [ApprovalDecision], "lastAgent", "turns", "usage", "demo", "progress", "createdAt", "updatedAt",
+  "links"}`` (``progress``: the members a workflow published with ``context.set_custom_status``).
   ``status`` is one of :data:`RUN_STATUSES`, mapped from the Durable runtime status as docs/internals.md says.
   ``output`` is the :class:`~durable_agents._contracts.OrchestrationOutput` ``finalOutput`` once completed, else
   ``null``. ``error`` is the failure text of a failed run (without the extension's ``Orchestrator function

@@ -174,6 +174,16 @@ def _orchestration_output(raw_output: Any) -> tuple[Any, OrchestrationOutput | N
     return parsed, None
 
 
+_RUNNER_STATUS_MEMBERS = frozenset(CustomStatus.__annotations__)
+
+
+def workflow_progress(custom: CustomStatus) -> dict[str, Any]:
+    """What the orchestrator published with ``context.set_custom_status`` (docs/internals.md "Custom status"): the
+    custom status members that are not the runner's own (a non-dict value is the member ``custom``); ``{}`` for none.
+    """
+    return {key: value for key, value in custom.items() if key not in _RUNNER_STATUS_MEMBERS}
+
+
 def run_json(status: DurableOrchestrationStatus, run_input: OrchestrationInput, route_prefix: str) -> dict[str, Any]:
     """The ``<run>`` JSON of one agent-run instance (shape: package docstring of :mod:`durable_agents._http`).
 
@@ -210,6 +220,7 @@ def run_json(status: DurableOrchestrationStatus, run_input: OrchestrationInput, 
         "turns": turns,
         "usage": usage,
         "demo": bool(demo),
+        "progress": workflow_progress(custom),
         "createdAt": format_time(created) if created is not None else None,
         "updatedAt": format_time(updated) if updated is not None else None,
         "links": run_links(route_prefix, status.instance_id or ""),

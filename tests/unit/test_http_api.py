@@ -429,6 +429,14 @@ def test_get_run_awaiting_approval_shows_pending_approvals_and_progress(api):
     assert run["pendingApprovals"] == [PENDING]
     assert run["approvals"][0]["id"] == "call_0"
     assert run["lastAgent"] == "support" and run["turns"] == 2 and run["output"] is None
+    assert run["progress"] == {}
+
+
+def test_get_run_shows_what_a_workflow_published_with_set_custom_status_as_progress(api):
+    seed_awaiting(api.host, stage="waiting for the plan's approval", rounds=[{"score": 5}], custom=None)
+    run = api.get_run("run1").body
+    assert run["progress"] == {"stage": "waiting for the plan's approval", "rounds": [{"score": 5}], "custom": None}
+    assert run["pendingApprovals"] == [PENDING] and run["turns"] == 2  # the runner's own members stay where they are
 
 
 @pytest.mark.parametrize("runtime", ["Running", "ContinuedAsNew", "Suspended"])
