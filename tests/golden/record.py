@@ -53,6 +53,7 @@ class Scenario:
     script: list[dict[str, Any]]
     decisions: tuple[tuple[str, bool, str | None], ...] = ()
     env: dict[str, str] = field(default_factory=dict)
+    agent: str = AGENT
 
 
 def _refund_script(final: str) -> list[dict[str, Any]]:
@@ -91,6 +92,12 @@ SCENARIOS = [
              [calls_step(call("transfer_to_refunds", {}, id="call_handoff")),
               calls_step(call("refund_order", {"order_id": "ORD-3", "amount": "20.00"}, id="call_refund")),
               text_step("Refunded 20.00 for ORD-3.")]),
+    Scenario("workflow-approval", "A generator workflow: the support agent answers (one tool turn), a person approves "
+             "the answer (a workflow approval), then the workflow checks the stock (its own activity).",
+             "Is my keyboard from ORD-1 delivered?",
+             [calls_step(call("lookup_order", {"order_id": "ORD-1"}, id="call_lookup")),
+              text_step("Yes, ORD-1 was delivered.")],
+             decisions=(("answer-1", True, "Correct."),), agent="review"),
 ]
 
 
@@ -122,7 +129,7 @@ def record(scenario: Scenario, tmp: Path) -> dict[str, Any]:
                              log_level="INFO")
     try:
         runtime.start()
-        status, started = _http("POST", runtime.url(f"/api/agents/{AGENT}/runs"),
+        status, started = _http("POST", runtime.url(f"/api/agents/{scenario.agent}/runs"),
                                 {"input": scenario.input, "runId": scenario.name})
         if status != 202:
             raise RuntimeError(f"{scenario.name}: start answered {status}: {started}")

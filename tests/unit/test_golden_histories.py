@@ -21,7 +21,7 @@ from tests.golden.app.function_app import app, create_app
 HISTORIES_DIR = Path(__file__).resolve().parents[1] / "golden" / "histories"
 HISTORIES = sorted(HISTORIES_DIR.glob("*.json"))
 SCENARIOS = {"approval-approved", "approval-rejected", "approval-expired", "fan-out-three-tools", "model-429-retry",
-             "handoff"}
+             "handoff", "workflow-approval"}
 
 
 def _golden(name: str) -> dict[str, Any]:
@@ -97,3 +97,17 @@ def test_a_history_cut_after_an_episode_replays_clean_up_to_there():
     with pytest.raises(NonDeterminismError) as caught:
         replay_history(create_app(lookup_as_activity=False), waiting)
     assert caught.value.step == 1
+
+
+def test_a_generator_workflow_that_yields_in_another_order_breaks_its_runs_in_flight():
+    # The recorded workflow ran the agent first (its first activity is invoke_model); the changed code yields its
+    # own stock check first, so the history's first scheduled activity does not match.
+    golden = _golden("workflow-approval")
+    assert replay_history(app, golden).output == {"answer": "Yes, ORD-1 was delivered.", "decision": "approved",
+                                                  "inStock": 4}
+    with pytest.raises(NonDeterminismError) as caught:
+        replay_history(create_app(stock_check_first=True), golden)
+    error = caught.value
+    assert error.step == 0
+    assert error.recorded == {"kind": "activity", "name": "invoke_model"}
+    assert error.requested == {"kind": "activity", "name": "check_stock"}

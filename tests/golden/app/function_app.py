@@ -41,12 +41,13 @@ async def _needs_approval(ctx: Any, args: dict[str, Any], call_id: str) -> bool:
 
 
 def create_app(*, lookup_name: str = "lookup_order", lookup_as_activity: bool = True,
-               audit_run: bool = False) -> durable_agents.App:
+               audit_run: bool = False, stock_check_first: bool = False) -> durable_agents.App:
     """The fixture app; the defaults give the app the histories were recorded with.
 
     ``lookup_name`` renames the order lookup tool (and its activity), ``lookup_as_activity=False`` makes it a
     plain function tool that runs inside the orchestrator (no activity), ``audit_run=True`` makes the orchestrator
-    ask the agent for a one-line audit note after the run (one more model call).
+    ask the agent for a one-line audit note after the run (one more model call), ``stock_check_first=True`` makes
+    the ``review`` workflow check the stock before it asks for the approval instead of after.
     """
     bp = durable_agents.Blueprint()
 
@@ -88,6 +89,22 @@ def create_app(*, lookup_name: str = "lookup_order", lookup_as_activity: bool = 
         if audit_run:
             Runner.run_sync(support, "Write a one-line audit note of this conversation.")
         return result
+
+    @bp.workflow("review", description="The support agent answers; a person approves the answer; then a stock check.",
+                 agents=(support,))
+    def review_run(context: Any) -> Any:
+        def stock_check() -> Any:
+            call = {"runId": context.instance_id, "callId": "workflow-stock", "tool": "check_stock", "agent": "review"}
+            return context.call_activity("check_stock", {"args": {"sku": "SKU-1"}, "call": call})
+
+        stock = (yield stock_check()) if stock_check_first else None
+        answer = Runner.run_sync(support, context.get_input()["input"], max_turns=20).final_output
+        context.set_custom_status({"stage": "waiting for the reviewer"})
+        decision = yield context.request_approval("Send this answer to the customer?", {"answer": answer},
+                                                  step="answer")
+        if stock is None:
+            stock = yield stock_check()
+        return {"answer": answer, "decision": decision["decision"], "inStock": stock["in_stock"]}
 
     app = durable_agents.App(http_auth_level="ANONYMOUS")
     app.register_functions(bp)
