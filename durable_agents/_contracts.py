@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 import azure.durable_functions as df
 
@@ -114,6 +114,7 @@ class PendingApproval(TypedDict):
     arguments: Any
     requestedAt: str
     expiresAt: str
+    runId: NotRequired[str]  # set by the HTTP API on an approval of one of the run's sub-orchestrations
 
 
 class ApprovalDecision(TypedDict):
@@ -137,6 +138,7 @@ class CustomStatus(TypedDict):
     pendingApprovals: list[PendingApproval]
     approvals: list[ApprovalDecision]
     demo: bool
+    children: NotRequired[list[str]]  # instance ids of the sub-orchestrations the run started (their approvals show)
 
 
 class ApprovalEvent(TypedDict):

@@ -235,10 +235,38 @@ async def list_runs(api: HttpApi, req: func.HttpRequest, client: DurableOrchestr
     return _json_response({"runs": [run for _, _, run in runs[: query.top]]})
 
 
+MAX_CHILDREN_READ = 50
+"""How many sub-orchestrations of a run ``GET runs/{runId}`` and the approvals route read (the first ones started)."""
+
+
+async def _children(
+    client: DurableOrchestrationClient, status: DurableOrchestrationStatus
+) -> list[tuple[str, DurableOrchestrationStatus]]:
+    """The sub-orchestrations a run started (custom status ``children``) that exist, with their statuses."""
+    found = []
+    for child_id in (read_custom_status(status).get("children") or [])[:MAX_CHILDREN_READ]:
+        if isinstance(child_id, str):
+            child = await client.get_status(child_id)
+            if child:
+                found.append((child_id, child))
+    return found
+
+
 async def get_run(api: HttpApi, req: func.HttpRequest, client: DurableOrchestrationClient) -> func.HttpResponse:
-    """``GET runs/{runId}`` → 200 ``<run>``; 404 for unknown ids and for instances that are not agent runs."""
+    """``GET runs/{runId}`` → 200 ``<run>``; 404 for unknown ids and for instances that are not agent runs.
+
+    The pending approvals of the run's running sub-orchestrations are listed too, each with ``runId`` (the child's
+    instance id), and make the run ``awaiting_approval``; they are decided through this run's approvals route.
+    """
     status, run_input = await _load_run(client, _path_run_id(req))
-    return _json_response(run_json(status, run_input, api.route_prefix))
+    run = run_json(status, run_input, api.route_prefix)
+    if status.runtime_status not in TERMINAL:
+        for child_id, child in await _children(client, status):
+            if child.runtime_status not in TERMINAL:
+                run["pendingApprovals"] += [{**p, "runId": child_id} for p in pending_approvals(
+                    read_custom_status(child))]
+        run["status"] = run_status(status.runtime_status, run["pendingApprovals"])
+    return _json_response(run)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -258,7 +286,8 @@ async def decide_approval(
     :class:`~durable_agents._contracts.ApprovalEvent` and polls until the orchestration records a decision (at
     most ``api.approval_wait_seconds``): 202 ``<decision>`` when it recorded this one (or when the wait ran out:
     ``recorded: false``), 409 when it recorded another (a concurrent decision or expiry), 410 when the run
-    finished without recording it.
+    finished without recording it. An approval of one of the run's sub-orchestrations (custom status ``children``)
+    is decided on that child, with the same answers.
     """
     check_size(req)
     body = validate(DecisionBody, read_object(req, required=True) or {})
@@ -267,6 +296,13 @@ async def decide_approval(
     wanted = "approved" if body.approved else "rejected"
     status, _ = await _load_run(client, run_id)
     custom = read_custom_status(status)
+    target = run_id  # the instance that waits for this approval: the run, or one of its sub-orchestrations
+    if find_decided(custom, approval_id) is None and find_pending(custom, approval_id) is None:
+        for child_id, child in await _children(client, status):
+            child_custom = read_custom_status(child)
+            if find_decided(child_custom, approval_id) or find_pending(child_custom, approval_id):
+                target, status, custom = child_id, child, child_custom
+                break
     recorded = find_decided(custom, approval_id)
     if status.runtime_status in TERMINAL:
         if recorded is not None and recorded.get("decision") == wanted:
@@ -279,9 +315,9 @@ async def decide_approval(
         raise Problem("approval-not-found", f"Run {run_id!r} has no pending approval {approval_id!r}.")
     event: ApprovalEvent = {"approved": body.approved, "comment": body.comment}
     try:
-        await client.raise_event(run_id, approval_event_name(approval_id), event)
+        await client.raise_event(target, approval_event_name(approval_id), event)
     except Exception:
-        after = await client.get_status(run_id)
+        after = await client.get_status(target)
         if not after:
             raise _run_not_found(run_id) from None
         if after.runtime_status in TERMINAL:
@@ -291,7 +327,7 @@ async def decide_approval(
     deadline = loop.time() + api.approval_wait_seconds
     delay = _FIRST_POLL_SECONDS
     while True:
-        latest = await client.get_status(run_id)
+        latest = await client.get_status(target)
         if not latest:
             raise _run_not_found(run_id)
         recorded = find_decided(read_custom_status(latest), approval_id)

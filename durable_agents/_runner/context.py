@@ -150,6 +150,7 @@ class OrchestrationContextView:
         self._blocking = False
         self._uuid_counter = 0
         self._approvals = 0
+        self._children = 0
         self.continued_as_new: tuple[bool, Any] = (False, None)
 
     # -- replay-safe state --------------------------------------------------------------------------------------
@@ -204,14 +205,26 @@ class OrchestrationContextView:
 
     def call_sub_orchestrator(self, name: str, input_: Any = None, instance_id: str | None = None) -> Any:
         """Run the orchestrator ``name`` as a sub-orchestration (an agent orchestrator too: give it an
-        ``OrchestrationInput``); the result is its output, a failure raises :class:`durable_agents.TaskFailedError`."""
-        return self._task(SubOrchestratorCall(name=_function_name(name), input=input_, instance_id=instance_id))
+        ``OrchestrationInput``); the result is its output, a failure raises :class:`durable_agents.TaskFailedError`.
+        The child's pending approvals show in this run's ``pendingApprovals`` (HTTP API) and are decided there."""
+        return self._task(SubOrchestratorCall(name=_function_name(name), input=input_,
+                                              instance_id=self._child_id(instance_id)))
 
     def call_sub_orchestrator_with_retry(self, name: str, retry_options: df.RetryOptions, input_: Any = None,
                                          instance_id: str | None = None) -> Any:
         """``call_sub_orchestrator`` with Durable retry options."""
-        return self._task(SubOrchestratorCall(name=_function_name(name), input=input_, instance_id=instance_id,
-                                              retry=_retry(retry_options)))
+        return self._task(SubOrchestratorCall(name=_function_name(name), input=input_,
+                                              instance_id=self._child_id(instance_id), retry=_retry(retry_options)))
+
+    def _child_id(self, instance_id: str | None) -> str:
+        """The child's instance id (default ``<instance id>:sub-<n>``, the same on every replay), recorded in the
+        run's custom status (``children``) so that the HTTP API shows and decides the child's approvals."""
+        self._children += 1
+        child = instance_id or f"{self.instance_id}:sub-{self._children}"
+        progress = self._session.progress
+        if child not in progress.children:
+            progress.children = (*progress.children, child)
+        return child
 
     def continue_as_new(self, input_: Any) -> None:
         """Restart the orchestration with ``input_`` when the function returns (its return value is then ignored).

@@ -175,6 +175,8 @@ class _StatusBook:
             "approvals": list(self.decided[-MAX_DECIDED_APPROVALS:]),
             "demo": bool(progress.demo),
         }
+        if progress.children:
+            status["children"] = list(progress.children)
         custom = progress.custom
         if isinstance(custom, dict):
             context.set_custom_status({**custom, **status})

@@ -154,6 +154,7 @@ class Progress:
     last_tool: str | None = None
     demo: bool = False
     custom: Any = None  # the user's context.set_custom_status value (JSON), merged into the custom status
+    children: tuple[str, ...] = ()  # instance ids of the sub-orchestrations started so far
 
     def snapshot(self) -> Progress:
         """A copy for a step (steps compare by value, progress included)."""

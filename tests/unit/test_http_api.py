@@ -585,6 +585,25 @@ def test_approve_raises_the_event_waits_for_the_record_and_answers_202(api):
     assert api.get_run("run1").body["approvals"][0]["decision"] == "approved"
 
 
+def test_an_approval_of_a_sub_orchestration_shows_in_the_parent_run_and_is_decided_there(api):
+    plan = {"id": "plan-1", "kind": "workflow", "tool": "plan", "summary": "Refund 20.00?", "arguments": {},
+            "requestedAt": "2026-01-01T00:00:00.000Z", "expiresAt": "2026-01-02T00:00:00.000Z"}
+    seed_awaiting(api.host, "parent", pendingApprovals=[], children=["parent:sub-1", "parent:gone"])
+    api.host.add("parent:sub-1", ORCH, run_input(), runtime_status="Running",
+                 custom_status={"agent": "support", "pendingApprovals": [plan], "approvals": []})
+    run = api.get_run("parent").body
+    assert run["status"] == "awaiting_approval"
+    assert run["pendingApprovals"] == [{**plan, "runId": "parent:sub-1"}]
+    reply = api.decide("parent", "plan-1", {"approved": True, "comment": "go"})
+    assert reply.status == 202 and reply.body["runId"] == "parent" and reply.body["recorded"] is True
+    assert api.host.instances["parent:sub-1"].events == [("approval:plan-1", '{"approved": true, "comment": "go"}')]
+    assert api.host.instances["parent"].events == []
+    again = api.decide("parent", "plan-1", {"approved": True})
+    assert again.status == 200 and again.body["decision"] == "approved"
+    assert api.decide("parent", "plan-1", {"approved": False}).status == 409
+    assert api.get_run("parent").body["pendingApprovals"] == []
+
+
 def test_reject_with_null_comment(api):
     seed_awaiting(api.host)
     reply = api.decide("run1", "call_1", {"approved": False, "comment": None})

@@ -368,3 +368,27 @@ def test_a_rejected_plan_ends_the_workflow_and_an_unanswered_one_expires_after_i
     assert rejected.output == {"done": False, "decision": "rejected", "comment": "too generous"}
     assert expired.output == {"done": False, "decision": "expired", "comment": None}
     assert blocking.status == "Completed" and blocking.output == "expired"
+
+
+def test_a_sub_orchestration_s_approval_is_listed_by_the_parent_and_decided_on_the_child():
+    app = durable_agents.App(http_api=False)
+
+    @app.agent(ENGLISH, description="Asks for a go-ahead.", name="child_gate")
+    def child_gate(context):
+        decision = yield context.request_approval("Go ahead?", {"order": context.get_input()["input"]})
+        return decision["decision"]
+
+    @app.agent(FRENCH, description="Runs a gated child.", name="parent_flow")
+    def parent_flow(context):
+        return (yield context.call_sub_orchestrator("child_gate", {"agent": "child_gate", "input": "ORD-9",
+                                                                   "settings": {}}))
+
+    harness = ReplayHarness(app, model=ScriptedModel([]))
+    run = harness.start_run("parent_flow", "go", settings={}, run_id="parent")
+    harness.run(advance_timers=False)
+    assert run.custom_status["children"] == ["parent:sub-1"]  # what the HTTP API reads to list the child's approvals
+    child = harness.instances["parent:sub-1"]
+    assert [p["id"] for p in harness.pending_approvals(child)] == ["approval-1"]
+    harness.approve(child, "approval-1")
+    harness.run()
+    assert run.status == "Completed" and run.output == "approved"
