@@ -190,9 +190,11 @@ def test_bad_requests_get_problems_and_change_nothing(stack):
 
 
 def test_list_runs_and_agents(stack):
-    agents = http("GET", stack.url("/api/agents")).json["agents"]
-    assert [a["name"] for a in agents] == ["support"]
-    assert {"name": "refund_order", "approval": "conditional"} in agents[0]["approvalTools"]
+    agents = {a["name"]: a for a in http("GET", stack.url("/api/agents")).json["agents"]}
+    assert {name: a["kind"] for name, a in agents.items()} == {
+        "customer_message": "workflow", "order_audit": "workflow", "order_reviewer": "agent",
+        "resolution": "workflow", "shipping": "agent", "support": "agent", "triage": "workflow"}
+    assert {"name": "refund_order", "approval": "conditional"} in agents["support"]["approvalTools"]
     listed = http("GET", stack.url("/api/runs?agent=support&top=100")).json["runs"]
     assert listed and all(r["agent"] == "support" for r in listed)
     _problem(http("GET", stack.url("/api/runs?status=bogus")), 400)
