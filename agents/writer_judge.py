@@ -90,8 +90,7 @@ def judge_prompt(situation: str, draft: str) -> str:
     return f"Situation:\n{situation}\n\nDraft:\n{draft}"
 
 
-def _whole_setting(name: str, default: int) -> int:
-    value = durable_agents.run_setting(name, str(default))
+def _whole_setting(value: str | None, default: int) -> int:
     try:
         number = int(str(value).strip())
     except ValueError:
@@ -109,8 +108,8 @@ def _whole_setting(name: str, default: int) -> int:
 def customer_message_workflow(context):
     """Orchestrator of one ``customer_message`` run (module docstring); input ``{"agent", "input", "settings"}``."""
     situation = str(context.get_input()["input"])
-    passing = _whole_setting("MESSAGE_PASSING_SCORE", DEFAULT_PASSING_SCORE)
-    max_rounds = _whole_setting("MESSAGE_MAX_ROUNDS", DEFAULT_MAX_ROUNDS)
+    passing = _whole_setting(durable_agents.run_setting("MESSAGE_PASSING_SCORE"), DEFAULT_PASSING_SCORE)
+    max_rounds = _whole_setting(durable_agents.run_setting("MESSAGE_MAX_ROUNDS"), DEFAULT_MAX_ROUNDS)
     rounds: list[dict[str, Any]] = []
 
     def publish(stage: str) -> None:

@@ -121,6 +121,15 @@ param refundApprovalThreshold string = '100'
 @description('Attempts per model call before the run fails (MODEL_MAX_ATTEMPTS).')
 param modelMaxAttempts string = '6'
 
+@description('How long the resolution workflow waits for a person to approve its plan (PLAN_APPROVAL_TIMEOUT).')
+param planApprovalTimeout string = 'P1D'
+
+@description('Score (1..10) a customer message needs from the judge agent (MESSAGE_PASSING_SCORE).')
+param messagePassingScore string = '8'
+
+@description('Writer/judge rounds before the customer_message workflow stops (MESSAGE_MAX_ROUNDS).')
+param messageMaxRounds string = '3'
+
 @description('Azure Table that holds the refund ledger (REFUND_LEDGER_TABLE_NAME).')
 param refundLedgerTableName string = 'refunds'
 
@@ -261,6 +270,9 @@ module functionApp './app/functionapp.bicep' = {
     approvalTimeout: approvalTimeout
     refundApprovalThreshold: refundApprovalThreshold
     modelMaxAttempts: modelMaxAttempts
+    planApprovalTimeout: planApprovalTimeout
+    messagePassingScore: messagePassingScore
+    messageMaxRounds: messageMaxRounds
     virtualNetworkSubnetId: enableVirtualNetwork ? network!.outputs.appSubnetId : ''
   }
   // Role assignments first, so the app's first start already has its data-plane access.

@@ -79,6 +79,15 @@ param refundApprovalThreshold string = '100'
 @description('Model call attempts before a run fails.')
 param modelMaxAttempts string = '6'
 
+@description('ISO 8601 duration the resolution workflow waits for its plan approval.')
+param planApprovalTimeout string = 'P1D'
+
+@description('Judge score a customer message needs (1..10).')
+param messagePassingScore string = '8'
+
+@description('Writer/judge rounds of the customer_message workflow.')
+param messageMaxRounds string = '3'
+
 @description('Subnet for VNet integration; empty means none.')
 param virtualNetworkSubnetId string = ''
 
@@ -168,6 +177,10 @@ resource appSettings 'Microsoft.Web/sites/config@2024-11-01' = {
     // Approvals and the refund ledger (Azure Table over the managed identity).
     APPROVAL_TIMEOUT: approvalTimeout
     REFUND_APPROVAL_THRESHOLD: refundApprovalThreshold
+    // Workflows (agents/resolution.py, agents/writer_judge.py).
+    PLAN_APPROVAL_TIMEOUT: planApprovalTimeout
+    MESSAGE_PASSING_SCORE: messagePassingScore
+    MESSAGE_MAX_ROUNDS: messageMaxRounds
     REFUND_LEDGER_TABLE_ENDPOINT: storageTableEndpoint
     REFUND_LEDGER_TABLE_NAME: refundLedgerTableName
   }
