@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -132,10 +133,15 @@ def _run_not_found(run_id: str) -> Problem:
     return Problem("run-not-found", f"There is no run with id {run_id!r}.")
 
 
+PATH_RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,100}(?::[A-Za-z0-9_-]{1,100}){0,4}")
+"""A ``{runId}`` in a path: a run id (:data:`RUN_ID_PATTERN`), or a sub-orchestration's id made of such parts
+joined by ``:`` (``<parent>:<order id>``, ``<parent>:sub-1``); callers can only choose the first form."""
+
+
 def _path_run_id(req: func.HttpRequest) -> str:
     """The ``{runId}`` route parameter; 404 when it cannot be a run id (never passed to the Durable client)."""
     run_id = req.route_params.get("runId") or ""
-    if not RUN_ID_PATTERN.fullmatch(run_id):
+    if not RUN_ID_PATTERN.fullmatch(run_id) and not PATH_RUN_ID_PATTERN.fullmatch(run_id):
         raise _run_not_found(run_id)
     return run_id
 

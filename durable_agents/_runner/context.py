@@ -199,7 +199,8 @@ class OrchestrationContextView:
         """Schedule the activity ``name`` with JSON ``input_`` (a task; its result, in a plain function)."""
         return self._task(ActivityCall(name=_function_name(name), input=input_))
 
-    def call_activity_with_retry(self, name: str, retry_options: df.RetryOptions, input_: Any = None) -> Any:
+    def call_activity_with_retry(self, name: str, retry_options: df.RetryOptions | ToolRetry,
+                                 input_: Any = None) -> Any:
         """``call_activity`` with Durable retry options (``df.RetryOptions`` or ``durable_agents.ToolRetry``)."""
         return self._task(ActivityCall(name=_function_name(name), input=input_, retry=_retry(retry_options)))
 
@@ -210,8 +211,8 @@ class OrchestrationContextView:
         return self._task(SubOrchestratorCall(name=_function_name(name), input=input_,
                                               instance_id=self._child_id(instance_id)))
 
-    def call_sub_orchestrator_with_retry(self, name: str, retry_options: df.RetryOptions, input_: Any = None,
-                                         instance_id: str | None = None) -> Any:
+    def call_sub_orchestrator_with_retry(self, name: str, retry_options: df.RetryOptions | ToolRetry,
+                                         input_: Any = None, instance_id: str | None = None) -> Any:
         """``call_sub_orchestrator`` with Durable retry options."""
         return self._task(SubOrchestratorCall(name=_function_name(name), input=input_,
                                               instance_id=self._child_id(instance_id), retry=_retry(retry_options)))

@@ -495,6 +495,17 @@ def test_get_run_404_for_unknown_ids_bad_ids_and_instances_that_are_not_agent_ru
     assert ("GET", "/durabletask/instances/bad.id") not in api.host.requests
 
 
+def test_a_sub_orchestration_s_id_with_colons_can_be_read_but_odd_ones_are_404(api):
+    api.host.add("audit-1:ORD-1019", ORCH, run_input("order_reviewer"), runtime_status="Completed",
+                 output=json.dumps({"finalOutput": "ok", "lastAgent": "order_reviewer", "turns": 1, "usage": None,
+                                    "demo": False}))
+    run = api.get_run("audit-1:ORD-1019").body
+    assert run["id"] == "audit-1:ORD-1019" and run["status"] == "completed" and run["output"] == "ok"
+    for odd in (":x", "x:", "a::b", "a:b.c"):
+        assert_problem(api.get_run(odd), 404, "run-not-found", f"/api/runs/{odd}")
+    assert not [r for r in api.host.requests if r[1].endswith(("/:x", "/x:", "/a::b"))]
+
+
 def test_get_run_accepts_input_posted_as_raw_json_object(api):
     api.host.add("raw", ORCH, {"agent": "support", "input": "hi", "settings": {}}, runtime_status="Running")
     assert api.get_run("raw").body["status"] == "running"
