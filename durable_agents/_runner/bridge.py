@@ -235,7 +235,7 @@ class Session:
         finally:
             self._closing = True
             bind_session(None)
-            _close_thread_event_loop()
+            _close_thread_event_loop(self._loop)
         self._to_generator(message)
 
     def submit(self, call: Call, *, wait_any: bool = False) -> asyncio.Future[Any]:
@@ -344,8 +344,9 @@ class Session:
         return decisions
 
 
-def _close_thread_event_loop() -> None:
-    """Close the calling thread's default event loop (``Runner.run_sync`` leaves it open on purpose).
+def _close_thread_event_loop(own: asyncio.AbstractEventLoop | None = None) -> None:
+    """Close the calling thread's default event loop (``Runner.run_sync`` leaves it open on purpose) and ``own``, the
+    worker's own loop, when the user's code replaced it (``asyncio.run`` sets the thread's loop to ``None``).
 
     Runs in the worker thread when the user's function has returned or unwound: remaining tasks are cancelled and
     awaited, async generators shut down, the loop closed and unset. Without it the loop and any pending task of
@@ -356,19 +357,26 @@ def _close_thread_event_loop() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         try:
-            loop = policy.get_event_loop()
+            current: asyncio.AbstractEventLoop | None = policy.get_event_loop()
         except RuntimeError:
-            return
+            current = None
     try:
-        if not loop.is_closed() and not loop.is_running():
-            pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
-            for task in pending:
-                task.cancel()
-            if pending:
-                with contextlib.suppress(BaseException):
-                    loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-            with contextlib.suppress(BaseException):
-                loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
+        for loop in {id(x): x for x in (current, own) if x is not None}.values():
+            _close_loop(loop)
     finally:
         policy.set_event_loop(None)
+
+
+def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel and await the loop's remaining tasks, shut its async generators down and close it."""
+    if loop.is_closed() or loop.is_running():
+        return
+    pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        with contextlib.suppress(BaseException):
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    with contextlib.suppress(BaseException):
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    loop.close()

@@ -275,13 +275,7 @@ class DurableAgentRunner(AgentRunner):
     async def run(self, starting_agent: Agent[Any], input: Any, **kwargs: Any) -> RunResult:
         session = _session()
         if session is None:
-            if compat.in_orchestrator_episode():
-                raise UserError(
-                    "Runner.run / Runner.run_sync was called in a Durable orchestrator that is not an agent "
-                    "orchestrator: its model calls would run in the orchestrator, again on every replay. Decorate "
-                    "the orchestrator with durable_agents.agent_orchestrator (or use Blueprint.agent) so that every "
-                    "model call and tool call is an activity."
-                )
+            _refuse_plain_orchestrator()
             return await super().run(starting_agent, input, **kwargs)
         _check_models(starting_agent)
         kwargs["run_config"] = _durable_run_config(session, kwargs.get("run_config"))
@@ -304,9 +298,27 @@ class DurableAgentRunner(AgentRunner):
             result = await super().run(starting_agent, state, **resume_kwargs)
         return result
 
+    def run_sync(self, starting_agent: Agent[Any], input: Any, **kwargs: Any) -> RunResult:
+        """The SDK's ``run_sync``; in a plain Durable orchestrator it fails before the SDK makes an event loop."""
+        if _session() is None:
+            _refuse_plain_orchestrator()
+        return super().run_sync(starting_agent, input, **kwargs)
+
     def run_streamed(
         self, starting_agent: Agent[Any], input: Any, **kwargs: Any
     ) -> RunResultStreaming:
         if _session() is not None or compat.in_orchestrator_episode():
             raise UserError("Runner.run_streamed is not supported inside a durable orchestration")
         return super().run_streamed(starting_agent, input, **kwargs)
+
+
+def _refuse_plain_orchestrator() -> None:
+    """Raise ``UserError`` when the calling thread runs a Durable orchestrator episode outside an agent orchestrator
+    (its model calls would run in the orchestrator, again on every replay)."""
+    if compat.in_orchestrator_episode():
+        raise UserError(
+            "Runner.run / Runner.run_sync was called in a Durable orchestrator that is not an agent "
+            "orchestrator: its model calls would run in the orchestrator, again on every replay. Decorate "
+            "the orchestrator with durable_agents.agent_orchestrator (or use Blueprint.agent) so that every "
+            "model call and tool call is an activity."
+        )
