@@ -126,7 +126,8 @@ class DemoTurn:
 
 @dataclass(frozen=True)
 class DemoReply:
-    """What a demo responder answers: a tool call (:meth:`call`) or a final text (:meth:`final`).
+    """What a demo responder answers: a tool call (:meth:`call`), a final text (:meth:`final`) or a structured
+    output (:meth:`output`).
 
     ``kind`` is ``"call"`` (``tool`` and ``arguments`` set) or ``"final"`` (``text`` set). Build replies with the
     class methods; the constructor raises ``ValueError`` for an inconsistent combination.
@@ -136,6 +137,7 @@ class DemoReply:
     tool: str | None = None
     arguments: Mapping[str, Any] = field(default_factory=_empty)
     text: str | None = None
+    value: Any = None  # the structured output of :meth:`output` (JSON), else None
 
     def __post_init__(self) -> None:
         if self.kind == "call":
@@ -165,6 +167,17 @@ class DemoReply:
         """End the turn with ``text``; the model prefixes it with ``[demo model] `` (and shapes it as JSON when the
         agent wants structured output). Raises ``ValueError`` when ``text`` is not a string."""
         return cls(kind="final", text=text)
+
+    @classmethod
+    def output(cls, value: Any) -> DemoReply:
+        """End the turn with the structured output ``value`` (a JSON value matching the agent's ``output_type``),
+        sent as it is; for a plain-text agent it is sent as JSON text. The run is still labelled demo
+        (``"demo": true``). Raises ``ValueError`` when ``value`` is not JSON-serialisable."""
+        try:
+            text = json.dumps(value, ensure_ascii=False, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"a demo structured output must be a JSON value: {exc}") from None
+        return cls(kind="final", text=text, value=value)
 
 
 DemoResponder = Callable[[DemoTurn], DemoReply | None]
@@ -271,7 +284,9 @@ class DemoModel(Model):
             out_text = json.dumps(_plain(reply.arguments), default=str)
         else:
             text = f"{DEMO_PREFIX} {reply.text}"
-            if structured and turn.output_schema is not None:
+            if reply.value is not None:  # DemoReply.output: the responder's own structured output, as it is
+                text = str(reply.text)
+            elif structured and turn.output_schema is not None:
                 text = json.dumps(_schema_value(turn.output_schema, text), ensure_ascii=False)
             output.append(ResponseOutputMessage(
                 type="message", id=f"msg_demo_{seed}", role="assistant", status="completed",

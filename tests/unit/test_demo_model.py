@@ -250,6 +250,22 @@ def test_a_final_reply_is_shaped_by_the_structured_output_schema():
     assert seen == [(True, ["ok", "score", "summary", "tags"])]
 
 
+def test_a_structured_output_reply_is_sent_as_it_is_and_the_run_stays_labelled_demo():
+    class Verdict(BaseModel):
+        score: int
+        feedback: str
+        refund: float | None
+
+    add_demo_responder(lambda turn: DemoReply.output({"score": 9, "feedback": f"{DEMO_PREFIX} fine", "refund": None}))
+    model = ActivityBridgeModel()
+    agent = Agent(name="judge", instructions="Judge.", output_type=Verdict, model=model)
+    result = asyncio.run(Runner.run(agent, "judge this", run_config=CONFIG))
+    assert result.final_output == Verdict(score=9, feedback=f"{DEMO_PREFIX} fine", refund=None)
+    assert [r["demo"] for r in model.results] == [True]  # the invoke_model result says it was the demo model
+    with pytest.raises(ValueError, match="must be a JSON value"):
+        DemoReply.output({"score": float("nan")})
+
+
 def test_responder_mistakes_fail_the_call():
     add_demo_responder(lambda turn: DemoReply.call("delete_everything", {}))
     with pytest.raises(ValueError, match="'delete_everything', which the model was not given"):
