@@ -102,23 +102,12 @@ class _AgentDecorators:
         named after the function. Raises ``ValueError`` for a name outside ``[A-Za-z0-9_-]{1,64}``, an empty
         description or a ``settings`` string, ``TypeError`` when ``agent`` is not an ``agents.Agent``.
         """
-        from ._orchestrator import agent_orchestrator
-
         if not isinstance(agent, agents.Agent):
             raise TypeError(f"agent must be an agents.Agent, not {type(agent).__name__}")
         api_name = name if name is not None else agent.name
-
-        def decorate(fn: Callable[..., Any]) -> Any:
-            entry = AgentRegistry.entry(
-                api_name, orchestrator=fn.__name__, description=description, agent=agent,
-                settings=settings if isinstance(settings, str) else tuple(settings),  # type: ignore[arg-type]
-            )
-            orchestrator = agent_orchestrator(fn, agent_name=api_name)
-            registered = self.orchestration_trigger(context_name=context_name)(orchestrator)  # type: ignore[attr-defined]
-            self._add_agent(entry)
-            return registered
-
-        return decorate
+        return self._orchestrator_decorator(
+            api_name, context_name, description=description, agent=agent, settings=settings
+        )
 
     def workflow(
         self,
@@ -137,17 +126,24 @@ class _AgentDecorators:
         approval tools of ``agents``, and started like an agent (``POST /api/agents/{name}/runs``). Same errors as
         :meth:`agent`.
         """
+        return self._orchestrator_decorator(
+            name, context_name, description=description, settings=settings, kind="workflow",
+            workflow_agents=tuple(agents),
+        )
+
+    def _orchestrator_decorator(
+        self, name: str, context_name: str, **entry: Any
+    ) -> Callable[[Callable[..., Any]], Any]:
+        """The decorator of :meth:`agent` and :meth:`workflow`: validate the registry entry (``AgentRegistry.entry``
+        with ``entry``), register ``fn`` as the orchestrator ``fn.__name__`` through ``agent_orchestrator``, record
+        the entry."""
         from ._orchestrator import agent_orchestrator
 
         def decorate(fn: Callable[..., Any]) -> Any:
-            entry = AgentRegistry.entry(
-                name, orchestrator=fn.__name__, description=description, kind="workflow",
-                settings=settings if isinstance(settings, str) else tuple(settings),  # type: ignore[arg-type]
-                workflow_agents=tuple(agents),
-            )
+            registered_entry = AgentRegistry.entry(name, orchestrator=fn.__name__, **entry)
             orchestrator = agent_orchestrator(fn, agent_name=name)
             registered = self.orchestration_trigger(context_name=context_name)(orchestrator)  # type: ignore[attr-defined]
-            self._add_agent(entry)
+            self._add_agent(registered_entry)
             return registered
 
         return decorate
@@ -268,11 +264,7 @@ class App(_AgentDecorators, df.DFApp):
         """
         entries = [e for e in getattr(function_container, "agents", None) or [] if isinstance(e, RegisteredAgent)]
         for entry in entries:  # refuse a conflict before anything of the blueprint is registered
-            existing = self.registry.get(entry.name)
-            if existing is not None and existing.orchestrator != entry.orchestrator:
-                raise ValueError(
-                    f"agent {entry.name!r} is already registered with orchestrator {existing.orchestrator!r}"
-                )
+            self.registry.check(entry)
         super().register_functions(function_container)
         for entry in entries:
             self.registry.add(entry)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -134,7 +135,7 @@ class AgentRegistry:
         orchestrator: str,
         description: str,
         agent: agents.Agent[Any] | None = None,
-        settings: tuple[str, ...] | list[str] = (),
+        settings: Sequence[str] = (),
         kind: str = "agent",
         workflow_agents: tuple[agents.Agent[Any], ...] = (),
     ) -> RegisteredAgent:
@@ -180,13 +181,19 @@ class AgentRegistry:
         harmless); a different ``orchestrator`` for a registered name raises ``ValueError``.
         """
         with self._lock:
-            existing = self._agents.get(entry.name)
-            if existing is not None and existing.orchestrator != entry.orchestrator:
-                raise ValueError(
-                    f"agent {entry.name!r} is already registered with orchestrator {existing.orchestrator!r}"
-                )
+            self._check(entry)
             self._agents[entry.name] = entry
         return entry
+
+    def check(self, entry: RegisteredAgent) -> None:
+        """Raise ``ValueError`` when :meth:`add` would refuse ``entry`` (its name taken by another orchestrator)."""
+        with self._lock:
+            self._check(entry)
+
+    def _check(self, entry: RegisteredAgent) -> None:
+        existing = self._agents.get(entry.name)
+        if existing is not None and existing.orchestrator != entry.orchestrator:
+            raise ValueError(f"agent {entry.name!r} is already registered with orchestrator {existing.orchestrator!r}")
 
     def register(
         self,
@@ -195,7 +202,7 @@ class AgentRegistry:
         orchestrator: str,
         description: str,
         agent: agents.Agent[Any] | None = None,
-        settings: tuple[str, ...] | list[str] = (),
+        settings: Sequence[str] = (),
         kind: str = "agent",
         workflow_agents: tuple[agents.Agent[Any], ...] = (),
     ) -> RegisteredAgent:
