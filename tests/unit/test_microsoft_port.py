@@ -49,12 +49,7 @@ def order_desk(context):
     return Runner.run_sync(agent, context.get_input()).final_output
 
 
-@pytest.fixture(autouse=True)
-def _fresh_cache():
-    durable_runner.clear_session_cache()
-    yield
-    durable_runner.set_session_cache_size(64)
-    durable_runner.clear_session_cache()
+pytestmark = pytest.mark.usefixtures("fresh_runner_cache")
 
 
 @pytest.mark.parametrize("cache_size", [64, 0])

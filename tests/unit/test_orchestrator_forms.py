@@ -30,12 +30,7 @@ def _by_instructions(call):
     return [assistant_message("Hello" if call.system_instructions == "Answer in English." else "Bonjour")]
 
 
-@pytest.fixture(autouse=True)
-def _fresh_cache():
-    durable_runner.clear_session_cache()
-    yield
-    durable_runner.set_session_cache_size(64)
-    durable_runner.clear_session_cache()
+pytestmark = pytest.mark.usefixtures("fresh_runner_cache")
 
 
 def _app() -> durable_agents.App:

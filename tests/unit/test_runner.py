@@ -30,13 +30,7 @@ TOOL_TURN_USAGE = Usage(requests=1, input_tokens=20, output_tokens=7, total_toke
 TEXT_TURN_USAGE = Usage(requests=1, input_tokens=10, output_tokens=5, total_tokens=15)
 
 
-@pytest.fixture(autouse=True)
-def _fresh_cache():
-    durable_runner.set_session_cache_size(64)
-    durable_runner.clear_session_cache()
-    yield
-    durable_runner.set_session_cache_size(64)
-    durable_runner.clear_session_cache()
+pytestmark = pytest.mark.usefixtures("fresh_runner_cache")
 
 
 class Shop:

@@ -21,7 +21,9 @@ import durable_agents
 from durable_agents import _runner as durable_runner
 from durable_agents import activity_tool, agent_orchestrator
 from durable_agents.testing import ReplayHarness, ScriptedModel, assistant_message, function_call
-from tests.unit.test_runner import SETTINGS, Shop, _fresh_cache, _run_scenario, _scenario  # noqa: F401 (fixture)
+from tests.unit.test_runner import SETTINGS, Shop, _run_scenario, _scenario
+
+pytestmark = pytest.mark.usefixtures("fresh_runner_cache")
 
 MARKER = durable_runner.REPLAYED_INPUT_MARKER["$durableAgents"]
 

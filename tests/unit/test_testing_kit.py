@@ -9,7 +9,6 @@ import pytest
 from agents import Agent, Runner
 
 import durable_agents
-from durable_agents import _runner as durable_runner
 from durable_agents.testing import (
     ReplayHarness,
     ScriptedModel,
@@ -41,11 +40,7 @@ app = durable_agents.App(http_api=False)
 app.register_functions(bp)
 
 
-@pytest.fixture(autouse=True)
-def _fresh_cache():
-    durable_runner.clear_session_cache()
-    yield
-    durable_runner.clear_session_cache()
+pytestmark = pytest.mark.usefixtures("fresh_runner_cache")
 
 
 def _refund_script(*extra) -> list:

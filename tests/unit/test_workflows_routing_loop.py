@@ -37,12 +37,7 @@ def _app() -> durable_agents.App:
 APP = _app()
 
 
-@pytest.fixture(autouse=True)
-def _fresh_cache():
-    durable_runner.clear_session_cache()
-    yield
-    durable_runner.set_session_cache_size(64)
-    durable_runner.clear_session_cache()
+pytestmark = pytest.mark.usefixtures("fresh_runner_cache")
 
 
 def _user_text(call: Any) -> str:
