@@ -20,14 +20,13 @@ import re
 from typing import Any, Literal
 
 from agents import Agent, Runner
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 import durable_agents
 from activities import list_orders, lookup_order
 from durable_agents import TaskFailedError, ToolCall
 
 from .order_audit_demo import REVIEWER_MARKER, SUMMARIZER_MARKER, order_audit_demo_responder
-from .resolution_demo import unwrap_demo_output
 
 __all__ = ["OrderReview", "bp", "order_audit_workflow", "order_review_run", "reviewer_agent", "summarizer_agent"]
 
@@ -44,11 +43,6 @@ class OrderReview(BaseModel):
     order_id: str = Field(description="The reviewed order's id, for example ORD-1001.")
     verdict: Literal["ok", "attention"] = Field(description="attention when a person should look at the order.")
     findings: str = Field(description="What the review found, in one or two sentences.")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _demo_review(cls, data: Any) -> Any:
-        return unwrap_demo_output(data)  # the offline demo model's review (agents/order_audit_demo.py)
 
 
 REVIEWER_INSTRUCTIONS = f"""\

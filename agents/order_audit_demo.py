@@ -7,9 +7,7 @@ instructions (:data:`REVIEWER_MARKER`, :data:`SUMMARIZER_MARKER`); it returns ``
   order with refunds, a cancelled order or one above 500 in its currency, else ``ok``;
 * summarizer: reads the reviews' JSON from its input and answers one paragraph counting them.
 
-As in ``agents/resolution_demo.py``, the reviewer's text is the review's JSON, which the review model's ``before``
-validator reads back (:func:`agents.resolution_demo.unwrap_demo_output`), because the demo model fills every string
-of a structured output with the responder's text.
+The review is the reviewer's structured output, sent as it is with ``DemoReply.output``.
 """
 
 from __future__ import annotations
@@ -67,7 +65,7 @@ def _review(turn: DemoTurn) -> DemoReply:
     if not isinstance(order, Mapping) or order.get("error"):
         review = {"order_id": order_id, "verdict": "attention",
                   "findings": f"The order could not be looked up: {lookup.output if lookup else 'no order id'}"}
-        return DemoReply.final(json.dumps(review))
+        return DemoReply.output(review)
     currency = str(order.get("currency", ""))
     findings = []
     if _decimal(order.get("refunded_total")) > 0:
@@ -80,7 +78,7 @@ def _review(turn: DemoTurn) -> DemoReply:
     status = f"{order.get('status')}, {order.get('total')} {currency}, nothing to flag"
     text = "; ".join(findings) if findings else status
     review = {"order_id": order_id, "verdict": verdict, "findings": f"[demo model] {text}"}
-    return DemoReply.final(json.dumps(review))
+    return DemoReply.output(review)
 
 
 def _summarize(turn: DemoTurn) -> DemoReply:

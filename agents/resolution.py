@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from agents import Agent, Runner
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 import durable_agents
 from activities import lookup_order, refund_order, send_message
@@ -32,7 +32,6 @@ from .resolution_demo import (
     PLAN_JSON_LABEL,
     PLANNER_MARKER,
     resolution_demo_responder,
-    unwrap_demo_output,
 )
 
 __all__ = ["ResolutionPlan", "bp", "executor_agent", "planner_agent", "resolution_workflow"]
@@ -52,11 +51,6 @@ class ResolutionPlan(BaseModel):
         description="The amount to refund in the order's currency (at most its refundable amount), or null for no "
                     "refund.")
     customer_message: str = Field(description="The message the customer gets once the plan is carried out.")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _demo_plan(cls, data: Any) -> Any:
-        return unwrap_demo_output(data)  # the offline demo model's plan (agents/resolution_demo.py)
 
 
 PLANNER_INSTRUCTIONS = f"""\

@@ -8,9 +8,7 @@ instructions (:data:`PLANNER_MARKER`, :data:`EXECUTOR_MARKER`); it returns ``Non
 * executor: reads the plan's JSON from its input, ``lookup_order`` → ``refund_order`` (when the plan refunds) →
   ``send_message`` (the plan's message) → a summary quoting the tool results.
 
-The demo model fills every string of a structured output with the responder's text (it shapes the answer by the
-output schema); the planner's text is therefore the plan's JSON, and :func:`unwrap_demo_output` (a ``before``
-validator of the plan model) reads it back, so the offline plan is the scripted one.
+The plan is the planner's structured output, sent as it is with ``DemoReply.output``.
 """
 
 from __future__ import annotations
@@ -23,7 +21,7 @@ from typing import Any
 
 from durable_agents import DEMO_PREFIX, DemoReply, DemoTurn
 
-__all__ = ["EXECUTOR_MARKER", "PLANNER_MARKER", "resolution_demo_responder", "unwrap_demo_output"]
+__all__ = ["EXECUTOR_MARKER", "PLANNER_MARKER", "resolution_demo_responder"]
 
 PLANNER_MARKER = "You are the resolution planner"
 """Text the planner's instructions start with (the demo script and the tests tell the agents apart by it)."""
@@ -34,23 +32,6 @@ PLAN_JSON_LABEL = "Plan (JSON):"
 
 _ORDER_RE = re.compile(r"\bORD-?(\d{1,12})\b", re.IGNORECASE)
 _REFUND_WORDS = ("refund", "money back", "broken", "damaged", "cracked", "defect", "faulty", "missing", "never arrived")
-
-
-def unwrap_demo_output(data: Any) -> Any:
-    """The JSON object a demo responder wrote as its final text, when ``data`` is the demo model's shaped answer
-    (a string member holding ``"[demo model] {...}"``); ``data`` unchanged otherwise (every real model's answer)."""
-    if not isinstance(data, Mapping):
-        return data
-    label = f"{DEMO_PREFIX} "
-    for value in data.values():
-        if isinstance(value, str) and value.startswith(label + "{"):
-            try:
-                parsed = json.loads(value[len(label):])
-            except ValueError:
-                continue
-            if isinstance(parsed, dict):
-                return parsed
-    return data
 
 
 def resolution_demo_responder(turn: DemoTurn) -> DemoReply | None:
@@ -75,7 +56,7 @@ def _plan(turn: DemoTurn) -> DemoReply:
     if match is None:
         plan = {"order_id": "", "steps": ["Ask the customer for their order id"], "refund_amount": None,
                 "customer_message": f"{DEMO_PREFIX} Hello, please tell us your order id so we can help."}
-        return DemoReply.final(json.dumps(plan))
+        return DemoReply.output(plan)
     order_id = f"ORD-{match.group(1)}"
     lookup = turn.last_call("lookup_order")
     if lookup is None and turn.has_tool("lookup_order"):
@@ -102,7 +83,7 @@ def _plan(turn: DemoTurn) -> DemoReply:
             "customer_message": f"{DEMO_PREFIX} Hello, we looked into your order {order_id}; a member of our "
                                 "team will follow up with you.",
         }
-    return DemoReply.final(json.dumps(plan))
+    return DemoReply.output(plan)
 
 
 def _execute(turn: DemoTurn) -> DemoReply:

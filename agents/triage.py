@@ -16,13 +16,13 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from agents import Agent, Runner
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field
 
 import durable_agents
 
 from .shipping import shipping_agent
 from .support import support_agent
-from .workflows_demo import demo_structured_output, workflows_demo_responder
+from .workflows_demo import workflows_demo_responder
 
 __all__ = ["FALLBACK_ANSWER", "TriageDecision", "bp", "route_for", "triage_agent", "triage_workflow"]
 
@@ -37,8 +37,6 @@ class TriageDecision(BaseModel):
                                            "arrives; other: anything else")
     order_id: str | None = Field(description="The order id the message names (like ORD-1001), or null")
     summary: str = Field(description="One sentence: what the customer wants")
-
-    _demo = model_validator(mode="before")(demo_structured_output)
 
 
 INSTRUCTIONS = """\

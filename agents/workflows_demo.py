@@ -12,14 +12,10 @@ of those modules; it tells them apart by what the model is given, never by the r
 * instructions of the writer (:data:`WRITER_MARKER`): a first draft without apology and next step, then a revision
   that adds what the reviewer's feedback asks for; so a demo run passes in round 2.
 
-Two things of the library's demo model shape this module (see the task report):
-
-* a structured-output answer is shaped by the output schema alone (strings hold ``"[demo model] <text>"``, enums
-  their first value, numbers 0), so the script's JSON travels as the text and :func:`demo_structured_output` (a
-  pydantic ``mode="before"`` model validator of the output types) takes it out again;
-* responders are asked in registration order and the ``support`` script answers every turn whose message names an
-  order id; this one responder is therefore given to all three blueprints, so it is registered with the first of
-  them (``shipping``, before ``support`` in name order) and sees these agents' turns first.
+Structured outputs (the triage decision, the judge's verdict) are sent as they are with ``DemoReply.output``.
+Responders are asked in registration order and the ``support`` script answers every turn whose message names an
+order id; this one responder is therefore given to all three blueprints, so it is registered with the first of them
+(``shipping``, before ``support`` in name order) and sees these agents' turns first.
 """
 
 from __future__ import annotations
@@ -27,11 +23,10 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from typing import Any
 
 from durable_agents import DEMO_PREFIX, DemoReply, DemoTurn
 
-__all__ = ["WRITER_MARKER", "demo_structured_output", "workflows_demo_responder"]
+__all__ = ["WRITER_MARKER", "workflows_demo_responder"]
 
 WRITER_MARKER = "You write short messages from an online store to one of its customers."
 """The first line of the writer agent's instructions (how the script recognizes the writer's turns)."""
@@ -46,26 +41,6 @@ _RUBRIC = (
     (("we will", "next step", "you will receive", "we'll"), "Say what happens next and when."),
     (("kind regards", "best regards", "sincerely"), "End with a sign-off."),
 )
-
-
-def demo_structured_output(data: Any) -> Any:
-    """A pydantic ``model_validator(mode="before")`` body: the demo model's structured answer, unwrapped.
-
-    The offline demo model fills every string field of a structured output with ``"[demo model] <text>"``; when
-    that text is a JSON object (this script's answers are), the object is the output. Anything else (every real
-    model's answer) is returned unchanged.
-    """
-    if isinstance(data, Mapping):
-        prefix = f"{DEMO_PREFIX} "
-        for value in data.values():
-            if isinstance(value, str) and value.startswith(prefix + "{"):
-                try:
-                    parsed = json.loads(value[len(prefix):])
-                except ValueError:
-                    continue
-                if isinstance(parsed, dict):
-                    return parsed
-    return data
 
 
 def workflows_demo_responder(turn: DemoTurn) -> DemoReply | None:
@@ -127,7 +102,7 @@ def _triage(turn: DemoTurn) -> DemoReply:
     short = " ".join(text.split())
     short = short if len(short) <= 80 else short[:77] + "..."
     summary = f"{DEMO_PREFIX} {category} request" + (f" about {order_id}" if order_id else "") + f": {short}"
-    return DemoReply.final(json.dumps({"category": category, "order_id": order_id, "summary": summary}))
+    return DemoReply.output({"category": category, "order_id": order_id, "summary": summary})
 
 
 def _section(text: str, name: str) -> str:
@@ -142,7 +117,7 @@ def _judge(turn: DemoTurn) -> DemoReply:
     missing = [advice for words, advice in _RUBRIC if not any(word in lowered for word in words)]
     score = max(1, 10 - 2 * len(missing))
     feedback = " ".join(missing) if missing else "Clear, kind and complete."
-    return DemoReply.final(json.dumps({"score": score, "feedback": f"{DEMO_PREFIX} {feedback}"}))
+    return DemoReply.output({"score": score, "feedback": f"{DEMO_PREFIX} {feedback}"})
 
 
 def _writer(turn: DemoTurn) -> DemoReply:

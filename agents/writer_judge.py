@@ -15,11 +15,11 @@ from __future__ import annotations
 from typing import Any
 
 from agents import Agent, Runner
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator
 
 import durable_agents
 
-from .workflows_demo import WRITER_MARKER, demo_structured_output, workflows_demo_responder
+from .workflows_demo import WRITER_MARKER, workflows_demo_responder
 
 __all__ = [
     "DEFAULT_MAX_ROUNDS",
@@ -43,8 +43,6 @@ class Verdict(BaseModel):
 
     score: int = Field(description="How well the draft meets the rubric, from 1 (poor) to 10 (perfect)")
     feedback: str = Field(description="What to improve, concretely; or what makes it good")
-
-    _demo = model_validator(mode="before")(demo_structured_output)
 
     @field_validator("score")
     @classmethod
