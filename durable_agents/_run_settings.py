@@ -10,11 +10,15 @@ activity tools and :func:`run_setting` find it.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from typing import Any
 
 from ._config import get_setting
 
-__all__ = ["run_setting", "current_session", "bind_session"]
+__all__ = ["GLOBAL_RUN_SETTINGS", "bind_session", "current_session", "run_setting", "settings_snapshot"]
+
+GLOBAL_RUN_SETTINGS = ("APPROVAL_TIMEOUT", "MODEL_MAX_ATTEMPTS")
+"""Settings snapshotted into every run's input (docs/internals.md), before the agent's registered ones."""
 
 _local = threading.local()
 
@@ -52,3 +56,10 @@ def run_setting(name: str, default: str | None = None) -> str | None:
         return default
     text = str(value).strip()
     return text if text else default
+
+
+def settings_snapshot(names: Iterable[str] = ()) -> dict[str, str]:
+    """The settings snapshot of a new run (the ``settings`` of its orchestration input): :data:`GLOBAL_RUN_SETTINGS`
+    and ``names`` (an agent's registered settings) read with :func:`durable_agents.get_setting`, those that are set.
+    Call it where a run starts (the HTTP API, the test kit), never in orchestrator code."""
+    return {name: value for name in (*GLOBAL_RUN_SETTINGS, *names) if (value := get_setting(name)) is not None}

@@ -23,7 +23,6 @@ import azure.functions as func
 from azure.durable_functions import DurableOrchestrationClient, OrchestrationRuntimeStatus
 from azure.durable_functions.models.DurableOrchestrationStatus import DurableOrchestrationStatus
 
-from durable_agents._config import get_setting
 from durable_agents._contracts import ApprovalDecision, ApprovalEvent, OrchestrationInput, approval_event_name
 from durable_agents._http.bodies import (
     RUN_ID_PATTERN,
@@ -50,6 +49,7 @@ from durable_agents._http.views import (
 )
 from durable_agents._problems import Problem, request_path
 from durable_agents._registry import AGENT_NAME_PATTERN, AgentRegistry
+from durable_agents._run_settings import GLOBAL_RUN_SETTINGS, settings_snapshot
 
 __all__ = [
     "GLOBAL_RUN_SETTINGS",
@@ -70,8 +70,6 @@ logger = logging.getLogger("durable_agents._http")
 ROUTE_PREFIX = "/api"
 """Default path prefix of the links the API returns: the host's default ``extensions.http.routePrefix`` (``api``)."""
 
-GLOBAL_RUN_SETTINGS = ("APPROVAL_TIMEOUT", "MODEL_MAX_ATTEMPTS")
-"""Settings snapshotted into every run's input (docs/internals.md), before the agent's registered ones."""
 
 _FIRST_POLL_SECONDS = 0.05
 
@@ -175,9 +173,9 @@ async def start_run(api: HttpApi, req: func.HttpRequest, client: DurableOrchestr
     ``runId``), 409 when ``runId`` names an existing instance (purged instances are free again); without
     ``runId`` the id is a new uuid4 hex. Starts the agent's orchestrator with the
     :class:`~durable_agents._contracts.OrchestrationInput` whose ``settings`` hold :data:`GLOBAL_RUN_SETTINGS`
-    and the agent's registered settings that are set (``get_setting``). Answers 202 ``<started>`` +
-    ``Location``. Two concurrent starts with the same new ``runId`` can both pass the check (the extension
-    overwrites).
+    and the agent's registered settings that are set (:func:`~durable_agents._run_settings.settings_snapshot`).
+    Answers 202 ``<started>`` + ``Location``. Two concurrent starts with the same new ``runId`` can both pass the
+    check (the extension overwrites).
     """
     check_size(req)
     agent_name = req.route_params.get("agent") or ""
@@ -188,12 +186,8 @@ async def start_run(api: HttpApi, req: func.HttpRequest, client: DurableOrchestr
     body = validate(StartRunBody, read_object(req, required=True) or {})
     if body.run_id is not None and await client.get_status(body.run_id):
         raise Problem("run-id-in-use", f"The run id {body.run_id!r} is already in use.")
-    settings: dict[str, str] = {}
-    for name in (*GLOBAL_RUN_SETTINGS, *entry.settings):
-        value = get_setting(name)
-        if value is not None:
-            settings[name] = value
-    run_input: OrchestrationInput = {"agent": entry.name, "input": body.input, "settings": settings}
+    run_input: OrchestrationInput = {"agent": entry.name, "input": body.input,
+                                     "settings": settings_snapshot(entry.settings)}
     instance_id = await client.start_new(
         entry.orchestrator, instance_id=body.run_id or uuid.uuid4().hex, client_input=run_input
     )

@@ -37,10 +37,9 @@ from local_runtime import worker
 from local_runtime.app_loader import FunctionInfo
 from local_runtime.replay import NewAction, replay
 
-from .._config import get_setting
 from .._contracts import INVOKE_MODEL_ACTIVITY, ApprovalEvent, OrchestrationInput, PendingApproval, approval_event_name
-from .._http.handlers import GLOBAL_RUN_SETTINGS
 from .._registry import AgentRegistry
+from .._run_settings import settings_snapshot
 from ._functions import durable_registry
 from ._model import ScriptedModel
 
@@ -171,18 +170,16 @@ class ReplayHarness:
         Raises ``KeyError`` for an agent the App did not register.
         """
         registry = getattr(self.app, "registry", None)
-        orchestrator, agent, names = agent_name, agent_name, list(GLOBAL_RUN_SETTINGS)
+        orchestrator, agent = agent_name, agent_name
+        names: tuple[str, ...] = ()
         if isinstance(registry, AgentRegistry):
             entry = registry.get(agent_name)
             if entry is None:
                 known = ", ".join(e.name for e in registry.list()) or "none"
                 raise KeyError(f"the app registers no agent named {agent_name!r} (registered: {known})")
             orchestrator, agent = entry.orchestrator, entry.name
-            names.extend(entry.settings)
-        if settings is None:
-            snapshot = {name: value for name in names if (value := get_setting(name)) is not None}
-        else:
-            snapshot = dict(settings)
+            names = entry.settings
+        snapshot = settings_snapshot(names) if settings is None else dict(settings)
         run_input: OrchestrationInput = {"agent": agent, "input": input, "settings": snapshot}
         return self.start(orchestrator, run_input, run_id)
 
