@@ -15,7 +15,7 @@ non-deterministic.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from .._contracts import ApprovalDecision, ToolRetry
@@ -172,7 +172,7 @@ class CallsStep:
     """
 
     calls: tuple[LeafCall, ...]
-    progress: Progress = field(compare=True)
+    progress: Progress
     wait: WaitMode = "all"
     inflight: tuple[int, ...] = ()
     cancel: tuple[int, ...] = ()
@@ -183,7 +183,7 @@ class ApprovalsStep:
     """The approvals of one turn, waited for together; the outcome is a tuple of :class:`ApprovalDecision`."""
 
     items: tuple[ApprovalItem, ...]
-    progress: Progress = field(compare=True)
+    progress: Progress
     timeout_ms: int | None = None
 
 

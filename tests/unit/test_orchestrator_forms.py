@@ -108,7 +108,8 @@ def _workflow_app(calls: list) -> durable_agents.App:
         context.set_custom_status({"stage": "second agent"})
         note = json.loads(go.result)["note"]  # event data as the Durable SDK gives it (the Python client encodes twice)
         second = Runner.run_sync(FRENCH, note).final_output
-        return {"first": first, "saved": saved, "second": second, "replaying": context.is_replaying}
+        return {"first": first, "saved": saved, "second": second, "replaying": context.is_replaying,
+                "timerCancelled": timeout.is_cancelled}
 
     return app
 
@@ -132,6 +133,7 @@ def test_a_generator_agent_orchestrator_runs_agents_around_a_human_gate(cache_si
     assert run.status == "Completed", run.output
     assert run.output["first"] == "Hello" and run.output["second"] == "Bonjour"
     assert run.output["saved"] == {"recorded": "Hello"} and run.output["replaying"] is False
+    assert run.output["timerCancelled"] is True
     assert len(calls) == 1 and len(calls[0]["id"]) == 36
     assert run.custom_status["stage"] == "second agent"
     # The timer lost and was cancelled: nothing keeps the orchestration open, no TimerFired was needed.
