@@ -15,7 +15,10 @@ Both backends give the same guarantees:
 * ``record_refund`` is atomic and idempotent per ``key`` (``"<run_id>:<call_id>"``): the first call that commits
   wins; every later call with the same key, including a concurrent one that lost the race, returns the very same
   :class:`RefundRecord` and refunds nothing. The check "refunded so far + amount <= limit" and the insert are one
-  atomic step, so racing refunds of one order can never refund more than its total.
+  atomic step, so racing refunds of one order can never refund more than its total. With ``approval_limit``
+  (what a refund may bring the order's refunded total to without a person's approval) the check "refunded so far
+  + amount <= approval_limit" is part of the same step: two runs that each passed their approval check cannot
+  together refund more than the threshold unapproved (:class:`RefundNeedsApproval`).
 * Amounts are stored as decimal strings and summed as ``Decimal`` (never as floats).
 * ``record_message`` (the outbox of ``send_message``) is idempotent per key in the same way.
 
@@ -61,6 +64,7 @@ __all__ = [
     "MessageRecord",
     "RefundExceedsRemaining",
     "RefundLedger",
+    "RefundNeedsApproval",
     "RefundRecord",
     "SqliteLedger",
     "TableLedger",
@@ -145,6 +149,24 @@ class RefundExceedsRemaining(LedgerError):
         self.currency = currency
 
 
+class RefundNeedsApproval(LedgerError):
+    """The refund would take the order's refunded total above ``approval_limit`` (the approval threshold) and it
+    was not approved by a person. Attributes: ``order_id``, ``requested``, ``refunded`` (the order's refunded total
+    before it), ``approval_limit`` (``Decimal``), ``currency``."""
+
+    def __init__(self, order_id: str, requested: Decimal, refunded: Decimal, approval_limit: Decimal,
+                 currency: str) -> None:
+        super().__init__(
+            f"refund of {requested} {currency} for {order_id} would bring its refunded total from {refunded} to "
+            f"{refunded + requested} {currency}, above the approval threshold {approval_limit} {currency}"
+        )
+        self.order_id = order_id
+        self.requested = requested
+        self.refunded = refunded
+        self.approval_limit = approval_limit
+        self.currency = currency
+
+
 class IdempotencyKeyReused(LedgerError):
     """The key was already recorded for a different order, amount or currency (a caller bug, never a retry)."""
 
@@ -161,12 +183,15 @@ class RefundLedger(Protocol):
     """The refund ledger (see the module docstring for the guarantees)."""
 
     def record_refund(
-        self, key: str, order_id: str, amount: Decimal, currency: str, reason: str, *, limit: Decimal
+        self, key: str, order_id: str, amount: Decimal, currency: str, reason: str, *, limit: Decimal,
+        approval_limit: Decimal | None = None,
     ) -> RefundRecord:
         """Record a refund of ``amount`` (> 0) unless ``key`` is already recorded; atomic and idempotent.
 
         Returns the new record, or the stored one when ``key`` was recorded before (nothing is refunded twice).
         Raises :class:`RefundExceedsRemaining` when refunded-so-far + ``amount`` > ``limit`` (only for a new key),
+        then :class:`RefundNeedsApproval` when ``approval_limit`` is given and refunded-so-far + ``amount`` >
+        ``approval_limit`` (only for a new key; the caller passes it for refunds no person approved),
         :class:`IdempotencyKeyReused` when ``key`` was recorded with another order / amount / currency,
         ``ValueError`` for ``amount <= 0``, :class:`LedgerBusy` (Table only) under extreme contention.
         """
@@ -219,13 +244,17 @@ def _check_same(stored: RefundRecord, order_id: str, amount: Decimal, currency: 
 
 
 def _new_refund(
-    key: str, order_id: str, amount: Decimal, currency: str, reason: str, *, refunded: Decimal, limit: Decimal
+    key: str, order_id: str, amount: Decimal, currency: str, reason: str, *, refunded: Decimal, limit: Decimal,
+    approval_limit: Decimal | None,
 ) -> RefundRecord:
     """The record of a new refund of ``amount`` on top of ``refunded`` (the order's refunded total so far), or
-    :class:`RefundExceedsRemaining` when it would take the total above ``limit``. Shared by both backends, which
-    call it inside their atomic step."""
+    :class:`RefundExceedsRemaining` when it would take the total above ``limit``, or :class:`RefundNeedsApproval`
+    when it would take it above ``approval_limit`` (when given). Shared by both backends, which call it inside
+    their atomic step."""
     if refunded + amount > limit:
         raise RefundExceedsRemaining(order_id, amount, max(limit - refunded, Decimal(0)), currency)
+    if approval_limit is not None and refunded + amount > approval_limit:
+        raise RefundNeedsApproval(order_id, amount, refunded, approval_limit, currency)
     return RefundRecord(
         key=key,
         refund_id=_derived_id("RF", key),
@@ -313,7 +342,8 @@ class SqliteLedger:
         )
 
     def record_refund(
-        self, key: str, order_id: str, amount: Decimal, currency: str, reason: str, *, limit: Decimal
+        self, key: str, order_id: str, amount: Decimal, currency: str, reason: str, *, limit: Decimal,
+        approval_limit: Decimal | None = None,
     ) -> RefundRecord:
         """See :meth:`RefundLedger.record_refund`."""
         _check_refund_args(key, amount)
@@ -325,7 +355,8 @@ class SqliteLedger:
             if any(r["currency"] != currency for r in rows):
                 raise LedgerError(f"{order_id} has refunds in another currency than {currency}")
             refunded = sum((Decimal(r["amount"]) for r in rows), Decimal(0))
-            record = _new_refund(key, order_id, amount, currency, reason, refunded=refunded, limit=limit)
+            record = _new_refund(key, order_id, amount, currency, reason, refunded=refunded, limit=limit,
+                                 approval_limit=approval_limit)
             conn.execute(
                 "INSERT INTO refunds (key, refund_id, order_id, amount, currency, reason, refunded_total, created_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -471,7 +502,8 @@ class TableLedger:
         time.sleep(random.uniform(0, min(0.5, 0.01 * 2 ** min(attempt, 6))))
 
     def record_refund(
-        self, key: str, order_id: str, amount: Decimal, currency: str, reason: str, *, limit: Decimal
+        self, key: str, order_id: str, amount: Decimal, currency: str, reason: str, *, limit: Decimal,
+        approval_limit: Decimal | None = None,
     ) -> RefundRecord:
         """See :meth:`RefundLedger.record_refund` (one entity-group transaction per attempt)."""
         from azure.core import MatchConditions
@@ -491,7 +523,8 @@ class TableLedger:
             refunded = Decimal(balance["RefundedTotal"]) if balance is not None else Decimal(0)
             if balance is not None and balance["Currency"] != currency:
                 raise LedgerError(f"{order_id} has refunds in {balance['Currency']}, not {currency}")
-            record = _new_refund(key, order_id, amount, currency, reason, refunded=refunded, limit=limit)
+            record = _new_refund(key, order_id, amount, currency, reason, refunded=refunded, limit=limit,
+                                 approval_limit=approval_limit)
             refund_entity = {
                 "PartitionKey": partition,
                 "RowKey": refund_row,

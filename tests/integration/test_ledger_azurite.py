@@ -14,7 +14,7 @@ from decimal import Decimal
 import pytest
 from azure.data.tables import TableClient
 
-from activities.ledger import RefundExceedsRemaining, TableLedger, get_ledger
+from activities.ledger import RefundExceedsRemaining, RefundNeedsApproval, TableLedger, get_ledger
 from durable_agents import ToolCall
 from tests.support.azurite import azurite_table, require_azurite
 from tests.unit.test_ledger import LedgerContract, race
@@ -85,6 +85,35 @@ class TestTableLedger(LedgerContract):
         assert info.value.remaining == D("40.00")
         assert ours.refunded_total("ORD-1013") == D("60.00")
         assert sorted(r.key for r in ours.list_refunds("ORD-1013")) == ["w2:call-1", "w2:seed"]
+
+    def test_an_unapproved_refund_committed_between_read_and_write_is_counted_against_the_approval_limit(
+            self, azurite: str):
+        """Two runs each passed their approval check for 99 on one order: after our read, the other commits its
+        99. Our stale ETag gets 412; the retry sees 99 refunded and refuses (99 + 99 > 100) instead of letting 198
+        through unapproved."""
+        name = _table_name()
+        other = TableLedger.from_connection_string(azurite, name)
+        other.record_refund("w2:seed", "ORD-1015", D("0.50"), "USD", "x", limit=D("291.50"))
+
+        class Interleaved(TableLedger):
+            reads = 0
+
+            def _get(self, partition, row):
+                value = super()._get(partition, row)
+                if row == "balance":
+                    type(self).reads += 1
+                    if type(self).reads == 1:
+                        other.record_refund("w2:call-1", "ORD-1015", D("99.00"), "USD", "x", limit=D("291.50"),
+                                            approval_limit=D("100"))
+                return value
+
+        ours = Interleaved(TableClient.from_connection_string(azurite, table_name=name))
+        with pytest.raises(RefundNeedsApproval) as info:
+            ours.record_refund("w1:call-1", "ORD-1015", D("99.00"), "USD", "x", limit=D("291.50"),
+                               approval_limit=D("100"))
+        assert Interleaved.reads == 2
+        assert info.value.refunded == D("99.50")
+        assert ours.refunded_total("ORD-1015") == D("99.50")
 
     def test_the_same_key_committed_by_a_racing_execution_between_reads_is_returned(self, azurite: str):
         """Deterministic interleaving: right after our first read, a racing execution of the SAME tool call

@@ -19,6 +19,7 @@ from activities.ledger import (
     MessageOutbox,
     RefundExceedsRemaining,
     RefundLedger,
+    RefundNeedsApproval,
     RefundRecord,
     SqliteLedger,
     TableLedger,
@@ -162,6 +163,43 @@ class LedgerContract:
         assert sorted(r.key for r in refunds) == sorted(r.key for r in results)
         # Each record's running total is distinct: the three refunds were serialized.
         assert sorted(r.refunded_total for r in refunds) == [D("30.00"), D("60.00"), D("90.00")]
+
+    def test_approval_limit_refuses_what_would_take_the_refunded_total_above_it(self, ledger):
+        ledger.record_refund("run-1:c1", "ORD-1009", D("99.00"), "USD", "x", limit=D("291.50"),
+                             approval_limit=D("100"))
+        with pytest.raises(RefundNeedsApproval) as info:
+            ledger.record_refund("run-2:c1", "ORD-1009", D("99.00"), "USD", "x", limit=D("291.50"),
+                                 approval_limit=D("100"))
+        assert (info.value.order_id, info.value.requested, info.value.refunded, info.value.approval_limit) == (
+            "ORD-1009", D("99.00"), D("99.00"), D("100"))
+        assert "100" in str(info.value) and "198.00" in str(info.value)
+        # Up to the limit exactly is fine; without an approval limit (an approved call) the order limit alone counts.
+        ledger.record_refund("run-2:c2", "ORD-1009", D("1.00"), "USD", "x", limit=D("291.50"), approval_limit=D("100"))
+        approved = ledger.record_refund("run-2:c3", "ORD-1009", D("150.00"), "USD", "x", limit=D("291.50"))
+        assert approved.refunded_total == D("250.00")
+        assert ledger.refunded_total("ORD-1009") == D("250.00")
+        assert [r.key for r in ledger.list_refunds("ORD-1009")] == ["run-1:c1", "run-2:c2", "run-2:c3"]
+
+    def test_the_order_limit_is_checked_before_the_approval_limit(self, ledger):
+        with pytest.raises(RefundExceedsRemaining):
+            ledger.record_refund("r:1", "ORD-1010", D("120.00"), "USD", "x", limit=D("100.00"),
+                                 approval_limit=D("50"))
+
+    def test_a_recorded_key_is_returned_whatever_the_approval_limit(self, ledger):
+        first = ledger.record_refund("run-1:c1", "ORD-1011", D("150.00"), "USD", "x", limit=D("200.00"))
+        again = ledger.record_refund("run-1:c1", "ORD-1011", D("150.00"), "USD", "x", limit=D("200.00"),
+                                     approval_limit=D("100"))
+        assert again == first and ledger.refunded_total("ORD-1011") == D("150.00")
+
+    def test_racing_unapproved_refunds_never_pass_the_approval_limit(self, ledger):
+        """Two (here eight) runs that each passed their approval check: the ledger lets one 99 through."""
+        results, errors = race(
+            8, lambda i: ledger.record_refund(f"run-{i}:call-1", "ORD-1012", D("99.00"), "USD", "x",
+                                              limit=D("291.50"), approval_limit=D("100")))
+        assert len(results) == 1 and len(errors) == 7
+        assert all(isinstance(error, RefundNeedsApproval) for error in errors)
+        assert ledger.refunded_total("ORD-1012") == D("99.00")
+        assert len(ledger.list_refunds("ORD-1012")) == 1
 
     def test_outbox_is_idempotent_per_key(self, ledger):
         first = ledger.record_message("run-1:call-1", "amelia.chen@example.com", "Your refund is on its way.")
