@@ -2,13 +2,17 @@
 //
 // Architecture (one module per box, under ./app):
 //   identity     one user-assigned managed identity; the app uses it for everything (no keys, no secrets)
-//   storage      host storage (AzureWebJobsStorage__*), the deployment container, the refund ledger table
+//   appRegistration      Entra ID app registration of the API (Graph Bicep): app roles Approver and Support,
+//                        the identity as federated credential; appRegistrationUris adds api://<appId> afterwards
+//   storage      host storage (AzureWebJobsStorage__*), the deployment container, the refund ledger and
+//                approval audit tables
 //   monitoring   Log Analytics + Application Insights, Entra ID ingestion only
 //   durabletask  Durable Task Scheduler + task hub (the Durable Functions backend)
 //   model        Azure OpenAI (AI Services account) + one chat model deployment
-//   rbac         every role assignment, for the app identity and the deploying user
+//   rbac         every role assignment, for the app identity and the deploying user (tables: per table)
 //   network      optional virtual network: app subnet + private endpoints/DNS for storage
-//   functionapp  Flex Consumption plan (FC1) + Linux Python 3.11 function app + its app settings
+//   functionapp  Flex Consumption plan (FC1) + Linux Python 3.11 function app + its app settings, Easy Auth
+//                (Entra ID, 401 without a token), basic-auth publishing off
 targetScope = 'subscription'
 
 // ---------- azd-provided parameters (main.parameters.json) ----------
@@ -79,6 +83,16 @@ param durableTaskSchedulerIpAllowlist array = [
 @description('Task hub name; becomes the TASKHUB_NAME app setting that host.json reads as %TASKHUB_NAME%.')
 param taskHubName string = 'durableagents'
 
+@minValue(0)
+@maxValue(90)
+@description('Days the scheduler keeps a Completed orchestration instance before autopurge (also the default for other terminal statuses). Maximum 90.')
+param completedRetentionDays int = 30
+
+@minValue(0)
+@maxValue(90)
+@description('Days the scheduler keeps a Failed, Terminated or Canceled instance before autopurge. Maximum 90.')
+param failedRetentionDays int = 90
+
 // ---------- model ----------
 
 @description('Region of the Azure OpenAI account; empty means the same as location. Pick one where the model and SKU below are offered.')
@@ -130,8 +144,29 @@ param messagePassingScore string = '8'
 @description('Writer/judge rounds before the customer_message workflow stops (MESSAGE_MAX_ROUNDS).')
 param messageMaxRounds string = '3'
 
+@description('Comma-separated host names the send_message tool lets customer messages link to (STORE_LINK_HOSTS); empty: no links at all.')
+param storeLinkHosts string = ''
+
 @description('Azure Table that holds the refund ledger (REFUND_LEDGER_TABLE_NAME).')
 param refundLedgerTableName string = 'refunds'
+
+@description('Azure Table that holds the approval audit (AUDIT_TABLE_NAME); it outlives orchestration autopurge.')
+param auditTableName string = 'approvalaudit'
+
+// ---------- authentication and authorization ----------
+
+@description('App role value of approvers; the app registration defines it and APPROVER_ROLES lists it.')
+param approverRole string = 'Approver'
+
+@description('App role value of support staff (start runs for any customer); the app registration defines it and SUPPORT_ROLES lists it.')
+param supportRole string = 'Support'
+
+@allowed([
+  'true'
+  'false'
+])
+@description('Whoever started a run may not decide its approvals (SEPARATION_OF_DUTIES).')
+param separationOfDuties string = 'true'
 
 // ---------- network ----------
 
@@ -145,6 +180,7 @@ var tags = {
   'azd-env-name': environmentName
 }
 var functionAppName = 'func-api-${resourceToken}'
+var authApplicationName = 'durable-agents-api-${resourceToken}'
 var deploymentContainerName = 'app-package-${take(functionAppName, 32)}-${take(resourceToken, 7)}'
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
@@ -163,6 +199,18 @@ module identity './app/identity.bicep' = {
   }
 }
 
+module appRegistration './app/appregistration.bicep' = {
+  name: 'appregistration'
+  scope: rg
+  params: {
+    uniqueName: authApplicationName
+    displayName: 'Durable agents API (${environmentName})'
+    identityPrincipalId: identity.outputs.principalId
+    approverRole: approverRole
+    supportRole: supportRole
+  }
+}
+
 module storage './app/storage.bicep' = {
   name: 'storage'
   scope: rg
@@ -172,6 +220,7 @@ module storage './app/storage.bicep' = {
     tags: tags
     deploymentContainerName: deploymentContainerName
     refundLedgerTableName: refundLedgerTableName
+    auditTableName: auditTableName
     publicNetworkAccess: enableVirtualNetwork ? 'Disabled' : 'Enabled'
   }
 }
@@ -198,6 +247,8 @@ module durableTask './app/durabletask.bicep' = {
     capacity: durableTaskSchedulerCapacity
     ipAllowlist: durableTaskSchedulerIpAllowlist
     taskHubName: taskHubName
+    completedRetentionDays: completedRetentionDays
+    failedRetentionDays: failedRetentionDays
   }
 }
 
@@ -224,6 +275,8 @@ module rbac './app/rbac.bicep' = {
     userPrincipalId: principalId
     userPrincipalType: principalType
     storageAccountName: storage.outputs.name
+    refundLedgerTableName: storage.outputs.refundLedgerTableName
+    auditTableName: storage.outputs.auditTableName
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     schedulerName: durableTask.outputs.schedulerName
     openAiAccountName: model.outputs.name
@@ -256,7 +309,6 @@ module functionApp './app/functionapp.bicep' = {
     instanceMemoryMB: functionInstanceMemoryMB
     maximumInstanceCount: functionMaximumInstanceCount
     storageBlobEndpoint: storage.outputs.blobEndpoint
-    storageQueueEndpoint: storage.outputs.queueEndpoint
     storageTableEndpoint: storage.outputs.tableEndpoint
     deploymentContainerName: deploymentContainerName
     applicationInsightsConnectionString: monitoring.outputs.connectionString
@@ -273,12 +325,32 @@ module functionApp './app/functionapp.bicep' = {
     planApprovalTimeout: planApprovalTimeout
     messagePassingScore: messagePassingScore
     messageMaxRounds: messageMaxRounds
+    storeLinkHosts: storeLinkHosts
+    auditTableName: storage.outputs.auditTableName
+    approverRoles: approverRole
+    supportRoles: supportRole
+    separationOfDuties: separationOfDuties
+    authClientId: appRegistration.outputs.clientId
     virtualNetworkSubnetId: enableVirtualNetwork ? network!.outputs.appSubnetId : ''
   }
   // Role assignments first, so the app's first start already has its data-plane access.
   dependsOn: [
     rbac
   ]
+}
+
+module appRegistrationUris './app/appregistrationuris.bicep' = {
+  name: 'appregistrationuris'
+  scope: rg
+  params: {
+    uniqueName: appRegistration.outputs.uniqueName
+    displayName: appRegistration.outputs.displayName
+    clientId: appRegistration.outputs.clientId
+    appRoles: appRegistration.outputs.appRoles
+    oauth2PermissionScopes: appRegistration.outputs.oauth2PermissionScopes
+    userImpersonationScopeId: appRegistration.outputs.userImpersonationScopeId
+    appHostName: functionApp.outputs.hostName
+  }
 }
 
 // ---------- outputs (azd stores them in .azure/<env>/.env) ----------
@@ -299,3 +371,11 @@ output DURABLE_TASK_SCHEDULER_DASHBOARD_URL string = durableTask.outputs.dashboa
 output TASKHUB_NAME string = durableTask.outputs.taskHubName
 output APPLICATIONINSIGHTS_CONNECTION_STRING string = monitoring.outputs.connectionString
 output REFUND_LEDGER_TABLE_ENDPOINT string = storage.outputs.tableEndpoint
+output AUDIT_TABLE_ENDPOINT string = storage.outputs.tableEndpoint
+output AUDIT_TABLE_NAME string = storage.outputs.auditTableName
+// Entra ID app registration of the API (README "Security in Azure": assigning the Approver / Support roles).
+output AUTH_CLIENT_ID string = appRegistration.outputs.clientId
+output AUTH_IDENTIFIER_URI string = appRegistrationUris.outputs.identifierUri
+output AUTH_SERVICE_PRINCIPAL_ID string = appRegistration.outputs.servicePrincipalId
+output AUTH_APPROVER_ROLE_ID string = appRegistration.outputs.approverRoleId
+output AUTH_SUPPORT_ROLE_ID string = appRegistration.outputs.supportRoleId

@@ -30,6 +30,16 @@ param ipAllowlist array = [
 @description('Task hub name.')
 param taskHubName string
 
+@minValue(0)
+@maxValue(90)
+@description('Days a Completed orchestration instance (and any purgeable status without its own policy) is kept before autopurge. Service maximum: 90.')
+param completedRetentionDays int = 30
+
+@minValue(0)
+@maxValue(90)
+@description('Days a Failed, Terminated or Canceled instance is kept before autopurge (longer: these are investigated). Service maximum: 90.')
+param failedRetentionDays int = 90
+
 resource scheduler 'Microsoft.DurableTask/schedulers@2025-11-01' = {
   name: name
   location: location
@@ -48,6 +58,39 @@ resource scheduler 'Microsoft.DurableTask/schedulers@2025-11-01' = {
 resource taskHub 'Microsoft.DurableTask/schedulers/taskHubs@2025-11-01' = {
   parent: scheduler
   name: taskHubName
+}
+
+// Autopurge of finished instances, for every task hub of the scheduler (only terminal statuses are purged;
+// Pending, Running, Suspended and ContinuedAsNew instances are never touched). The entry without
+// orchestrationState is the default for any purgeable status that has no entry of its own. The approval
+// audit is not orchestration state (it is a table row, storage.bicep), so purging a run keeps who approved what.
+// Reference: https://learn.microsoft.com/azure/durable-task/scheduler/durable-task-scheduler-auto-purge
+resource retentionPolicy 'Microsoft.DurableTask/schedulers/retentionPolicies@2025-11-01' = {
+  parent: scheduler
+  name: 'default'
+  properties: {
+    retentionPolicies: [
+      {
+        retentionPeriodInDays: completedRetentionDays
+      }
+      {
+        orchestrationState: 'Completed'
+        retentionPeriodInDays: completedRetentionDays
+      }
+      {
+        orchestrationState: 'Failed'
+        retentionPeriodInDays: failedRetentionDays
+      }
+      {
+        orchestrationState: 'Terminated'
+        retentionPeriodInDays: failedRetentionDays
+      }
+      {
+        orchestrationState: 'Canceled'
+        retentionPeriodInDays: failedRetentionDays
+      }
+    ]
+  }
 }
 
 output schedulerName string = scheduler.name

@@ -2,6 +2,9 @@
 // identity for everything: it pulls its deployment package from the blob container with it, reaches host
 // storage with identity-based AzureWebJobsStorage__* settings, and every setting the code reads
 // (docs/internals.md "Settings") is set below. No keys, no connection strings with secrets.
+// In front of every request: App Service authentication (Easy Auth v2, authsettingsV2) with Microsoft Entra ID,
+// validating bearer tokens for the app registration of appregistration.bicep. FTP and SCM basic-auth
+// publishing are off (azd deploys to the blob container with Entra ID, not with publishing credentials).
 
 @description('Function app name.')
 param name string
@@ -37,10 +40,7 @@ param maximumInstanceCount int = 100
 @description('Storage blob endpoint, e.g. https://<account>.blob.core.windows.net/.')
 param storageBlobEndpoint string
 
-@description('Storage queue endpoint.')
-param storageQueueEndpoint string
-
-@description('Storage table endpoint; the refund ledger lives there too.')
+@description('Storage table endpoint, e.g. https://<account>.table.core.windows.net/; the refund ledger and the approval audit tables live there.')
 param storageTableEndpoint string
 
 @description('Blob container that holds the deployment package.')
@@ -88,8 +88,33 @@ param messagePassingScore string = '8'
 @description('Writer/judge rounds of the customer_message workflow.')
 param messageMaxRounds string = '3'
 
+@description('Approval audit table name (AUDIT_TABLE_NAME).')
+param auditTableName string = 'approvalaudit'
+
+@description('Comma-separated app roles whose members may decide approvals (APPROVER_ROLES).')
+param approverRoles string = 'Approver'
+
+@description('Comma-separated app roles whose members may start runs on behalf of any customer (SUPPORT_ROLES).')
+param supportRoles string = 'Support'
+
+@description('true: whoever started a run may not decide its approvals (SEPARATION_OF_DUTIES).')
+param separationOfDuties string = 'true'
+
+@description('Comma-separated host names customer messages may link to (STORE_LINK_HOSTS); empty: no links.')
+param storeLinkHosts string = ''
+
+@description('Client id (appId) of the API\'s Entra ID app registration that Easy Auth validates tokens for.')
+param authClientId string
+
 @description('Subnet for VNet integration; empty means none.')
 param virtualNetworkSubnetId string = ''
+
+// Issuer of the tenant's v2.0 tokens; the Microsoft Entra provider validates iss against it.
+var authOpenIdIssuer = '${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0'
+// App Service authentication reads the managed identity client id from this setting and signs in with a
+// federated credential assertion instead of a client secret (configure-authentication-provider-aad,
+// "Use a managed identity instead of a secret").
+var managedIdentityAssertionSetting = 'OVERRIDE_USE_MI_FIC_ASSERTION_CLIENTID'
 
 resource plan 'Microsoft.Web/serverfarms@2024-11-01' = {
   name: planName
@@ -154,10 +179,11 @@ resource appSettings 'Microsoft.Web/sites/config@2024-11-01' = {
   parent: site
   name: 'appsettings'
   properties: {
-    // Host storage over the managed identity (no AccountKey).
+    // Host storage over the managed identity (no AccountKey). Blob only: the host keeps its keys and leases in
+    // blobs; this app has no queue or blob triggers and Durable state lives in the Durable Task Scheduler, so no
+    // queue URI; without a table URI the host's optional diagnostic-events table is off (the app identity holds
+    // table roles on the ledger and audit tables only, see rbac.bicep).
     AzureWebJobsStorage__blobServiceUri: storageBlobEndpoint
-    AzureWebJobsStorage__queueServiceUri: storageQueueEndpoint
-    AzureWebJobsStorage__tableServiceUri: storageTableEndpoint
     AzureWebJobsStorage__credential: 'managedidentity'
     AzureWebJobsStorage__clientId: identityClientId
     // Telemetry with Entra ID (the component has local auth disabled).
@@ -181,11 +207,85 @@ resource appSettings 'Microsoft.Web/sites/config@2024-11-01' = {
     PLAN_APPROVAL_TIMEOUT: planApprovalTimeout
     MESSAGE_PASSING_SCORE: messagePassingScore
     MESSAGE_MAX_ROUNDS: messageMaxRounds
+    STORE_LINK_HOSTS: storeLinkHosts
     REFUND_LEDGER_TABLE_ENDPOINT: storageTableEndpoint
     REFUND_LEDGER_TABLE_NAME: refundLedgerTableName
+    // Approval audit (append-only by the code's contract; it outlives orchestration purge) and who may do what.
+    AUDIT_TABLE_ENDPOINT: storageTableEndpoint
+    AUDIT_TABLE_NAME: auditTableName
+    APPROVER_ROLES: approverRoles
+    SUPPORT_ROLES: supportRoles
+    SEPARATION_OF_DUTIES: separationOfDuties
+    // Easy Auth's client credential: the managed identity's client id (a federated credential, not a secret).
+    OVERRIDE_USE_MI_FIC_ASSERTION_CLIENTID: identityClientId
+  }
+}
+
+// App Service authentication (Easy Auth v2). Every request needs a Microsoft Entra ID bearer token (or an Easy
+// Auth session cookie from /.auth/login/aad) for this registration; without one the platform answers 401 before
+// the function runs. The app then reads the caller from X-MS-CLIENT-PRINCIPAL (roles claim: Approver, Support).
+// Reference: https://learn.microsoft.com/azure/templates/microsoft.web/sites/config-authsettingsv2
+resource authSettings 'Microsoft.Web/sites/config@2024-11-01' = {
+  parent: site
+  name: 'authsettingsV2'
+  properties: {
+    platform: {
+      enabled: true
+    }
+    globalValidation: {
+      requireAuthentication: true
+      unauthenticatedClientAction: 'Return401'
+    }
+    httpSettings: {
+      requireHttps: true
+    }
+    identityProviders: {
+      azureActiveDirectory: {
+        enabled: true
+        registration: {
+          clientId: authClientId
+          clientSecretSettingName: managedIdentityAssertionSetting
+          openIdIssuer: authOpenIdIssuer
+        }
+        validation: {
+          // v2.0 access tokens carry the client id as aud; v1.0 tokens carry the Application ID URI.
+          allowedAudiences: [
+            'api://${authClientId}'
+            authClientId
+          ]
+        }
+      }
+    }
+    login: {
+      tokenStore: {
+        enabled: false
+      }
+    }
+  }
+  // The assertion setting must exist before authentication refers to it.
+  dependsOn: [
+    appSettings
+  ]
+}
+
+// No FTP or SCM (Kudu) basic-auth publishing credentials.
+resource ftpPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-11-01' = {
+  parent: site
+  name: 'ftp'
+  properties: {
+    allow: false
+  }
+}
+
+resource scmPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-11-01' = {
+  parent: site
+  name: 'scm'
+  properties: {
+    allow: false
   }
 }
 
 output name string = site.name
 output id string = site.id
 output uri string = 'https://${site.properties.defaultHostName}'
+output hostName string = site.properties.defaultHostName

@@ -1,7 +1,13 @@
-// Every role assignment of the deployment. Data-plane roles only; no keys anywhere.
+// Every role assignment of the deployment. Data-plane roles only, each at the narrowest scope the data allows;
+// no keys anywhere.
 //   app identity (ServicePrincipal):
-//     storage account   Storage Blob Data Owner, Storage Queue Data Contributor, Storage Table Data Contributor
-//                       (AzureWebJobsStorage__*, the deployment container, the refund ledger table)
+//     storage account   Storage Blob Data Owner: host storage (AzureWebJobsStorage__blobServiceUri; the host
+//                       creates its azure-webjobs-* containers, so account scope) and the deployment container
+//     refund ledger     Storage Table Data Contributor, scoped to that table
+//     approval audit    Storage Table Data Contributor, scoped to that table. No built-in table role is narrower
+//                       than Contributor on the write side (Storage Table Data Reader / Contributor are the only
+//                       two); insert-only would need a custom role with .../tables/entities/add/action.
+//     (none)            no queue role: no queue or blob triggers, Durable state is in the scheduler
 //     App Insights      Monitoring Metrics Publisher (Entra ID telemetry ingestion)
 //     scheduler         Durable Task Data Contributor
 //     OpenAI account    Cognitive Services OpenAI User
@@ -26,6 +32,12 @@ param userPrincipalType string = 'User'
 @description('Storage account name.')
 param storageAccountName string
 
+@description('Refund ledger table name (a table of storageAccountName).')
+param refundLedgerTableName string
+
+@description('Approval audit table name (a table of storageAccountName).')
+param auditTableName string
+
 @description('Application Insights component name.')
 param applicationInsightsName string
 
@@ -36,7 +48,6 @@ param schedulerName string
 param openAiAccountName string
 
 var storageBlobDataOwner = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
-var storageQueueDataContributor = '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
 var storageTableDataContributor = '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
 var monitoringMetricsPublisher = '3913510d-42f4-4e42-8a64-420c390055eb'
 var durableTaskDataContributor = '0ad04412-c4d5-4796-b79c-f76d14c8d402'
@@ -44,6 +55,21 @@ var cognitiveServicesOpenAiUser = '5e0bd9bd-7b93-4f28-af87-19fc36ad61bd'
 
 resource storageAccount 'Microsoft.Storage/storageAccounts@2024-01-01' existing = {
   name: storageAccountName
+}
+
+resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2024-01-01' existing = {
+  parent: storageAccount
+  name: 'default'
+}
+
+resource refundLedgerTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2024-01-01' existing = {
+  parent: tableService
+  name: refundLedgerTableName
+}
+
+resource auditTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2024-01-01' existing = {
+  parent: tableService
+  name: auditTableName
 }
 
 resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing = {
@@ -70,19 +96,19 @@ resource appStorageBlobDataOwner 'Microsoft.Authorization/roleAssignments@2022-0
   }
 }
 
-resource appStorageQueueDataContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(storageAccount.id, identityPrincipalId, storageQueueDataContributor)
-  scope: storageAccount
+resource appRefundLedgerTableDataContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(refundLedgerTable.id, identityPrincipalId, storageTableDataContributor)
+  scope: refundLedgerTable
   properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageQueueDataContributor)
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageTableDataContributor)
     principalId: identityPrincipalId
     principalType: 'ServicePrincipal'
   }
 }
 
-resource appStorageTableDataContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(storageAccount.id, identityPrincipalId, storageTableDataContributor)
-  scope: storageAccount
+resource appAuditTableDataContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(auditTable.id, identityPrincipalId, storageTableDataContributor)
+  scope: auditTable
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageTableDataContributor)
     principalId: identityPrincipalId

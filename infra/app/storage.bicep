@@ -1,5 +1,7 @@
-// Storage for the Functions host (AzureWebJobsStorage over managed identity: blobs for keys and leases,
-// queues, tables), the Flex Consumption deployment container, and the refund ledger table.
+// Storage for the Functions host (AzureWebJobsStorage over managed identity: blobs for keys and leases),
+// the Flex Consumption deployment container, the refund ledger table and the approval audit table.
+// The two tables are created here so that the app identity needs no account-wide table role (rbac.bicep
+// scopes its table role to each table; the app's create-if-missing gets 403 and carries on).
 // Shared-key access is off: every client authenticates with Entra ID.
 
 @description('Storage account name (3-24 lowercase letters and digits).')
@@ -16,6 +18,9 @@ param deploymentContainerName string
 
 @description('Table that holds the refund ledger.')
 param refundLedgerTableName string
+
+@description('Table that holds the approval audit (who requested and who decided each approval).')
+param auditTableName string = 'approvalaudit'
 
 @allowed([
   'Enabled'
@@ -73,9 +78,15 @@ resource refundLedgerTable 'Microsoft.Storage/storageAccounts/tableServices/tabl
   name: refundLedgerTableName
 }
 
+resource auditTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2024-01-01' = {
+  parent: tableService
+  name: auditTableName
+}
+
 output id string = account.id
 output name string = account.name
 output blobEndpoint string = account.properties.primaryEndpoints.blob
 output queueEndpoint string = account.properties.primaryEndpoints.queue
 output tableEndpoint string = account.properties.primaryEndpoints.table
 output refundLedgerTableName string = refundLedgerTable.name
+output auditTableName string = auditTable.name

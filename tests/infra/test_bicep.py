@@ -28,6 +28,8 @@ from tests.infra.bicep_model import (
 # The architecture, one module each (infra/main.bicep symbol -> file).
 MODULES = {
     "identity": "./app/identity.bicep",
+    "appRegistration": "./app/appregistration.bicep",
+    "appRegistrationUris": "./app/appregistrationuris.bicep",
     "storage": "./app/storage.bicep",
     "monitoring": "./app/monitoring.bicep",
     "functionApp": "./app/functionapp.bicep",
@@ -39,7 +41,6 @@ MODULES = {
 
 # Built-in role definition ids (https://learn.microsoft.com/azure/role-based-access-control/built-in-roles).
 STORAGE_BLOB_DATA_OWNER = "b7e6dc6d-f1e8-4753-8033-0f276bb0955b"
-STORAGE_QUEUE_DATA_CONTRIBUTOR = "974c5e8b-45b9-4653-ba55-5f855dd0fb88"
 STORAGE_TABLE_DATA_CONTRIBUTOR = "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3"
 MONITORING_METRICS_PUBLISHER = "3913510d-42f4-4e42-8a64-420c390055eb"
 DURABLE_TASK_DATA_CONTRIBUTOR = "0ad04412-c4d5-4796-b79c-f76d14c8d402"
@@ -52,7 +53,14 @@ LOCAL_ONLY_SETTINGS = {
     "REFUND_LEDGER_PATH",  # the SQLite ledger; Azure uses the table (REFUND_LEDGER_TABLE_ENDPOINT)
     "REFUND_LEDGER_TABLE_CONNECTION_STRING",  # Azurite only; a connection string would carry a key
     "ORDERS_DATA_PATH",  # its default, data/orders.json, is deployed with the package
+    "AUDIT_PATH",  # the SQLite approval audit; Azure uses the table (AUDIT_TABLE_ENDPOINT)
+    "AUDIT_TABLE_CONNECTION_STRING",  # Azurite only; a connection string would carry a key
 }
+
+# Settings the platform sets itself and that must never be app settings: App Service sets WEBSITE_AUTH_ENABLED
+# when authentication (authsettingsV2 platform.enabled) is on, and the code trusts the X-MS-CLIENT-PRINCIPAL
+# headers only then; an app setting could claim authentication that is not there.
+PLATFORM_SETTINGS = {"WEBSITE_AUTH_ENABLED"}
 
 # Folders / files of deployed code whose get_setting / run_setting calls infra must cover.
 CODE_PATHS = ["durable_agents", "activities", "agents", "function_app.py"]
@@ -82,8 +90,14 @@ def _module_params(symbol: str) -> dict:
     return module_call(_main(), symbol)[1]["params"]
 
 
+def _site_config(name: str):
+    found = [r for r in resources(_app("functionapp"), "Microsoft.Web/sites/config") if r.body["name"] == name]
+    assert len(found) == 1, f"expected exactly one sites/config named {name!r}"
+    return found[0]
+
+
 def _app_settings() -> dict:
-    return _one(_app("functionapp"), "Microsoft.Web/sites/config").body["properties"]
+    return _site_config("appsettings").body["properties"]
 
 
 # ---------------------------------------------------------------- files and wiring
@@ -168,8 +182,10 @@ def test_storage_account_is_locked_down():
     assert container.body["name"] == "deploymentContainerName"
     assert container.body["properties"]["publicAccess"] == "None"
     assert container.body["parent"] == _one(doc, "Microsoft.Storage/storageAccounts/blobServices").symbol
-    table = _one(doc, "Microsoft.Storage/storageAccounts/tableServices/tables")
-    assert table.body["name"] == "refundLedgerTableName"
+    tables = resources(doc, "Microsoft.Storage/storageAccounts/tableServices/tables")
+    assert sorted(t.body["name"] for t in tables) == ["auditTableName", "refundLedgerTableName"]
+    table_service = _one(doc, "Microsoft.Storage/storageAccounts/tableServices").symbol
+    assert all(t.body["parent"] == table_service for t in tables)
     outs = doc["outputs"]
     for svc in ("blob", "queue", "table"):
         assert dotted(outs[f"{svc}Endpoint"]["value"]) == f"account.properties.primaryEndpoints.{svc}"
@@ -178,14 +194,22 @@ def test_storage_account_is_locked_down():
 def test_host_storage_uses_the_identity_not_a_key():
     settings = _app_settings()
     assert settings["AzureWebJobsStorage__blobServiceUri"] == "storageBlobEndpoint"
-    assert settings["AzureWebJobsStorage__queueServiceUri"] == "storageQueueEndpoint"
-    assert settings["AzureWebJobsStorage__tableServiceUri"] == "storageTableEndpoint"
     assert settings["AzureWebJobsStorage__credential"] == "managedidentity"
     assert settings["AzureWebJobsStorage__clientId"] == "identityClientId"
     assert "AzureWebJobsStorage" not in settings, "a plain AzureWebJobsStorage would be a connection string"
     params = _module_params("functionApp")
-    for svc in ("Blob", "Queue", "Table"):
+    for svc in ("Blob", "Table"):
         assert dotted(params[f"storage{svc}Endpoint"]) == f"storage.outputs.{svc.lower()}Endpoint"
+
+
+def test_host_storage_is_blob_only_so_the_identity_needs_no_account_wide_queue_or_table_role():
+    """No queue or blob triggers and Durable state in the scheduler: the host needs blobs only. A queue or table
+    service URI would make the host use that service with account-wide rights the identity no longer has."""
+    settings = _app_settings()
+    assert "AzureWebJobsStorage__queueServiceUri" not in settings
+    assert "AzureWebJobsStorage__tableServiceUri" not in settings
+    assert "AzureWebJobsStorage__accountName" not in settings, "accountName would imply every service"
+    assert "storageQueueEndpoint" not in _module_params("functionApp")
 
 
 # ---------------------------------------------------------------- function app
@@ -353,11 +377,15 @@ def test_monitoring_accepts_entra_id_telemetry_only():
 # ---------------------------------------------------------------- RBAC
 
 
+TABLE = "Microsoft.Storage/storageAccounts/tableServices/tables"
+
+
 def _role_assignments():
     """(role GUID, principal, principalType, scope resource type, conditional) for every assignment in rbac.bicep."""
     doc = _app("rbac")
     variables = {name: v["value"] for name, v in doc["variables"].items()}
     existing = {r.symbol: r.type for r in resources(doc) if r.existing}
+    tables = {r.symbol: r.body["name"] for r in resources(doc, TABLE) if r.existing}
     rows = []
     for r in resources(doc, "Microsoft.Authorization/roleAssignments"):
         props = r.body["properties"]
@@ -369,7 +397,10 @@ def _role_assignments():
         principal_type = props["principalType"]
         if principal_type in doc["parameters"]:
             principal_type = f"param:{principal_type}={doc['parameters'][principal_type]['default']}"
-        rows.append((role, props["principalId"], principal_type, existing[r.body["scope"]], r.condition is not None))
+        scope = existing[r.body["scope"]]
+        if scope == TABLE:  # which table: its name parameter
+            scope = f"{TABLE}:{tables[r.body['scope']]}"
+        rows.append((role, props["principalId"], principal_type, scope, r.condition is not None))
     return rows
 
 
@@ -379,8 +410,8 @@ def test_every_role_assignment_has_the_right_role_principal_and_scope():
     app, user = ("identityPrincipalId", "ServicePrincipal"), ("userPrincipalId", "param:userPrincipalType=User")
     expected = [
         (STORAGE_BLOB_DATA_OWNER, *app, storage, False),
-        (STORAGE_QUEUE_DATA_CONTRIBUTOR, *app, storage, False),
-        (STORAGE_TABLE_DATA_CONTRIBUTOR, *app, storage, False),
+        (STORAGE_TABLE_DATA_CONTRIBUTOR, *app, f"{TABLE}:refundLedgerTableName", False),
+        (STORAGE_TABLE_DATA_CONTRIBUTOR, *app, f"{TABLE}:auditTableName", False),
         (MONITORING_METRICS_PUBLISHER, *app, insights, False),
         (DURABLE_TASK_DATA_CONTRIBUTOR, *app, scheduler, False),
         (COGNITIVE_SERVICES_OPENAI_USER, *app, openai, False),
@@ -404,6 +435,8 @@ def test_role_assignment_principals_are_wired_to_the_identity_and_the_deploying_
             assert r.condition == {"operator": {"type": "not", "operands": {
                 "bool_value": {"function": {"type": "empty", "parameters": {"item_to_test": "userPrincipalId"}}}}}}
     for symbol, scope in (("storageAccountName", "storage.outputs.name"),
+                          ("refundLedgerTableName", "storage.outputs.refundLedgerTableName"),
+                          ("auditTableName", "storage.outputs.auditTableName"),
                           ("applicationInsightsName", "monitoring.outputs.applicationInsightsName"),
                           ("schedulerName", "durableTask.outputs.schedulerName"),
                           ("openAiAccountName", "model.outputs.name")):
@@ -558,8 +591,10 @@ def test_every_setting_the_code_reads_is_an_app_setting():
     code_names, _ = setting_names_read_by([REPO_ROOT / p for p in CODE_PATHS if (REPO_ROOT / p).exists()])
     documented = documented_settings()
     assert {"AGENT_MODEL", "TASKHUB_NAME", "DURABLE_TASK_SCHEDULER_CONNECTION_STRING"} <= documented
-    needed = (code_names | documented) - LOCAL_ONLY_SETTINGS
+    needed = (code_names | documented) - LOCAL_ONLY_SETTINGS - PLATFORM_SETTINGS
     missing = needed - set(_app_settings())
     assert not missing, f"read by the code or documented, but not set on the function app: {sorted(missing)}"
     leaked = LOCAL_ONLY_SETTINGS & set(_app_settings())
     assert not leaked, f"local-only settings set in Azure: {sorted(leaked)}"
+    platform = PLATFORM_SETTINGS & set(_app_settings())
+    assert not platform, f"settings only the platform may set: {sorted(platform)}"
