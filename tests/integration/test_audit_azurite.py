@@ -86,7 +86,8 @@ class TestTableAuditStore(AuditStoreContract):
 
     def test_arguments_larger_than_64_kib_are_split_over_properties(self, store: TableAuditStore):
         # ~330 KB of UTF-8; astral characters take two UTF-16 code units, so the cut must count code units.
-        arguments = {"reason": "Écouteur 😀 壊れた " * 9_000, "lines": [{"n": i, "text": "x" * 50} for i in range(1000)]}
+        arguments = {"reason": "Écouteur 😀 壊れた " * 9_000,
+                     "lines": [{"n": i, "text": "x" * 50} for i in range(1000)]}
         record = AuditRecord.requested("run-big", "call_big", kind="tool", tool="refund_order", arguments=arguments,
                                        at="2026-01-01T00:00:00.000Z")
         assert store.append(record) is True
