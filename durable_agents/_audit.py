@@ -99,6 +99,13 @@ def _replace_surrogates(text: str) -> str:
     return _SURROGATE_RE.sub("\ufffd", _SURROGATE_PAIR_RE.sub(_join_pair, text))
 
 
+def _as_stored(value: Any) -> Any:
+    """A copy of the JSON value ``value`` as a store gives it back: through ``json.dumps`` / ``json.loads`` (tuples
+    become lists, non-string object keys strings; ``ValueError`` for NaN / Infinity, ``TypeError`` for non-JSON
+    values), then surrogates replaced (:func:`_clean`). Object key order is kept."""
+    return _clean(json.loads(json.dumps(value, ensure_ascii=False, allow_nan=False)))
+
+
 def _clean(value: Any) -> Any:
     """A copy of the JSON value ``value`` with every string (and object key) passed through
     :func:`_replace_surrogates`; tuples become lists. Other values are returned as they are."""
@@ -135,7 +142,9 @@ def audit_key(event: str, approval_id: str, *, actor_id: str | None = None, deci
 
     ``"requested:<approval_id>"``, ``"expired:<approval_id>"`` or
     ``"decided:<approval_id>:<actor_id>:<decision>"``. Raises ``ValueError`` for an unknown ``event`` or a
-    ``decided`` key without ``actor_id`` / ``decision``.
+    ``decided`` key without ``actor_id`` / ``decision``. The parts are joined as they are: ids that themselves
+    hold ``:`` could in principle spell the same key for two different (approval, actor) pairs; tool call ids,
+    workflow approval ids (``<step>-<n>``) and principal ids (GUIDs) do not.
     """
     if event in ("requested", "expired"):
         return f"{event}:{approval_id}"
@@ -169,9 +178,10 @@ class AuditRecord:
 
     Construction cleans and checks: every string, and every string inside ``arguments``, has its surrogate code
     points replaced as :func:`arguments_hash` does (so records can always be stored as UTF-8), ``arguments`` is
-    copied (tuples become lists), and ``ValueError`` is raised for an unknown event / kind / decision, a decision
-    or actor that does not fit the event, empty ids, a malformed ``at`` or hash, non-JSON ``arguments`` (also
-    ``TypeError``) or a ``requested`` record whose ``arguments_hash`` is not the hash of its ``arguments``.
+    copied as a store gives it back (tuples become lists, non-string keys strings), and ``ValueError`` is raised
+    for an unknown event / kind / decision, a decision or actor that does not fit the event, empty ids, a malformed
+    ``at`` or hash, non-JSON ``arguments`` (also ``TypeError``) or a ``requested`` record whose ``arguments_hash``
+    is not the hash of its ``arguments``.
     """
 
     run_id: str
@@ -217,7 +227,7 @@ class AuditRecord:
         if self.event != "requested" and self.arguments is not None:
             raise ValueError(f"a {self.event} record keeps no arguments (only arguments_hash)")
         if self.event == "requested":
-            arguments = _clean(self.arguments)
+            arguments = _as_stored(self.arguments)
             object.__setattr__(self, "arguments", arguments)
             if arguments_hash(arguments) != self.arguments_hash:
                 raise ValueError("arguments_hash is not the hash of the record's arguments")
@@ -231,7 +241,7 @@ class AuditRecord:
         """The ``requested`` record of an approval: ``arguments`` are the JSON arguments the reviewer sees (NaN /
         Infinity must be sanitized first: ``ValueError``), hashed here; ``at`` is the request time (a datetime is
         formatted with ``format_time``, naive = UTC)."""
-        cleaned = _clean(arguments)
+        cleaned = _as_stored(arguments)
         return cls(run_id, approval_id, "requested", kind, tool, arguments_hash(cleaned), cleaned, None, None, None,
                    None, _time_text(at))
 

@@ -238,6 +238,11 @@ class TestSqliteAuditStore(AuditStoreContract):
         assert errors == [] and sorted(results) == [False] * 5 + [True]
         assert len(SqliteAuditStore(path).list_for_run("run-1")) == 1
 
+    def test_arguments_with_non_string_keys_list_equal_to_what_was_appended(self, store: SqliteAuditStore):
+        record = requested(arguments={1: "one", "t": (1, 2)})
+        store.append(record)
+        assert store.list_for_run("run-1") == [record]
+
     def test_large_arguments_are_kept_whole(self, store: SqliteAuditStore):
         arguments = {"text": "x😀" * 300_000}
         assert store.append(requested(arguments=arguments)) is True
@@ -332,12 +337,13 @@ class TestAuditRecord:
         with pytest.raises(ValueError, match="milliseconds"):
             requested(at="2026-01-01T00:00:00Z")
 
-    def test_arguments_are_copied_and_hashed(self):
-        arguments = {"items": ("a", "b")}
+    def test_arguments_are_copied_as_a_store_gives_them_back_and_hashed(self):
+        arguments = {"items": ("a", "b"), 7: {"z": 1, "a": 2}}
         record = requested(arguments=arguments)
         arguments["items"] = ("changed",)
-        assert record.arguments == {"items": ["a", "b"]}
-        assert record.arguments_hash == arguments_hash({"items": ["a", "b"]})
+        assert record.arguments == {"items": ["a", "b"], "7": {"z": 1, "a": 2}}
+        assert list(record.arguments["7"]) == ["z", "a"]  # key order is kept (only the hash sorts)
+        assert record.arguments_hash == arguments_hash({"items": ["a", "b"], "7": {"a": 2, "z": 1}})
 
     @pytest.mark.parametrize("change, message", [
         ({"event": "cancelled"}, "unknown audit event"),
