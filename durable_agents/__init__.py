@@ -23,6 +23,7 @@ from ._contracts import (
     OrchestrationInput,
     OrchestrationOutput,
     PendingApproval,
+    Principal,
     ToolActivityInput,
     ToolCallInfo,
     ToolRetry,
@@ -33,7 +34,7 @@ from ._errors import DurableAgentsError, ModelCallError, NonDeterminismError, Ta
 from ._loader import load_app_agents
 from ._orchestrator import agent_orchestrator, install
 from ._run_settings import run_setting
-from ._tools import ActivityTool, ToolCall, activity_tool
+from ._tools import ActivityTool, ApprovalCheck, ToolCall, activity_tool, approval_check
 from ._version import __version__
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "INVOKE_MODEL_ACTIVITY",
     "ActivityTool",
     "App",
+    "ApprovalCheck",
     "ApprovalDecision",
     "ApprovalEvent",
     "ApprovalKind",
@@ -59,6 +61,7 @@ __all__ = [
     "OrchestrationInput",
     "OrchestrationOutput",
     "PendingApproval",
+    "Principal",
     "TaskFailedError",
     "ToolActivityInput",
     "ToolCall",
@@ -68,6 +71,7 @@ __all__ = [
     "__version__",
     "activity_tool",
     "agent_orchestrator",
+    "approval_check",
     "get_setting",
     "install",
     "load_app_agents",

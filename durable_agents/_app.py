@@ -210,6 +210,7 @@ class App(_AgentDecorators, df.DFApp):
         if demo_responder is not None and not callable(demo_responder):
             raise TypeError(f"demo_responder must be callable, not {type(demo_responder).__name__}")
         super().__init__(http_auth_level=http_auth_level)
+        from ._approval_audit import register_audit_activity
         from ._http import http_api_blueprint
         from ._model_activity import announce_model_configuration, register_model_activity
         from ._orchestrator import install
@@ -223,6 +224,7 @@ class App(_AgentDecorators, df.DFApp):
             add_demo_responder(demo_responder)
         if model_activity:
             register_model_activity(self)
+        register_audit_activity(self)
         if http_api:
             self.register_functions(
                 http_api_blueprint(

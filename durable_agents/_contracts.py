@@ -26,6 +26,7 @@ import azure.durable_functions as df
 
 __all__ = [
     "APPROVAL_EVENT_PREFIX",
+    "AUDIT_ACTIVITY",
     "INVOKE_MODEL_ACTIVITY",
     "MAX_DECIDED_APPROVALS",
     "ApprovalDecision",
@@ -39,6 +40,8 @@ __all__ = [
     "OrchestrationInput",
     "OrchestrationOutput",
     "PendingApproval",
+    "Principal",
+    "RUN_VERSION",
     "ToolActivityInput",
     "ToolCallInfo",
     "ToolRetry",
@@ -51,6 +54,9 @@ __all__ = [
 
 INVOKE_MODEL_ACTIVITY = "invoke_model"
 """Durable name of the model activity: every model call of every run (docs/internals.md "Activities")."""
+
+AUDIT_ACTIVITY = "durable_agents_audit"
+"""Durable name of the approval audit activity (version-2 runs; :mod:`durable_agents._approval_audit`)."""
 
 APPROVAL_EVENT_PREFIX = "approval:"
 """External events that decide an approval are named ``approval:<approvalId>`` (docs/internals.md "Approvals")."""
@@ -68,16 +74,35 @@ def approval_event_name(approval_id: str) -> str:
     return APPROVAL_EVENT_PREFIX + approval_id
 
 
+class Principal(TypedDict):
+    """Who did something: ``id`` is the identity provider's stable principal id (Entra ID object id, ``dev-<name>``
+    for the local runtime's developer identity), ``name`` a display name (may be ``None``)."""
+
+    id: str
+    name: str | None
+
+
+RUN_VERSION = 2
+"""``version`` of the runs this library starts. Version 2 (``OrchestrationInput.version``) adds the approval audit
+activity and activity-backed approval checks; runs without ``version`` (started before) replay as version 1,
+without them, so an in-flight run survives the deploy that adds them."""
+
+
 class OrchestrationInput(TypedDict):
-    """Input of one agent run: ``{"agent", "input", "settings"}``.
+    """Input of one agent run: ``{"agent", "input", "settings", "version"?, "customer"?, "startedBy"?}``.
 
     ``settings`` is the snapshot of the settings the run reads (``durable_agents.run_setting``), taken by whoever
-    starts the run, so a changed app setting never changes a replay.
+    starts the run, so a changed app setting never changes a replay. ``version`` (absent = 1) is
+    :data:`RUN_VERSION` for new runs. ``customer`` is whom the run acts for (``ToolCall.customer``; ``None``: nobody),
+    ``startedBy`` the principal that started it (``None`` when started without an identity, e.g. by the test kit).
     """
 
     agent: str
     input: Any
     settings: dict[str, str]
+    version: NotRequired[int]
+    customer: NotRequired[str | None]
+    startedBy: NotRequired[Principal | None]
 
 
 class UsageTotals(TypedDict):
@@ -114,6 +139,8 @@ class PendingApproval(TypedDict):
     arguments: Any
     requestedAt: str
     expiresAt: str
+    argumentsHash: NotRequired[str]  # "sha256:<hex>" of the full arguments (version-2 runs); decisions are bound to it
+    truncated: NotRequired[bool]  # true when the custom status shortened summary/arguments (the audit has them whole)
     runId: NotRequired[str]  # set by the HTTP API on an approval of one of the run's sub-orchestrations
 
 
@@ -126,6 +153,7 @@ class ApprovalDecision(TypedDict):
     decision: Decision
     comment: str | None
     decidedAt: str
+    decidedBy: NotRequired[Principal | None]  # who decided (None: expired, or a decision raised without identity)
 
 
 class CustomStatus(TypedDict):
@@ -142,10 +170,16 @@ class CustomStatus(TypedDict):
 
 
 class ApprovalEvent(TypedDict):
-    """Payload of the external event ``approval:<id>``, raised by the HTTP API."""
+    """Payload of the external event ``approval:<id>``, raised by the HTTP API.
+
+    ``decidedBy`` is the deciding principal; ``argumentsHash`` the hash of the arguments the reviewer saw (the
+    pending approval's ``argumentsHash``): a version-2 run rejects a decision whose hash is not the one it asked
+    about (docs/internals.md "Approvals")."""
 
     approved: bool
     comment: str | None
+    decidedBy: NotRequired[Principal | None]
+    argumentsHash: NotRequired[str | None]
 
 
 class ModelErrorInfo(TypedDict):
@@ -182,6 +216,8 @@ class ToolCallInfo(TypedDict):
     callId: str
     tool: str
     agent: str
+    customer: NotRequired[str | None]  # the run's customer (OrchestrationInput.customer)
+    approved: NotRequired[bool]  # true when a person approved this very call in this run
 
 
 class ToolActivityInput(TypedDict):

@@ -20,11 +20,12 @@ script or test) the function is called in-process, with ``ToolCall(run_id="local
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import json
 import types
 import typing
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -36,9 +37,10 @@ from agents.function_schema import FuncSchema, function_schema
 from agents.tool_context import ToolContext
 
 from ._contracts import ToolActivityInput, ToolCallInfo, ToolRetry
+from ._jsonsafe import json_safe, loads_strict
 from ._run_settings import current_session
 
-__all__ = ["ActivityTool", "ToolCall", "ToolRetry", "activity_tool"]
+__all__ = ["ActivityTool", "ApprovalCheck", "ToolCall", "ToolRetry", "activity_tool", "approval_check"]
 
 NeedsApproval = bool | Callable[[RunContextWrapper[Any], dict[str, Any], str], Awaitable[bool]]
 
@@ -50,26 +52,37 @@ class ToolCall:
     ``run_id`` is the orchestration instance id (the run id of the HTTP API; ``"local"`` outside an
     orchestration), ``call_id`` the model's tool call id (unique within a run), ``tool`` the tool name and
     ``agent`` the name of the agent that called it. ``f"{run_id}:{call_id}"`` is a stable idempotency key: it
-    is the same on every retry of the activity (docs/internals.md "ToolCall injection").
+    is the same on every retry of the activity (docs/internals.md "ToolCall injection"). ``customer`` is whom the
+    run acts for (the start request's ``customer``, or the caller's identity; ``None``: the run acts for nobody);
+    a tool that reads or changes a customer's data must check it. ``approved`` is true only when a person approved
+    this very call in this run (a gated tool's second line of defence, e.g. a ledger limit for unapproved calls).
     """
 
     run_id: str
     call_id: str
     tool: str
     agent: str
+    customer: str | None = None
+    approved: bool = False
 
     def to_json(self) -> ToolCallInfo:
-        """Return the ``call`` object of the activity input: ``{"runId", "callId", "tool", "agent"}``."""
-        return {"runId": self.run_id, "callId": self.call_id, "tool": self.tool, "agent": self.agent}
+        """Return the ``call`` object of the activity input:
+        ``{"runId", "callId", "tool", "agent", "customer", "approved"}``."""
+        return {"runId": self.run_id, "callId": self.call_id, "tool": self.tool, "agent": self.agent,
+                "customer": self.customer, "approved": self.approved}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ToolCall:
-        """Build a ``ToolCall`` from the activity input's ``call`` object; missing keys become ``""``."""
+        """Build a ``ToolCall`` from the activity input's ``call`` object; missing keys become ``""`` (``customer``
+        ``None``, ``approved`` false: inputs written before these members existed)."""
+        customer = data.get("customer")
         return cls(
             run_id=str(data.get("runId") or ""),
             call_id=str(data.get("callId") or ""),
             tool=str(data.get("tool") or ""),
             agent=str(data.get("agent") or ""),
+            customer=customer if isinstance(customer, str) and customer else None,
+            approved=data.get("approved") is True,
         )
 
 
@@ -232,7 +245,11 @@ def activity_tool(
                     return _format_result(_to_json(result))
                 except Exception as exc:  # same model-visible error as in an orchestration
                     return f"Tool '{tool_name}' failed: {type(exc).__name__}: {exc}"
-            ok, value = await session.call_activity_tool(tool, _raw_arguments(ctx), ctx)
+            try:
+                arguments = _raw_arguments(ctx)
+            except ValueError as exc:  # NaN / Infinity: not JSON, never sent to an activity or shown to a caller
+                return f"Tool '{tool_name}' failed: the arguments are not valid JSON ({exc}); send JSON numbers."
+            ok, value = await session.call_activity_tool(tool, arguments, ctx)
             if not ok:
                 return f"Tool '{tool_name}' failed: {value}"
             return _format_result(value)
@@ -244,11 +261,15 @@ def activity_tool(
         proxy.__signature__ = proxy_signature  # type: ignore[attr-defined]
         proxy.__annotations__ = {"ctx": ToolContext, **annotations}
 
+        gate: NeedsApproval = needs_approval
+        if callable(needs_approval) and getattr(needs_approval, "_durable_check", None):
+            check: Any = needs_approval
+            gate = functools.partial(check, tool_name=tool_name)  # an approval_check: tell it the tool
         base_tool = function_tool(
             proxy,
             name_override=tool_name,
             description_override=description,
-            needs_approval=needs_approval,
+            needs_approval=gate,
         )
         schema = function_schema(
             proxy,
@@ -275,10 +296,12 @@ def _is_annotated(ann: Any) -> bool:
 
 
 def _raw_arguments(ctx: ToolContext[Any]) -> dict[str, Any]:
-    """The model's arguments for this call as a dict (already validated by the SDK against the schema)."""
+    """The model's arguments for this call as a dict (already validated by the SDK against the schema), lone
+    surrogates replaced by U+FFFD. Raises ``ValueError`` when the text holds ``NaN`` / ``Infinity`` (the SDK's
+    parser accepts them; JSON does not)."""
     text = ctx.tool_arguments or "{}"
-    value = json.loads(text) if text.strip() else {}
-    return value if isinstance(value, dict) else {}
+    value = loads_strict(text) if text.strip() else {}
+    return json_safe(value) if isinstance(value, dict) else {}
 
 
 def _register_activity(bp: df.Blueprint, tool: ActivityTool, func: Callable[..., Any]) -> None:
@@ -304,3 +327,127 @@ def _register_activity(bp: df.Blueprint, tool: ActivityTool, func: Callable[...,
     activity.__qualname__ = tool.activity_name
     activity.__doc__ = f"Durable activity for the tool '{tool.name}' (durable_agents.activity_tool)."
     bp.activity_trigger(input_name="payload", activity=tool.activity_name)(activity)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Activity-backed approval checks
+
+
+@dataclass(frozen=True)
+class ApprovalCheck:
+    """What an :func:`approval_check` function decides on: one call of a gated tool.
+
+    ``arguments``: the model's arguments (JSON object). ``call``: the call's :class:`ToolCall` (``customer``
+    included; ``approved`` is false). ``earlier``: ``(call_id, arguments)`` of the same check's calls checked
+    before this one in this run, oldest first (this call excluded; the calls of one model turn are checked in
+    the model's order), so a rule can count what the run already asked for. ``settings``: the run's settings
+    snapshot (inside a durable run; the environment outside one).
+    """
+
+    arguments: dict[str, Any]
+    call: ToolCall
+    earlier: tuple[tuple[str, dict[str, Any]], ...] = ()
+    settings: Mapping[str, str] = field(default_factory=dict)
+
+    def setting(self, name: str, default: str | None = None) -> str | None:
+        """The run's setting ``name`` (blank counts as unset), else ``default``."""
+        value = self.settings.get(name)
+        text = str(value).strip() if value is not None else ""
+        return text or default
+
+    def to_json(self) -> dict[str, Any]:
+        """The activity input: ``{"arguments", "call": ToolCallInfo, "earlier": [{"callId", "arguments"}],
+        "settings"}``."""
+        return {"arguments": self.arguments, "call": self.call.to_json(),
+                "earlier": [{"callId": cid, "arguments": args} for cid, args in self.earlier],
+                "settings": dict(self.settings)}
+
+    @classmethod
+    def from_json(cls, data: Any) -> ApprovalCheck:
+        """Inverse of :meth:`to_json` (a JSON string holding it is accepted). Raises ``TypeError`` when ``data``
+        is not an object."""
+        if isinstance(data, str):
+            data = json.loads(data)
+        if not isinstance(data, dict):
+            raise TypeError(f"an approval check input must be a JSON object, not {type(data).__name__}")
+        earlier = tuple((str(e.get("callId") or ""), dict(e.get("arguments") or {}))
+                        for e in data.get("earlier") or () if isinstance(e, dict))
+        return cls(arguments=dict(data.get("arguments") or {}), call=ToolCall.from_json(data.get("call") or {}),
+                   earlier=earlier, settings={str(k): str(v) for k, v in (data.get("settings") or {}).items()})
+
+
+class _EnvironmentSettings(Mapping[str, str]):
+    """The environment as a read-only mapping of settings (:func:`durable_agents.get_setting`), for checks that run
+    outside a durable run."""
+
+    def __getitem__(self, name: str) -> str:
+        from ._config import get_setting
+
+        value = get_setting(name)
+        if value is None:
+            raise KeyError(name)
+        return value
+
+    def __iter__(self) -> typing.Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+def approval_check(
+    bp: df.Blueprint,
+    *,
+    name: str | None = None,
+    retry: ToolRetry | None = None,
+    legacy: NeedsApproval | None = None,
+) -> Callable[[Callable[[ApprovalCheck], bool]], Callable[..., Awaitable[bool]]]:
+    """Decorator: run a tool's ``needs_approval`` rule as a Durable activity, so the rule may read state (a ledger,
+    a database) and replay stays deterministic (its answer is in the history).
+
+    The decorated function takes one :class:`ApprovalCheck` and returns ``True`` when the call needs a person's
+    approval. It is registered on ``bp`` as the activity ``name`` (default: the function's name) and the decorator
+    returns the ``needs_approval`` callable to pass to :func:`activity_tool` (SDK signature
+    ``(run_context, arguments, call_id) -> bool``). Inside a durable run that callable records the call in the
+    run's list for this check (``ApprovalCheck.earlier`` of later calls) and runs the activity with ``retry``
+    (default ``ToolRetry()``); a check that still fails after its retries, or answers something other than a
+    boolean, needs approval (fail closed). Runs started before version 2 of the run input
+    (:data:`durable_agents._contracts.RUN_VERSION`) call ``legacy`` instead when given (their histories hold no
+    check activity), else the activity. Outside a durable run the function is called in-process with
+    ``earlier=()`` and the environment's settings. Raises ``TypeError`` for a function that is not a plain
+    function.
+    """
+    retry = retry or ToolRetry()
+
+    def decorator(fn: Callable[[ApprovalCheck], bool]) -> Callable[..., Awaitable[bool]]:
+        if not inspect.isfunction(fn):
+            raise TypeError("approval_check decorates plain functions (def)")
+        activity_name = name or fn.__name__
+
+        async def needs_approval(run_context: RunContextWrapper[Any], arguments: dict[str, Any], call_id: str,
+                                 *, tool_name: str = "") -> bool:
+            session = current_session()
+            args = dict(arguments or {})
+            if session is None:
+                call = ToolCall(run_id="local", call_id=call_id, tool=tool_name, agent="")
+                return fn(ApprovalCheck(args, call, (), _EnvironmentSettings())) is True
+            if session.version < 2 and legacy is not None:
+                if callable(legacy):
+                    return bool(await legacy(run_context, arguments, call_id))
+                return bool(legacy)
+            return await session.run_approval_check(activity_name, retry, args, call_id, tool_name)
+
+        needs_approval._durable_check = activity_name  # type: ignore[attr-defined]  # activity_tool binds the tool
+        needs_approval.__name__ = f"{activity_name}_needs_approval"
+        needs_approval.__doc__ = f"needs_approval of the activity-backed check {activity_name!r}."
+
+        def run_check(payload: Any) -> bool:
+            return fn(ApprovalCheck.from_json(payload)) is True
+
+        run_check.__name__ = activity_name
+        run_check.__qualname__ = activity_name
+        run_check.__doc__ = f"Durable activity of the approval check '{activity_name}' (durable_agents.approval_check)."
+        bp.activity_trigger(input_name="payload", activity=activity_name)(run_check)
+        return needs_approval
+
+    return decorator

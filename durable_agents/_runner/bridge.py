@@ -32,9 +32,9 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from .._contracts import ApprovalDecision
+from .._contracts import AUDIT_ACTIVITY, ApprovalDecision, ToolRetry
 from .._run_settings import bind_session
-from .._tools import ActivityTool, ToolCall
+from .._tools import ActivityTool, ApprovalCheck, ToolCall
 from .steps import (
     ABANDON,
     ActivityCall,
@@ -131,6 +131,12 @@ class Session:
         self.input = orchestration_input
         data = orchestration_input if isinstance(orchestration_input, dict) else {}
         self.settings: dict[str, Any] = dict(data.get("settings") or {})
+        customer = data.get("customer")
+        self.customer: str | None = customer if isinstance(customer, str) and customer else None
+        version = data.get("version")
+        self.version: int = version if isinstance(version, int) and not isinstance(version, bool) else 1
+        self.approved_calls: set[str] = set()  # tool call ids a person approved in this run (ToolCall.approved)
+        self.checked: dict[str, list[tuple[str, Any]]] = {}  # approval check name -> (call id, arguments) checked
         self.fn = fn
         agent_name = agent or data.get("agent")
         self.progress = Progress(agent=agent_name, current_agent=agent_name)
@@ -331,16 +337,50 @@ class Session:
     async def call_activity_tool(self, tool: ActivityTool, args: dict[str, Any], ctx: Any) -> tuple[bool, Any]:
         """Run an activity tool as its activity (used by ``ActivityTool``); returns ``(ok, value_or_error)``."""
         agent = getattr(getattr(ctx, "agent", None), "name", None) or self.progress.current_agent or ""
-        call = ToolCall(run_id=self.instance_id, call_id=ctx.tool_call_id, tool=tool.name, agent=agent)
+        call = ToolCall(run_id=self.instance_id, call_id=ctx.tool_call_id, tool=tool.name, agent=agent,
+                        customer=self.customer, approved=ctx.tool_call_id in self.approved_calls)
         self.progress.last_tool = tool.name
         outcome: CallOutcome = await self.call(
             ActivityCall(name=tool.activity_name, input=tool.activity_input(args, call), retry=tool.retry)
         )
         return (True, outcome.value) if outcome.ok else (False, outcome.error)
 
+    async def run_approval_check(
+        self, name: str, retry: ToolRetry, arguments: dict[str, Any], call_id: str, tool: str
+    ) -> bool:
+        """Run the approval check activity ``name`` for one call (``durable_agents.approval_check``): record the call
+        in this run's list for ``name``, then the activity's boolean answer; a failure or a non-boolean answer
+        needs approval (fail closed)."""
+        checked = self.checked.setdefault(name, [])
+        earlier = tuple((cid, args) for cid, args in checked if cid != call_id)
+        if all(cid != call_id for cid, _ in checked):
+            checked.append((call_id, arguments))
+        agent = self.progress.current_agent or ""
+        check = ApprovalCheck(arguments, ToolCall(self.instance_id, call_id, tool, agent, self.customer), earlier,
+                              {str(k): str(v) for k, v in self.settings.items()})
+        outcome: CallOutcome = await self.call(ActivityCall(name=name, input=check.to_json(), retry=retry))
+        return not (outcome.ok and outcome.value is False)
+
     async def wait_for_approvals(self, call: ApprovalsCall) -> tuple[ApprovalDecision, ...]:
-        """Wait durably for every approval of ``call``; the decisions in item order."""
+        """Wait durably for every approval of ``call``; the decisions in item order.
+
+        Version-2 runs append the requests to the approval audit first and the expiries after (one
+        :data:`durable_agents._contracts.AUDIT_ACTIVITY` call each; an audit that fails after its retries is logged
+        by the activity and does not hold the run). Tool calls a person approved are remembered for
+        ``ToolCall.approved``."""
+        from .._approval_audit import AUDIT_RETRY, audit_expiry_input, audit_request_input
+
+        if self.version >= 2:
+            await self.call(ActivityCall(name=AUDIT_ACTIVITY, input=audit_request_input(self.instance_id, call),
+                                         retry=AUDIT_RETRY))
         decisions: tuple[ApprovalDecision, ...] = await self.call(call)
+        for item, decision in zip(call.items, decisions, strict=True):
+            if item.kind == "tool" and decision.get("decision") == "approved":
+                self.approved_calls.add(item.id)
+        expired = [(item, d) for item, d in zip(call.items, decisions, strict=True) if d.get("decision") == "expired"]
+        if self.version >= 2 and expired:
+            await self.call(ActivityCall(name=AUDIT_ACTIVITY, input=audit_expiry_input(self.instance_id, expired),
+                                         retry=AUDIT_RETRY))
         return decisions
 
 

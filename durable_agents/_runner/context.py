@@ -39,6 +39,7 @@ from agents.function_schema import function_schema
 
 from .._contracts import ToolRetry, parse_iso_duration
 from .._errors import TaskFailedError
+from .._jsonsafe import json_safe, replace_surrogates
 from . import compat
 from .steps import (
     ActivityCall,
@@ -304,7 +305,8 @@ class OrchestrationContextView:
         timeout_ms = None if timeout is None else int(timeout.total_seconds() * 1000)
         if timeout_ms is not None and timeout_ms <= 0:
             raise ValueError("request_approval's timeout must be positive")
-        item = ApprovalItem(id=approval_id, tool=step, arguments=payload, kind="workflow", summary=summary.strip())
+        item = ApprovalItem(id=approval_id, tool=step, arguments=json_safe(payload), kind="workflow",
+                            summary=replace_surrogates(summary.strip()))
         task = DurableTask(self._session, ApprovalsCall((item,), timeout_ms), mode="approval")
         return self._run_blocking(task) if self._blocking else task
 

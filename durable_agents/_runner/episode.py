@@ -34,6 +34,7 @@ from .._contracts import (
     Decision,
     OrchestrationOutput,
     PendingApproval,
+    Principal,
     approval_event_name,
     format_time,
     parse_iso_duration,
@@ -178,15 +179,92 @@ class _StatusBook:
         if progress.children:
             status["children"] = list(progress.children)
         custom = progress.custom
+        merged: dict[str, Any]
         if isinstance(custom, dict):
-            context.set_custom_status({**custom, **status})
+            merged = {**custom, **status}
         elif custom is not None:
-            context.set_custom_status({**status, "custom": custom})
+            merged = {**status, "custom": custom}
         else:
-            context.set_custom_status(status)
+            merged = dict(status)
+        context.set_custom_status(fit_custom_status(merged))
 
 
-def _decision(item: ApprovalItem, decision: Decision, comment: Any, now: str) -> ApprovalDecision:
+MAX_CUSTOM_STATUS_CHARS = 15_000
+"""Budget of the custom status as the Durable SDK sends it (``json.dumps``, ASCII-escaped): the Durable Task
+Scheduler and the extension refuse more than 16 KB, which would fail the run."""
+
+_STRING_LIMITS = (2000, 500, 200, 60)
+
+
+def _status_size(value: Any) -> int:
+    return len(json.dumps(value, default=str))
+
+
+def _shorten(value: Any, limit: int) -> tuple[Any, bool]:
+    """``value`` with every string longer than ``limit`` characters cut (ending in "…"); whether anything was cut."""
+    if isinstance(value, str):
+        return (value[: limit - 1] + "…", True) if len(value) > limit else (value, False)
+    if isinstance(value, dict):
+        cut = False
+        out = {}
+        for key, item in value.items():
+            out[key], changed = _shorten(item, limit)
+            cut = cut or changed
+        return out, cut
+    if isinstance(value, list | tuple):
+        items = [_shorten(item, limit) for item in value]
+        return [item for item, _ in items], any(changed for _, changed in items)
+    return value, False
+
+
+def fit_custom_status(status: dict[str, Any], budget: int = MAX_CUSTOM_STATUS_CHARS) -> dict[str, Any]:
+    """``status`` made to fit ``budget`` characters of JSON (docs/internals.md "Custom status"), deterministically.
+
+    Steps, each only while the status is still too large: long strings of the pending approvals (their ``summary``
+    and ``arguments``), of the decided approvals' comments and of the workflow's own members are cut to 2000, 500,
+    200, then 60 characters (a cut pending approval gets ``"truncated": true``: the audit and the run's history
+    keep the whole value); then the oldest decided approvals are dropped; then the workflow's own members are
+    replaced by ``{"truncated": true}``; then the children list is cut to its last 20. The runner's members
+    (``pendingApprovals`` ids, times and hashes) are never dropped.
+    """
+    if _status_size(status) <= budget:
+        return status
+    fitted = dict(status)
+    runner_keys = set(CustomStatus.__annotations__)
+    for limit in _STRING_LIMITS:
+        pending = []
+        for item in fitted.get("pendingApprovals") or []:
+            short = dict(item)
+            cut = False
+            for member in ("summary", "arguments"):
+                short[member], changed = _shorten(item.get(member), limit)
+                cut = cut or changed
+            if cut:
+                short["truncated"] = True
+            pending.append(short)
+        fitted["pendingApprovals"] = pending
+        fitted["approvals"] = [{**d, "comment": _shorten(d.get("comment"), limit)[0]}
+                               for d in fitted.get("approvals") or []]
+        for key in [k for k in fitted if k not in runner_keys]:
+            fitted[key] = _shorten(fitted[key], limit)[0]
+        if _status_size(fitted) <= budget:
+            return fitted
+    while fitted.get("approvals") and _status_size(fitted) > budget:
+        fitted["approvals"] = fitted["approvals"][1:]
+    if _status_size(fitted) > budget:
+        fitted = {k: v for k, v in fitted.items() if k in runner_keys}
+        fitted["progressTruncated"] = True
+    if _status_size(fitted) > budget and fitted.get("children"):
+        fitted["children"] = fitted["children"][-20:]
+    return fitted
+
+
+def _decision(item: ApprovalItem, decision: Decision, comment: Any, now: str,
+              decided_by: Any = None) -> ApprovalDecision:
+    by: Principal | None = None
+    if isinstance(decided_by, dict) and isinstance(decided_by.get("id"), str):
+        name = decided_by.get("name")
+        by = {"id": decided_by["id"], "name": name if isinstance(name, str) else None}
     return {
         "id": item.id,
         "kind": "workflow" if item.kind == "workflow" else "tool",
@@ -194,7 +272,23 @@ def _decision(item: ApprovalItem, decision: Decision, comment: Any, now: str) ->
         "decision": decision,
         "comment": comment if isinstance(comment, str) else None,
         "decidedAt": now,
+        "decidedBy": by,
     }
+
+
+def _event_decision(item: ApprovalItem, payload: dict[str, Any], now: str) -> ApprovalDecision:
+    """The decision an ``approval:<id>`` event carries (:class:`~durable_agents._contracts.ApprovalEvent`).
+
+    ``approved`` must be exactly ``true`` to approve. An event bound to other arguments (its ``argumentsHash`` is
+    set and is not the hash of what this approval asks about) is recorded as rejected with a comment saying so:
+    a decision applies only to the arguments the reviewer saw."""
+    expected = item.arguments_hash
+    seen = payload.get("argumentsHash")
+    if isinstance(seen, str) and seen and seen != expected:
+        return _decision(item, "rejected", f"The decision was made for other arguments ({seen}); this call's "
+                         f"arguments hash to {expected}, so it was not run.", now, payload.get("decidedBy"))
+    verdict: Decision = "approved" if payload.get("approved") is True else "rejected"
+    return _decision(item, verdict, payload.get("comment"), now, payload.get("decidedBy"))
 
 
 def _run_approvals(context: Context, step: ApprovalsStep, book: _StatusBook, timeout: dt.timedelta) -> Tasks:
@@ -212,7 +306,7 @@ def _run_approvals(context: Context, step: ApprovalsStep, book: _StatusBook, tim
     expires = requested + (timeout if step.timeout_ms is None else dt.timedelta(milliseconds=step.timeout_ms))
     waiting: list[tuple[ApprovalItem, PendingApproval]] = [
         (item, {"id": item.id, "kind": "workflow" if item.kind == "workflow" else "tool", "tool": item.tool,
-                "summary": item.summary, "arguments": item.arguments,
+                "summary": item.summary, "arguments": item.arguments, "argumentsHash": item.arguments_hash,
                 "requestedAt": format_time(requested), "expiresAt": format_time(expires)})
         for item in step.items
     ]
@@ -227,9 +321,7 @@ def _run_approvals(context: Context, step: ApprovalsStep, book: _StatusBook, tim
         # delivered before its wait was yielded completes at once, so every completed event is taken, item order.
         for item, _ in waiting:
             if events[item.id].is_completed:
-                payload = _parse_event_payload(events[item.id].result)
-                verdict: Decision = "approved" if payload.get("approved") is True else "rejected"
-                decided[item.id] = _decision(item, verdict, payload.get("comment"), now)
+                decided[item.id] = _event_decision(item, _parse_event_payload(events[item.id].result), now)
             elif timer.is_completed:
                 decided[item.id] = _decision(item, "expired", None, now)
         book.decided.extend(decided[item.id] for item, _ in waiting if item.id in decided)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import dataclasses
-import json
 from typing import Any
 
 from agents import Agent, RunConfig, RunResult, RunResultStreaming
@@ -25,6 +24,7 @@ from agents.run import AgentRunner
 
 from .._contracts import INVOKE_MODEL_ACTIVITY, ApprovalDecision, InvokeModelInput
 from .._errors import ModelCallError, NonDeterminismError
+from .._jsonsafe import dumps, json_safe, loads_strict
 from .._model_io import decode_model_response, encode_model_request
 from .._run_settings import current_session, run_setting
 from . import compat
@@ -59,7 +59,7 @@ class DurableModel(Model):
 
     The request is encoded with ``model_io.encode_model_request``; the activity answers
     ``{"ok": true, "response", "demo"}`` or ``{"ok": false, "error": {..., "retryable", "retryAfter"}}``.
-    Retryable errors wait on a durable timer of ``max(retryAfter, min(300 s, 2 s * 2**attempt))`` and call again,
+    Retryable errors wait on a durable timer of ``min(300 s, max(retryAfter, 2 s * 2**attempt))`` and call again,
     up to ``MODEL_MAX_ATTEMPTS`` calls (run setting, default 6); then, or for a non-retryable error,
     :class:`ModelCallError` is raised and the run fails. Streaming is not supported.
     """
@@ -129,12 +129,18 @@ class DurableModel(Model):
             if not error.get("retryable") or attempt >= max_attempts:
                 raise ModelCallError(error, attempt)
             backoff = min(MODEL_RETRY_CAP_SECONDS, MODEL_RETRY_BASE_SECONDS * 2 ** (attempt - 1))
-            retry_after = error.get("retryAfter")
-            delay = max(float(retry_after or 0), backoff)
+            delay = min(MODEL_RETRY_CAP_SECONDS, max(_retry_after(error.get("retryAfter")), backoff))
             await session.call(TimerCall(delay_ms=int(round(delay * 1000))))
 
     def stream_response(self, *args: Any, **kwargs: Any):  # pragma: no cover - documented limitation
         raise UserError("Streaming (Runner.run_streamed) is not supported inside a durable orchestration")
+
+
+def _retry_after(value: Any) -> float:
+    """The ``retryAfter`` seconds of a model error as a number >= 0 (anything else, NaN and negatives: 0)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0.0
+    return float(value) if value == value and value > 0 else 0.0
 
 
 class DurableModelProvider(ModelProvider):
@@ -232,15 +238,18 @@ def _durable_run_config(session: Session, run_config: RunConfig | dict[str, Any]
 
 
 def _approval_item(item: ToolApprovalItem) -> ApprovalItem:
+    """The reviewer's view of a tool call: its arguments parsed as strict JSON (text with ``NaN`` / ``Infinity``
+    or that is not JSON stays the model's text), lone surrogates replaced (:mod:`durable_agents._jsonsafe`)."""
     arguments: Any = item.arguments
     if isinstance(arguments, str):
         try:
-            arguments = json.loads(arguments)
+            arguments = loads_strict(arguments)
         except ValueError:
             pass
+    arguments = json_safe(arguments)
     tool = str(item.tool_name or item.name)
     return ApprovalItem(id=str(item.call_id), tool=tool, arguments=arguments, kind="tool",
-                        summary=_summary(f"Call {tool} with {json.dumps(arguments, ensure_ascii=False)}"))
+                        summary=_summary(f"Call {tool} with {dumps(arguments)}"))
 
 
 def _summary(text: str, limit: int = 300) -> str:

@@ -105,6 +105,14 @@ class ApprovalItem:
     kind: str = "tool"
     summary: str = ""
 
+    @property
+    def arguments_hash(self) -> str:
+        """``"sha256:<hex>"`` of the canonical JSON of ``arguments`` (:func:`durable_agents._audit.arguments_hash`),
+        the value a decision is bound to."""
+        from .._audit import arguments_hash
+
+        return arguments_hash(self.arguments)
+
 
 @dataclass(frozen=True)
 class ApprovalsCall:

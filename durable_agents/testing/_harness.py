@@ -37,7 +37,15 @@ from local_runtime import worker
 from local_runtime.app_loader import FunctionInfo
 from local_runtime.replay import NewAction, replay
 
-from .._contracts import INVOKE_MODEL_ACTIVITY, ApprovalEvent, OrchestrationInput, PendingApproval, approval_event_name
+from .._contracts import (
+    INVOKE_MODEL_ACTIVITY,
+    RUN_VERSION,
+    ApprovalEvent,
+    OrchestrationInput,
+    PendingApproval,
+    Principal,
+    approval_event_name,
+)
 from .._registry import AgentRegistry
 from .._run_settings import settings_snapshot
 from ._functions import durable_registry
@@ -158,10 +166,13 @@ class ReplayHarness:
         return instance
 
     def start_run(self, agent_name: str, input: Any, *, settings: Mapping[str, str] | None = None,
-                  run_id: str | None = None) -> Instance:
+                  run_id: str | None = None, customer: str | None = None,
+                  started_by: Principal | None = None) -> Instance:
         """Start a run of a registered agent exactly as ``POST /api/agents/{agent}/runs`` does.
 
-        The orchestration input is ``{"agent", "input", "settings"}`` (``durable_agents.OrchestrationInput``).
+        The orchestration input is ``{"agent", "input", "settings", "version", "customer", "startedBy"}``
+        (``durable_agents.OrchestrationInput``; ``version`` the current run version, ``customer`` whom the run acts
+        for, ``ToolCall.customer`` of its tools, ``started_by`` the starting principal ``{"id", "name"}``).
         With a ``durable_agents.App`` the agent is looked up in ``app.registry`` (its orchestrator and its
         settings); with another app ``agent_name`` is taken as the orchestrator name. ``settings`` is the run's
         settings snapshot (``durable_agents.run_setting`` reads it); by default it is the snapshot the HTTP API
@@ -180,7 +191,8 @@ class ReplayHarness:
             orchestrator, agent = entry.orchestrator, entry.name
             names = entry.settings
         snapshot = settings_snapshot(names) if settings is None else dict(settings)
-        run_input: OrchestrationInput = {"agent": agent, "input": input, "settings": snapshot}
+        run_input: OrchestrationInput = {"agent": agent, "input": input, "settings": snapshot,
+                                         "version": RUN_VERSION, "customer": customer, "startedBy": started_by}
         return self.start(orchestrator, run_input, run_id)
 
     def raise_event(self, instance_id: str, name: str, data: Any) -> None:
@@ -195,24 +207,29 @@ class ReplayHarness:
         pending = status.get("pendingApprovals") if isinstance(status, Mapping) else None
         return list(pending or [])
 
-    def approve(self, instance: Instance | str, approval_id: str, comment: str | None = None) -> None:
+    def approve(self, instance: Instance | str, approval_id: str, comment: str | None = None, *,
+                decided_by: Principal | None = None) -> None:
         """Approve ``approval_id`` as ``POST /api/runs/{id}/approvals/{approvalId}`` with ``"approved": true``
-        does: raises ``approval:<approval_id>`` with ``{"approved": true, "comment": comment}``. Call :meth:`run`
-        to deliver it. Raises ``ValueError`` when the run does not wait for that approval."""
-        self._decide(instance, approval_id, True, comment)
+        does: raises ``approval:<approval_id>`` with ``{"approved": true, "comment", "decidedBy", "argumentsHash"}``
+        (the pending approval's hash). Call :meth:`run` to deliver it. Raises ``ValueError`` when the run does not
+        wait for that approval."""
+        self._decide(instance, approval_id, True, comment, decided_by)
 
-    def reject(self, instance: Instance | str, approval_id: str, comment: str | None = None) -> None:
+    def reject(self, instance: Instance | str, approval_id: str, comment: str | None = None, *,
+               decided_by: Principal | None = None) -> None:
         """Reject ``approval_id`` (see :meth:`approve`): the model reads that the call was rejected, with
         ``comment``."""
-        self._decide(instance, approval_id, False, comment)
+        self._decide(instance, approval_id, False, comment, decided_by)
 
-    def _decide(self, instance: Instance | str, approval_id: str, approved: bool, comment: str | None) -> None:
+    def _decide(self, instance: Instance | str, approval_id: str, approved: bool, comment: str | None,
+                decided_by: Principal | None) -> None:
         target = self._instance(instance)
-        pending = [p["id"] for p in self.pending_approvals(target)]
+        pending = {p["id"]: p for p in self.pending_approvals(target)}
         if approval_id not in pending:
             raise ValueError(f"run {target.instance_id!r} does not wait for approval {approval_id!r} "
-                             f"(pending: {pending or 'none'})")
-        payload: ApprovalEvent = {"approved": approved, "comment": comment}
+                             f"(pending: {list(pending) or 'none'})")
+        payload: ApprovalEvent = {"approved": approved, "comment": comment, "decidedBy": decided_by,
+                                  "argumentsHash": pending[approval_id].get("argumentsHash")}
         self.raise_event(target.instance_id, approval_event_name(approval_id), payload)
 
     def _instance(self, instance: Instance | str) -> Instance:

@@ -1,0 +1,62 @@
+"""JSON that every parser accepts: no NaN / Infinity, no lone surrogates (internal).
+
+Python's ``json`` writes ``NaN`` / ``Infinity`` (not JSON: RFC 8259 section 6) and keeps lone surrogates
+(``"\\ud800"``) that cannot be encoded as UTF-8, so one such value from a model's tool arguments or a tool result
+makes an HTTP answer invalid or a model request fail. Everything the product writes for a caller or a model goes
+through :func:`json_safe` first; :func:`loads_strict` parses model-written JSON text without accepting the
+non-standard constants.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+__all__ = ["dumps", "has_lone_surrogate", "json_safe", "loads_strict", "replace_surrogates"]
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def has_lone_surrogate(text: str) -> bool:
+    """Whether ``text`` holds a UTF-16 surrogate code point (U+D800..U+DFFF): it cannot be encoded as UTF-8."""
+    return _SURROGATE.search(text) is not None
+
+
+def replace_surrogates(text: str) -> str:
+    """``text`` with every surrogate code point replaced by U+FFFD (the replacement character)."""
+    return _SURROGATE.sub("\ufffd", text) if has_lone_surrogate(text) else text
+
+
+def json_safe(value: Any) -> Any:
+    """A copy of the JSON value ``value`` that is valid JSON and UTF-8 encodable.
+
+    Strings (and object member names) get lone surrogates replaced by U+FFFD; floats that are NaN or infinite
+    become ``None``; tuples become lists; other values are returned as they are (``json.dumps`` decides what it
+    can write). Values without such content are returned unchanged (not copied).
+    """
+    if isinstance(value, str):
+        return replace_surrogates(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {replace_surrogates(k) if isinstance(k, str) else k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def dumps(value: Any, **kwargs: Any) -> str:
+    """``json.dumps(json_safe(value), ensure_ascii=False, allow_nan=False, **kwargs)``: never invalid JSON."""
+    return json.dumps(json_safe(value), ensure_ascii=False, allow_nan=False, **kwargs)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def loads_strict(text: str) -> Any:
+    """Parse JSON text, refusing ``NaN``, ``Infinity`` and ``-Infinity`` (``ValueError``, like any invalid JSON,
+    ``json.JSONDecodeError`` being a ``ValueError``)."""
+    return json.loads(text, parse_constant=_refuse_constant)
