@@ -15,12 +15,13 @@ request path, so that a caller's log line identifies the request without leaking
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 import azure.functions as func
+
+from ._jsonsafe import dumps
 
 __all__ = [
     "PROBLEM_CONTENT_TYPE",
@@ -41,7 +42,19 @@ PROBLEM_TYPES: dict[str, tuple[int, str]] = {
     "invalid-body": (400, "Invalid request body"),
     "invalid-query": (400, "Invalid query parameters"),
     "invalid-run-id": (400, "Invalid run id"),
+    "invalid-continuation-token": (400, "Invalid continuation token"),
+    "unauthenticated": (401, "Authentication required"),
+    "not-an-approver": (403, "Not an approver"),
+    "own-run": (403, "Separation of duties"),
+    "customer-not-allowed": (403, "Customer not allowed"),
+    "not-allowed": (403, "Not allowed"),
+    "route-not-found": (404, "No such route"),
+    "method-not-allowed": (405, "Method not allowed"),
+    "arguments-changed": (409, "Approval arguments changed"),
     "body-too-large": (413, "Request body too large"),
+    "uri-too-long": (414, "URI too long"),
+    "unsupported-media-type": (415, "Unsupported media type"),
+    "headers-too-large": (431, "Request headers too large"),
     "agent-not-found": (404, "Agent not found"),
     "run-not-found": (404, "Run not found"),
     "approval-not-found": (404, "Approval not found"),
@@ -108,11 +121,15 @@ def request_path(req: func.HttpRequest) -> str:
 
 
 def problem_response(problem: Problem, instance: str) -> func.HttpResponse:
-    """Serialize ``problem`` as an ``application/problem+json`` response with the problem's status code."""
+    """Serialize ``problem`` as an ``application/problem+json`` response with the problem's status code (and
+    ``WWW-Authenticate: Bearer`` on a 401, RFC 9110 section 11.6.1)."""
+    headers = {"Content-Type": PROBLEM_CONTENT_TYPE}
+    if problem.status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
     return func.HttpResponse(
-        body=json.dumps(problem.to_json(instance), ensure_ascii=False),
+        body=dumps(problem.to_json(instance)),
         status_code=problem.status,
-        headers={"Content-Type": PROBLEM_CONTENT_TYPE},
+        headers=headers,
         mimetype=PROBLEM_CONTENT_TYPE,
         charset="utf-8",
     )

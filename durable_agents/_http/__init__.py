@@ -159,4 +159,11 @@ def http_api_blueprint(
         """``POST runs/{runId}/cancel``: :func:`durable_agents._http.handlers.cancel_run`."""
         return await handlers.respond(handlers.cancel_run, api, req, client)
 
+    @bp.function_name("api_get_audit")
+    @bp.route(route="runs/{runId}/audit", methods=["GET"])
+    @bp.durable_client_input(client_name="client")
+    async def api_get_audit(req: func.HttpRequest, client: DurableOrchestrationClient) -> func.HttpResponse:
+        """``GET runs/{runId}/audit``: :func:`durable_agents._http.handlers.get_audit`."""
+        return await handlers.respond(handlers.get_audit, api, req, client)
+
     return bp

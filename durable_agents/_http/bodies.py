@@ -24,6 +24,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from durable_agents._http.views import RUN_STATUSES, RunStatus
+from durable_agents._jsonsafe import has_lone_surrogate
 from durable_agents._problems import Problem
 from durable_agents._registry import AGENT_NAME_PATTERN
 
@@ -37,6 +38,9 @@ __all__ = [
     "DecisionBody",
     "ListRunsQuery",
     "StartRunBody",
+    "JSON_MEDIA_TYPE",
+    "MAX_INPUT_CHARS",
+    "check_json_content_type",
     "check_size",
     "json_type",
     "read_object",
@@ -138,7 +142,47 @@ def read_object(req: func.HttpRequest, *, required: bool) -> dict[str, Any] | No
         raise Problem("malformed-json", f"The body is not valid JSON: {exc}.") from None
     if not isinstance(value, dict):
         raise Problem("invalid-body", f"The body must be a JSON object, not {json_type(value)}.")
+    where = _lone_surrogate_at(value, "")
+    if where is not None:
+        raise Problem("malformed-json", f"The body holds a lone UTF-16 surrogate (an unpaired \\ud800-\\udfff escape) "
+                      f"in {where or 'a member name'}; it is not Unicode text.")
     return value
+
+
+def _lone_surrogate_at(value: Any, path: str) -> str | None:
+    """The path (``'input'``, ``'a.b[2]'``) of the first string holding a lone surrogate, else ``None``."""
+    if isinstance(value, str):
+        return (path or "the body") if has_lone_surrogate(value) else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if has_lone_surrogate(key):
+                return path or "a member name"
+            found = _lone_surrogate_at(item, f"{path}.{key}" if path else f"'{key}'")
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _lone_surrogate_at(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+    return None
+
+
+JSON_MEDIA_TYPE = "application/json"
+
+
+def check_json_content_type(req: func.HttpRequest, *, body_required: bool) -> None:
+    """Raise 415 ``unsupported-media-type`` unless ``Content-Type`` is ``application/json`` (parameters such as
+    ``charset=utf-8`` allowed, any case). A request without a body passes when ``body_required`` is false (an
+    optional body). This also stops a web page from posting a "simple" cross-site form (``text/plain``)."""
+    declared = (req.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
+    if declared == JSON_MEDIA_TYPE:
+        return
+    if not body_required and not (req.get_body() or b"").strip():
+        return
+    shown = f"{declared!r}" if declared else "none"
+    raise Problem("unsupported-media-type",
+                  f"Send the body as {JSON_MEDIA_TYPE} (Content-Type was {shown}).", {"accept": JSON_MEDIA_TYPE})
 
 
 def json_type(value: Any) -> str:
@@ -184,28 +228,46 @@ def _not_blank(value: str) -> str:
     return value
 
 
-class StartRunBody(_StrictModel):
-    """Body of ``POST agents/{agent}/runs``: ``{"input": "<text>", "runId": "<id>" | null?}``.
+MAX_INPUT_CHARS = 100_000
+"""Longest ``input`` of a new run (characters)."""
 
-    ``input`` is the user's text, kept as sent (not stripped) but not blank. ``runId`` matches
-    :data:`RUN_ID_PATTERN`; a bad ``runId`` alone is the problem ``invalid-run-id``.
+_CUSTOMER_REGEX = r"[^\s\x00-\x1f\x7f]{1,254}"
+
+
+class StartRunBody(_StrictModel):
+    """Body of ``POST agents/{agent}/runs``: ``{"input": "<text>", "runId": "<id>" | null?,
+    "customer": "<customer id>" | null?}``.
+
+    ``input`` is the user's text, kept as sent (not stripped) but not blank, at most :data:`MAX_INPUT_CHARS`.
+    ``runId`` matches :data:`RUN_ID_PATTERN`; a bad ``runId`` alone is the problem ``invalid-run-id``.
+    ``customer`` (1 to 254 characters, no blanks or control characters; an email address for the store) is whom
+    the run acts for; the HTTP API lower-cases it.
     """
 
     member_problems: ClassVar[Mapping[str, str]] = {"runId": "invalid-run-id"}
 
-    input: Annotated[str, AfterValidator(_not_blank)] = Field(description="a non-empty string (the user's text)")
+    input: Annotated[str, AfterValidator(_not_blank), Field(max_length=MAX_INPUT_CHARS)] = Field(
+        description="a non-empty string (the user's text)")
     run_id: Annotated[str, Field(pattern=f"^{_RUN_ID_REGEX}$")] | None = Field(
         default=None, alias="runId", description="1 to 100 characters from A-Z, a-z, 0-9, '_' and '-'"
+    )
+    customer: Annotated[str, Field(pattern=f"^{_CUSTOMER_REGEX}$")] | None = Field(
+        default=None, description="a customer id such as an email address (1 to 254 characters, no blanks)"
     )
 
 
 class DecisionBody(_StrictModel):
-    """Body of ``POST runs/{runId}/approvals/{approvalId}``: ``{"approved": bool, "comment": str | null?}``
-    (``comment`` at most :data:`MAX_COMMENT_CHARS` characters)."""
+    """Body of ``POST runs/{runId}/approvals/{approvalId}``: ``{"approved": bool, "comment": str | null?,
+    "argumentsHash": str | null?}`` (``comment`` at most :data:`MAX_COMMENT_CHARS` characters; ``argumentsHash``,
+    when sent, must be the pending approval's: the decision then applies only to those arguments)."""
 
     approved: bool = Field(description="true or false")
     comment: Annotated[str, Field(max_length=MAX_COMMENT_CHARS)] | None = Field(
         default=None, description=f"a string of at most {MAX_COMMENT_CHARS} characters"
+    )
+    arguments_hash: Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")] | None = Field(
+        default=None, alias="argumentsHash",
+        description="the pending approval's argumentsHash ('sha256:' and 64 lower-case hex digits)"
     )
 
 
@@ -235,7 +297,8 @@ def _ascii_integer(value: Any) -> Any:
 
 class ListRunsQuery(_StrictModel):
     """Query of ``GET runs``: ``agent`` (an agent name), ``status`` (comma list of :data:`RUN_STATUSES`),
-    ``top`` (ASCII digits, 1..:data:`MAX_LIST_TOP`, default :data:`DEFAULT_LIST_TOP`).
+    ``top`` (ASCII digits, 1..:data:`MAX_LIST_TOP`, default :data:`DEFAULT_LIST_TOP`), ``continuationToken``
+    (opaque, from the previous page).
 
     Build it with :func:`validate` from the request's query parameters; the host's ``code`` key is ignored,
     any other unknown parameter is a 400 ``invalid-query``.
@@ -253,6 +316,10 @@ class ListRunsQuery(_StrictModel):
     )
     top: Annotated[int, BeforeValidator(_ascii_integer), Field(ge=1, le=MAX_LIST_TOP)] = Field(
         default=DEFAULT_LIST_TOP, description=f"an integer from 1 to {MAX_LIST_TOP}"
+    )
+    continuation_token: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,600}$")] | None = Field(
+        default=None, alias="continuationToken",
+        description="the continuationToken of the previous page, as it was returned"
     )
 
 

@@ -10,30 +10,40 @@ and shapes: the package docstring of :mod:`durable_agents._http`.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import azure.functions as func
 from azure.durable_functions import DurableOrchestrationClient, OrchestrationRuntimeStatus
 from azure.durable_functions.models.DurableOrchestrationStatus import DurableOrchestrationStatus
 
-from durable_agents._contracts import ApprovalDecision, ApprovalEvent, OrchestrationInput, approval_event_name
+from durable_agents._audit import AuditRecord, get_audit_store
+from durable_agents._config import get_setting
+from durable_agents._contracts import (
+    RUN_VERSION,
+    ApprovalDecision,
+    ApprovalEvent,
+    OrchestrationInput,
+    approval_event_name,
+    format_time,
+)
 from durable_agents._http.bodies import (
     RUN_ID_PATTERN,
     CancelBody,
     DecisionBody,
     ListRunsQuery,
     StartRunBody,
+    check_json_content_type,
     check_size,
     read_object,
     validate,
 )
+from durable_agents._http.listing import list_page
 from durable_agents._http.views import (
     RUNTIME_FOR_STATUS,
     TERMINAL,
@@ -47,6 +57,8 @@ from durable_agents._http.views import (
     run_status,
     run_url,
 )
+from durable_agents._identity import Caller, caller_from_request, setting_list
+from durable_agents._jsonsafe import dumps
 from durable_agents._problems import Problem, request_path
 from durable_agents._registry import AGENT_NAME_PATTERN, AgentRegistry
 from durable_agents._run_settings import GLOBAL_RUN_SETTINGS, settings_snapshot
@@ -58,6 +70,9 @@ __all__ = [
     "HttpApi",
     "cancel_run",
     "decide_approval",
+    "get_audit",
+    "may_read",
+    "require_caller",
     "get_run",
     "list_agents",
     "list_runs",
@@ -103,7 +118,7 @@ def _json_response(body: Any, status_code: int = 200, headers: dict[str, str] | 
     all_headers = {"Content-Type": "application/json"}
     all_headers.update(headers or {})
     return func.HttpResponse(
-        body=json.dumps(body, ensure_ascii=False),
+        body=dumps(body),
         status_code=status_code,
         headers=all_headers,
         mimetype="application/json",
@@ -144,13 +159,39 @@ def _path_run_id(req: func.HttpRequest) -> str:
     return run_id
 
 
+def require_caller(req: func.HttpRequest) -> Caller:
+    """The authenticated caller (:func:`durable_agents._identity.caller_from_request`); 401 ``unauthenticated``
+    when there is none."""
+    caller = caller_from_request(req)
+    if caller is None:
+        raise Problem("unauthenticated",
+                      "This route needs an authenticated caller: in Azure a Microsoft Entra ID token (App Service "
+                      "authentication); on the local runtime the developer identity header X-Dev-User.")
+    return caller
+
+
+def _started_by_id(run_input: OrchestrationInput) -> str | None:
+    started = run_input.get("startedBy")
+    return started.get("id") if isinstance(started, dict) and isinstance(started.get("id"), str) else None
+
+
+def may_read(caller: Caller, run_input: OrchestrationInput) -> bool:
+    """Whether ``caller`` may see a run: support staff and approvers see every run; others the runs they started
+    and the runs that act for them (``customer`` equal to their email)."""
+    if caller.is_support or caller.is_approver:
+        return True
+    customer = run_input.get("customer")
+    return _started_by_id(run_input) == caller.id or (caller.email is not None and customer == caller.email)
+
+
 async def _load_run(
-    client: DurableOrchestrationClient, run_id: str
+    client: DurableOrchestrationClient, run_id: str, caller: Caller
 ) -> tuple[DurableOrchestrationStatus, OrchestrationInput]:
-    """Status and agent-run input of ``run_id``; 404 when unknown or not an agent run."""
+    """Status and agent-run input of ``run_id``; 404 when unknown, not an agent run, or not visible to ``caller``
+    (:func:`may_read`; 404 rather than 403 so that run ids cannot be probed)."""
     status = await client.get_status(run_id, show_input=True)
     run_input = agent_run_input(status.input_) if status else None
-    if run_input is None:
+    if run_input is None or not may_read(caller, run_input):
         raise _run_not_found(run_id)
     return status, run_input
 
@@ -169,34 +210,51 @@ async def list_agents(
 async def start_run(api: HttpApi, req: func.HttpRequest, client: DurableOrchestrationClient) -> func.HttpResponse:
     """``POST agents/{agent}/runs`` with :class:`~durable_agents._http.bodies.StartRunBody`.
 
-    413 for bodies over 1 MiB, 404 for an unregistered agent, 400 for a bad body (``invalid-run-id`` for a bad
-    ``runId``), 409 when ``runId`` names an existing instance (purged instances are free again); without
-    ``runId`` the id is a new uuid4 hex. Starts the agent's orchestrator with the
-    :class:`~durable_agents._contracts.OrchestrationInput` whose ``settings`` hold :data:`GLOBAL_RUN_SETTINGS`
-    and the agent's registered settings that are set (:func:`~durable_agents._run_settings.settings_snapshot`).
-    Answers 202 ``<started>`` + ``Location``. Two concurrent starts with the same new ``runId`` can both pass the
-    check (the extension overwrites).
+    Checks, in order: 401 without an identity; 413 for bodies over 1 MiB; 415 unless ``application/json``; 404 for
+    an unregistered agent; 400 for a bad body (``invalid-run-id`` for a bad ``runId``); 403
+    ``customer-not-allowed`` when ``customer`` names someone else and the caller is not support staff
+    (``SUPPORT_ROLES``); 409 when ``runId`` names an existing instance (purged instances are free again), also
+    for all but one of concurrent starts of one new id (the runtime refuses to overwrite a pending or running
+    instance). Without ``runId`` the id is a new uuid4 hex. The run acts for ``customer`` (lower-cased), else for
+    the caller's own email, else for nobody. Starts the agent's orchestrator with the
+    :class:`~durable_agents._contracts.OrchestrationInput` ``{"agent", "input", "settings", "version",
+    "customer", "startedBy"}`` (``settings``: :func:`~durable_agents._run_settings.settings_snapshot`). Answers
+    202 ``<started>`` + ``Location``; never the Durable management URLs (they carry the task hub's system key).
     """
+    caller = require_caller(req)
     check_size(req)
+    check_json_content_type(req, body_required=True)
     agent_name = req.route_params.get("agent") or ""
     entry = api.registry.get(agent_name) if AGENT_NAME_PATTERN.fullmatch(agent_name) else None
     if entry is None:
         raise Problem("agent-not-found",
                       f"There is no agent named {agent_name!r}; see GET {api.route_prefix}/agents.")
     body = validate(StartRunBody, read_object(req, required=True) or {})
+    customer = body.customer.lower() if body.customer else caller.email
+    if body.customer and customer != caller.email and not caller.is_support:
+        raise Problem("customer-not-allowed",
+                      f"Only support staff (roles {', '.join(sorted(setting_list('SUPPORT_ROLES', 'Support')))}) "
+                      "may start a run for another customer; leave 'customer' out to act for yourself.")
     if body.run_id is not None and await client.get_status(body.run_id):
         raise Problem("run-id-in-use", f"The run id {body.run_id!r} is already in use.")
     run_input: OrchestrationInput = {"agent": entry.name, "input": body.input,
-                                     "settings": settings_snapshot(entry.settings)}
-    instance_id = await client.start_new(
-        entry.orchestrator, instance_id=body.run_id or uuid.uuid4().hex, client_input=run_input
-    )
+                                     "settings": settings_snapshot(entry.settings), "version": RUN_VERSION,
+                                     "customer": customer, "startedBy": caller.principal()}
+    wanted_id = body.run_id or uuid.uuid4().hex
+    try:
+        instance_id = await client.start_new(entry.orchestrator, instance_id=wanted_id, client_input=run_input)
+    except Exception:
+        if body.run_id is not None and await client.get_status(body.run_id):
+            # A concurrent start with the same id won; the runtime refused to overwrite it.
+            raise Problem("run-id-in-use", f"The run id {body.run_id!r} is already in use.") from None
+        raise
     payload = {
         "id": instance_id,
         "agent": entry.name,
         "status": "pending",
+        "customer": customer,
+        "startedBy": caller.principal(),
         "links": run_links(api.route_prefix, instance_id),
-        "management": client.create_http_management_payload(instance_id),
     }
     return _json_response(payload, 202, {"Location": run_url(api.route_prefix, instance_id)})
 
@@ -206,33 +264,33 @@ async def start_run(api: HttpApi, req: func.HttpRequest, client: DurableOrchestr
 
 
 async def list_runs(api: HttpApi, req: func.HttpRequest, client: DurableOrchestrationClient) -> func.HttpResponse:
-    """``GET runs`` with :class:`~durable_agents._http.bodies.ListRunsQuery` → 200 ``{"runs": [<run>]}``.
+    """``GET runs`` with :class:`~durable_agents._http.bodies.ListRunsQuery` →
+    200 ``{"runs": [<run>], "continuationToken": str | null}``.
 
-    Newest first (by ``createdAt``, then id), at most ``top``. 400 ``invalid-query`` for unknown parameters
-    (other than the host's ``code``), a bad agent name, unknown statuses or a ``top`` that is not 1..100 in
-    ASCII digits. Only instances with the agent-run input shape are listed. The listing covers what the extension
-    returns for one status query (the Python client reads the first page only).
+    Newest first (by ``createdAt``, then id), at most ``top`` per page; pass ``continuationToken`` back for the next
+    page (:mod:`durable_agents._http.listing`: every run is reachable, filters included). 401 without an identity;
+    400 ``invalid-query`` for unknown parameters (other than the host's ``code``), a bad agent name, unknown
+    statuses or a ``top`` that is not 1..100 in ASCII digits; 400 ``invalid-continuation-token``. Only agent runs
+    the caller may see (:func:`may_read`) are listed.
     """
+    caller = require_caller(req)
     query = validate(ListRunsQuery, req.params)
     statuses = query.status or ()
-    if statuses:
-        runtime: list[OrchestrationRuntimeStatus] = []
-        for wanted in statuses:
-            runtime.extend(r for r in RUNTIME_FOR_STATUS[wanted] if r not in runtime)
-        found = await client.get_status_by(runtime_status=runtime)
-    else:
-        found = await client.get_status_all()
-    runs: list[tuple[datetime | None, str, dict[str, Any]]] = []
-    for status in found:
+    runtime: list[OrchestrationRuntimeStatus] = []
+    for wanted in statuses:
+        runtime.extend(r for r in RUNTIME_FOR_STATUS[wanted] if r not in runtime)
+
+    def view(status: DurableOrchestrationStatus) -> dict[str, Any] | None:
         run_input = agent_run_input(status.input_) if status else None
         if run_input is None or (query.agent is not None and run_input["agent"] != query.agent):
-            continue
+            return None
+        if not may_read(caller, run_input):
+            return None
         run = run_json(status, run_input, api.route_prefix)
-        if statuses and run["status"] not in statuses:
-            continue
-        runs.append((status.created_time, run["id"] or "", run))
-    runs.sort(key=lambda item: (item[0].timestamp() if item[0] else 0.0, item[1]), reverse=True)
-    return _json_response({"runs": [run for _, _, run in runs[: query.top]]})
+        return None if statuses and run["status"] not in statuses else run
+
+    runs, token = await list_page(client, runtime, view, query.top, query.continuation_token)
+    return _json_response({"runs": runs, "continuationToken": token})
 
 
 MAX_CHILDREN_READ = 50
@@ -253,12 +311,14 @@ async def _children(
 
 
 async def get_run(api: HttpApi, req: func.HttpRequest, client: DurableOrchestrationClient) -> func.HttpResponse:
-    """``GET runs/{runId}`` → 200 ``<run>``; 404 for unknown ids and for instances that are not agent runs.
+    """``GET runs/{runId}`` → 200 ``<run>``; 401 without an identity; 404 for unknown ids, for instances that are
+    not agent runs and for runs the caller may not see (:func:`may_read`).
 
     The pending approvals of the run's running sub-orchestrations are listed too, each with ``runId`` (the child's
     instance id), and make the run ``awaiting_approval``; they are decided through this run's approvals route.
     """
-    status, run_input = await _load_run(client, _path_run_id(req))
+    caller = require_caller(req)
+    status, run_input = await _load_run(client, _path_run_id(req), caller)
     run = run_json(status, run_input, api.route_prefix)
     if status.runtime_status not in TERMINAL:
         for child_id, child in await _children(client, status):
@@ -273,28 +333,53 @@ async def get_run(api: HttpApi, req: func.HttpRequest, client: DurableOrchestrat
 # POST runs/{runId}/approvals/{approvalId}
 
 
+def _check_may_decide(caller: Caller, run_input: OrchestrationInput) -> None:
+    """403 ``not-an-approver`` unless the caller has an approver role or group (``APPROVER_ROLES`` /
+    ``APPROVER_GROUPS``); 403 ``own-run`` when ``SEPARATION_OF_DUTIES`` (default true) and the caller started the
+    run or is its customer."""
+    if not caller.is_approver:
+        raise Problem("not-an-approver",
+                      "Deciding approvals needs an approver role "
+                      f"({', '.join(sorted(setting_list('APPROVER_ROLES', 'Approver'))) or 'none configured'}) "
+                      "or group.")
+    if (get_setting("SEPARATION_OF_DUTIES", "true") or "true").lower() not in ("false", "0", "no", "off"):
+        if _started_by_id(run_input) == caller.id:
+            raise Problem("own-run", "You started this run, so you may not decide its approvals (separation of "
+                          "duties); ask another approver.")
+        if caller.email is not None and run_input.get("customer") == caller.email:
+            raise Problem("own-run", "This run acts for you, so you may not decide its approvals (separation of "
+                          "duties); ask another approver.")
+
+
 async def decide_approval(
     api: HttpApi, req: func.HttpRequest, client: DurableOrchestrationClient
 ) -> func.HttpResponse:
     """``POST runs/{runId}/approvals/{approvalId}`` with :class:`~durable_agents._http.bodies.DecisionBody`.
 
-    Checks, in order: 413 (over 1 MiB); 400 (bad body); 404 unknown run; 410 run finished (completed, failed or
+    Checks, in order: 401 without an identity; 413 (over 1 MiB); 415 unless ``application/json``; 400 (bad body);
+    404 unknown run (or one the caller may not see); 403 ``not-an-approver`` / ``own-run``
+    (:func:`_check_may_decide`); 410 run finished (completed, failed or
     cancelled), except that repeating the decision the run recorded is 200 even then (a retry after a lost
     answer stays idempotent); for an approval already in the custom status ``approvals``: 200 ``<decision>``
     when the same decision is repeated, 409 when it differs (``approval-expired`` when it expired); 404 when
-    the id is neither pending nor decided. Otherwise raises ``approval:<approvalId>`` with an
+    the id is neither pending nor decided; 409 ``arguments-changed`` when ``argumentsHash`` is sent and is not the
+    pending approval's. Otherwise appends the ``decided`` audit record (who, decision, comment, the hash of the
+    arguments the pending approval shows) and raises ``approval:<approvalId>`` with an
     :class:`~durable_agents._contracts.ApprovalEvent` and polls until the orchestration records a decision (at
     most ``api.approval_wait_seconds``): 202 ``<decision>`` when it recorded this one (or when the wait ran out:
     ``recorded: false``), 409 when it recorded another (a concurrent decision or expiry), 410 when the run
     finished without recording it. An approval of one of the run's sub-orchestrations (custom status ``children``)
     is decided on that child, with the same answers.
     """
+    caller = require_caller(req)
     check_size(req)
+    check_json_content_type(req, body_required=True)
     body = validate(DecisionBody, read_object(req, required=True) or {})
     run_id = _path_run_id(req)
     approval_id = req.route_params.get("approvalId") or ""
     wanted = "approved" if body.approved else "rejected"
-    status, _ = await _load_run(client, run_id)
+    status, run_input = await _load_run(client, run_id, caller)
+    _check_may_decide(caller, run_input)
     custom = read_custom_status(status)
     target = run_id  # the instance that waits for this approval: the run, or one of its sub-orchestrations
     if find_decided(custom, approval_id) is None and find_pending(custom, approval_id) is None:
@@ -311,9 +396,23 @@ async def decide_approval(
         raise Problem("run-finished", f"Run {run_id!r} has finished; its approvals can no longer change.")
     if recorded is not None:
         return _decided_answer(api, run_id, approval_id, recorded, wanted, status, replay=True)
-    if find_pending(custom, approval_id) is None:
+    pending = find_pending(custom, approval_id)
+    if pending is None:
         raise Problem("approval-not-found", f"Run {run_id!r} has no pending approval {approval_id!r}.")
-    event: ApprovalEvent = {"approved": body.approved, "comment": body.comment}
+    shown_hash = pending.get("argumentsHash")
+    if body.arguments_hash is not None and shown_hash is not None and body.arguments_hash != shown_hash:
+        raise Problem("arguments-changed",
+                      f"Approval {approval_id!r} asks about arguments with hash {shown_hash}, not "
+                      f"{body.arguments_hash}; read the run again and decide on what it shows.",
+                      {"argumentsHash": shown_hash})
+    get_audit_store().append(AuditRecord(
+        run_id=target, approval_id=approval_id, event="decided", kind=str(pending.get("kind") or "tool"),
+        tool=str(pending.get("tool") or ""), arguments_hash=str(shown_hash or ""), arguments=None,
+        decision=wanted, comment=body.comment, actor_id=caller.id, actor_name=caller.name,
+        at=format_time(datetime.now(UTC)), key=f"decided:{approval_id}:{caller.id}:{wanted}",
+    ))
+    event: ApprovalEvent = {"approved": body.approved, "comment": body.comment, "decidedBy": caller.principal(),
+                            "argumentsHash": shown_hash}  # the run rejects the decision if its arguments differ
     try:
         await client.raise_event(target, approval_event_name(approval_id), event)
     except Exception:
@@ -336,7 +435,8 @@ async def decide_approval(
         if latest.runtime_status in TERMINAL:
             raise Problem("run-finished", f"Run {run_id!r} finished before the decision was recorded.")
         if loop.time() >= deadline:
-            answer = _decision_json(api, run_id, approval_id, wanted, body.comment, None, False, latest)
+            answer = _decision_json(api, run_id, approval_id, wanted, body.comment, None, False, latest,
+                                    caller.principal())
             return _json_response(answer, 202)
         await asyncio.sleep(min(delay, max(0.0, deadline - loop.time())))
         delay = min(delay * 2, api.approval_poll_seconds)
@@ -351,8 +451,9 @@ def _decision_json(
     decided_at: str | None,
     recorded: bool,
     status: DurableOrchestrationStatus,
+    decided_by: Any = None,
 ) -> dict[str, Any]:
-    """The ``<decision>`` JSON; ``status`` is the run's status as last read."""
+    """The ``<decision>`` JSON; ``status`` is the run's status as last read, ``decided_by`` the principal."""
     pending = [] if status.runtime_status in TERMINAL else pending_approvals(read_custom_status(status))
     return {
         "runId": run_id,
@@ -360,6 +461,7 @@ def _decision_json(
         "decision": decision,
         "comment": comment,
         "decidedAt": decided_at,
+        "decidedBy": decided_by,
         "recorded": recorded,
         "status": run_status(status.runtime_status, pending),
         "links": {"run": run_url(api.route_prefix, run_id)},
@@ -381,7 +483,8 @@ def _decided_answer(
     decision = recorded.get("decision")
     decided_at = recorded.get("decidedAt")
     if decision == wanted:
-        body = _decision_json(api, run_id, approval_id, wanted, recorded.get("comment"), decided_at, True, status)
+        body = _decision_json(api, run_id, approval_id, wanted, recorded.get("comment"), decided_at, True, status,
+                              recorded.get("decidedBy"))
         return _json_response(body, 200 if replay else 202)
     if decision == "expired":
         raise Problem(
@@ -403,14 +506,21 @@ def _decided_answer(
 async def cancel_run(api: HttpApi, req: func.HttpRequest, client: DurableOrchestrationClient) -> func.HttpResponse:
     """``POST runs/{runId}/cancel`` with an optional :class:`~durable_agents._http.bodies.CancelBody`.
 
-    413 / 400 (bad body) first, then 404 unknown run, 410 finished; otherwise terminates the instance with
+    401 without an identity, 413, 415 (a body that is not ``application/json``), 400 (bad body) first, then 404
+    unknown run (or not visible), 403 ``not-allowed`` unless the caller started the run or is support staff or an
+    approver, 410 finished; otherwise terminates the instance with
     reason ``"cancelled by caller"`` (``"cancelled by caller: <reason>"`` when a non-blank reason is given) →
     202 ``<cancel>``. The run's status becomes ``cancelled`` once the termination is processed.
     """
+    caller = require_caller(req)
     check_size(req)
+    check_json_content_type(req, body_required=False)
     body = validate(CancelBody, read_object(req, required=False) or {})
     run_id = _path_run_id(req)
-    status, run_input = await _load_run(client, run_id)
+    status, run_input = await _load_run(client, run_id, caller)
+    if not (caller.is_support or caller.is_approver or _started_by_id(run_input) == caller.id):
+        raise Problem("not-allowed", "Only the principal who started a run, support staff and approvers may "
+                      "cancel it.")
     if status.runtime_status in TERMINAL:
         raise Problem("run-finished", f"Run {run_id!r} has already finished.")
     text = "cancelled by caller" + (f": {body.reason}" if body.reason and body.reason.strip() else "")
@@ -423,3 +533,34 @@ async def cancel_run(api: HttpApi, req: func.HttpRequest, client: DurableOrchest
         "links": {"run": run_url(api.route_prefix, run_id)},
     }
     return _json_response(payload, 202)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# GET runs/{runId}/audit
+
+
+async def get_audit(api: HttpApi, req: func.HttpRequest, client: DurableOrchestrationClient) -> func.HttpResponse:
+    """``GET runs/{runId}/audit`` → 200 ``{"runId", "records": [<audit record>]}`` (oldest first; the run's and its
+    sub-orchestrations' records, :meth:`durable_agents._audit.AuditRecord.to_json`).
+
+    The audit lives outside orchestration state: after a purge the run is gone but its audit is still answered to
+    support staff and approvers (404 for others, and for ids that never had records). 401 without an identity.
+    """
+    caller = require_caller(req)
+    run_id = _path_run_id(req)
+    store = get_audit_store()
+    status = await client.get_status(run_id, show_input=True)
+    run_input = agent_run_input(status.input_) if status else None
+    if run_input is not None:
+        if not may_read(caller, run_input):
+            raise _run_not_found(run_id)
+        ids = [run_id] + [child_id for child_id, _ in await _children(client, status)]
+    else:
+        if not (caller.is_support or caller.is_approver):
+            raise _run_not_found(run_id)
+        ids = [run_id]
+    records = [record for instance in ids for record in store.list_for_run(instance)]
+    if run_input is None and not records:
+        raise _run_not_found(run_id)
+    records.sort(key=lambda record: record.at)
+    return _json_response({"runId": run_id, "records": [record.to_json() for record in records]})

@@ -89,9 +89,11 @@ def run_url(route_prefix: str, run_id: str) -> str:
 
 
 def run_links(route_prefix: str, run_id: str) -> dict[str, str]:
-    """``{"self", "approvals", "cancel"}``: the run's paths (``approvals`` holds the ``{approvalId}`` template)."""
+    """``{"self", "approvals", "cancel", "audit"}``: the run's paths (``approvals`` holds the ``{approvalId}``
+    template)."""
     base = run_url(route_prefix, run_id)
-    return {"self": base, "approvals": base + "/approvals/{approvalId}", "cancel": base + "/cancel"}
+    return {"self": base, "approvals": base + "/approvals/{approvalId}", "cancel": base + "/cancel",
+            "audit": base + "/audit"}
 
 
 def _parse_json_text(value: Any) -> Any:
@@ -211,6 +213,8 @@ def run_json(status: DurableOrchestrationStatus, run_input: OrchestrationInput, 
     return {
         "id": status.instance_id,
         "agent": run_input["agent"],
+        "customer": run_input.get("customer"),
+        "startedBy": run_input.get("startedBy"),
         "status": run_status(runtime, pending),
         "output": output_value,
         "error": error,
