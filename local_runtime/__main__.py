@@ -1,9 +1,10 @@
-"""``durable-agents-local [--port 7071] [--state PATH] [--app-dir DIR] [--log-level INFO]`` (alias
-``python -m local_runtime``; the console script of the distribution's ``[local]`` extra).
+"""``durable-agents-local [--port 7071] [--host 127.0.0.1] [--state PATH] [--app-dir DIR] [--log-level INFO]
+[--no-auth]`` (alias ``python -m local_runtime``; the console script of the distribution's ``[local]`` extra).
 
 Run it in any Functions app folder like ``func start``: it hosts ``function_app.py`` on ``http://127.0.0.1:<port>``,
 serves the Durable HTTP API and keeps durable state in SQLite (default ``<app-dir>/.local/durable-state.sqlite3``).
-Exit code 1 when the app cannot be loaded.
+App Service authentication is emulated (``WEBSITE_AUTH_ENABLED=True``, a developer identity from ``X-Dev-User`` on
+loopback; :mod:`local_runtime.identity`) unless ``--no-auth`` is given. Exit code 1 when the app cannot be loaded.
 """
 
 from __future__ import annotations
@@ -22,11 +23,16 @@ def main(argv: list[str] | None = None) -> int:
     """Parse arguments, configure logging, run the host until SIGINT/SIGTERM."""
     p = argparse.ArgumentParser(prog="durable-agents-local", description="Host a Functions app folder locally "
                                 "(HTTP triggers, Durable orchestrations and activities; state in SQLite).")
-    p.add_argument("--port", type=int, default=7071, help="HTTP port on 127.0.0.1 (default 7071)")
+    p.add_argument("--port", type=int, default=7071, help="HTTP port (default 7071)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="listen address (default 127.0.0.1; X-Dev-User is honoured from loopback peers only)")
     p.add_argument("--state", type=Path, default=None,
                    help="SQLite state file (default <app-dir>/.local/durable-state.sqlite3)")
     p.add_argument("--app-dir", type=Path, default=Path.cwd(), help="function app folder (default: current)")
     p.add_argument("--log-level", default="INFO", help="DEBUG shows one line per episode (default INFO)")
+    p.add_argument("--no-auth", action="store_true",
+                   help="no App Service authentication emulation: WEBSITE_AUTH_ENABLED unset, no developer "
+                        "identity (client-sent X-MS-CLIENT-PRINCIPAL* headers are still removed)")
     args = p.parse_args(argv)
     try:
         from .host import HostOptions, run_host
@@ -38,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
                         format="[%(asctime)s] %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     try:
-        asyncio.run(run_host(HostOptions(app_dir=args.app_dir.resolve(), port=args.port, state=args.state)))
+        asyncio.run(run_host(HostOptions(app_dir=args.app_dir.resolve(), port=args.port, state=args.state,
+                                         host=args.host, auth=not args.no_auth)))
     except AppLoadError as exc:
         logging.getLogger("local_runtime").error("Cannot start the local runtime: %s", exc)
         return 1

@@ -3,6 +3,13 @@
 :func:`run_host` is what ``python -m local_runtime`` calls. Startup order: local settings → host.json → import the
 app (``get_functions()`` once) → SQLite state → engine (resumes unfinished instances) → HTTP server → banner.
 ``GET /admin/host/status`` answers ``{"state": "Running"}`` from then on.
+
+HTTP-trigger requests pass, in order: the size limits (414/431, :mod:`.problems`), route matching (404
+``route-not-found`` for no route or an unsafe path, 405 ``method-not-allowed`` with ``Allow``), the identity
+emulation (:mod:`.identity`; 400 ``invalid-dev-identity``), then the function. With ``auth`` on (the default;
+``--no-auth`` turns it off) the host sets ``WEBSITE_AUTH_ENABLED=True`` in its environment before importing the app,
+as App Service does when authentication is on; with it off the variable is removed. No log line of the host
+carries a query string (there is no access log; function lines log the path only).
 """
 
 from __future__ import annotations
@@ -21,7 +28,9 @@ from aiohttp import web
 from .app_loader import AppLoadError, Registry, apply_local_settings, load_functions, load_host_config
 from .durable_api import DurableApi, client_json
 from .engine import Engine
-from .http_triggers import HttpTriggers, to_http_request, to_web_response
+from .http_triggers import HttpTriggers, to_http_request, to_web_response, unsafe_path
+from .identity import InvalidDevIdentity, identity_headers
+from .problems import PARSER_LIMITS, NoQueryLogFilter, limits_middleware, problem
 from .store import Store
 from .worker import invoke
 
@@ -32,12 +41,14 @@ log = logging.getLogger("local_runtime")
 
 @dataclass
 class HostOptions:
-    """CLI options: ``port`` (7071), ``state`` (default ``<app_dir>/.local/durable-state.sqlite3``), ``app_dir``."""
+    """CLI options: ``port`` (7071), ``state`` (default ``<app_dir>/.local/durable-state.sqlite3``), ``app_dir``,
+    ``host`` (listen address, 127.0.0.1), ``auth`` (App Service authentication emulation, on; ``--no-auth``)."""
 
     app_dir: Path
     port: int = 7071
     state: Path | None = None
     host: str = "127.0.0.1"
+    auth: bool = True
 
 
 class _Host:
@@ -53,7 +64,7 @@ class _Host:
         self.durable = DurableApi(engine, hub)
 
     def make_app(self) -> web.Application:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[limits_middleware])
         app.router.add_get("/admin/host/status", self.host_status)
         self.durable.add_routes(app)
         app.router.add_route("*", "/{tail:.*}", self.http_trigger)
@@ -63,17 +74,31 @@ class _Host:
         return web.json_response({"state": "Running"}, headers={"X-Local-Runtime-Pid": str(os.getpid())})
 
     async def http_trigger(self, request: web.Request) -> web.Response:
+        raw_path = request.raw_path.split("?", 1)[0]
+        if unsafe_path(raw_path):
+            return problem(404, "route-not-found", "The path has a dot segment or an encoded slash; no function "
+                           "route matches it.", raw_path)
         route, params, path_matched = self.triggers.match(request.path, request.method)
         if route is None:
-            return web.Response(status=405 if path_matched else 404)
+            allow = self.triggers.allowed_methods(request.path) if path_matched else []
+            if allow:
+                return problem(405, "method-not-allowed", f"The route does not accept {request.method}; it accepts "
+                               f"{', '.join(allow)}.", raw_path, headers={"Allow": ", ".join(allow)})
+            return problem(404, "route-not-found", f"No function route matches {request.method} {request.path}.",
+                           raw_path)
         info = route.info
         if info.trigger_name is None:  # an httpTrigger binding without a "name": nothing to pass the request as
             log.error("HTTP function '%s' has no trigger parameter name", info.name)
             return web.Response(status=500)
-        kwargs: dict[str, Any] = {info.trigger_name: await to_http_request(request, params)}
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        try:
+            headers = identity_headers(request.headers.items(), peer, enabled=self.opts.auth)
+        except InvalidDevIdentity as exc:
+            return problem(400, "invalid-dev-identity", str(exc), raw_path)
+        kwargs: dict[str, Any] = {info.trigger_name: await to_http_request(request, params, headers)}
         if info.client_binding:
             kwargs[info.client_binding] = self.client
-        log.info("Executing HTTP function '%s' (%s %s)", info.name, request.method, request.path_qs)
+        log.info("Executing HTTP function '%s' (%s %s)", info.name, request.method, request.path)
         try:
             result = await invoke(info, kwargs, self.engine.act_pool, str(self.opts.app_dir))
         except Exception:  # noqa: BLE001 - like the host: log it, answer 500
@@ -96,18 +121,32 @@ class _Host:
         return "\n".join(lines)
 
 
+def _set_auth_env(auth: bool) -> None:
+    """``WEBSITE_AUTH_ENABLED=True`` when the emulation is on, else remove it (the app must not trust principal
+    headers the host does not vouch for)."""
+    if auth:
+        os.environ["WEBSITE_AUTH_ENABLED"] = "True"
+    elif os.environ.pop("WEBSITE_AUTH_ENABLED", None) is not None:
+        log.warning("--no-auth: removed WEBSITE_AUTH_ENABLED from the environment")
+
+
 async def build_host(opts: HostOptions) -> tuple[_Host, web.AppRunner]:
     """Load everything and start serving; returns the host and the started aiohttp runner."""
     app_dir = opts.app_dir.resolve()
     applied = apply_local_settings(app_dir)
     log.info("Applied %d value(s) from local.settings.json", len(applied))
     cfg = load_host_config(app_dir)
+    _set_auth_env(opts.auth)   # after local settings: the CLI decides, like App Service's platform setting
     _, registry = load_functions(app_dir)
     state = opts.state or app_dir / ".local" / "durable-state.sqlite3"
     store = Store(Path(state))
     engine = Engine(store, registry, app_dir)
     host = _Host(opts, registry, store, engine, cfg.hub_name, cfg.route_prefix)
-    runner = web.AppRunner(host.make_app(), access_log=None)
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, NoQueryLogFilter) for f in server_log.filters):
+        server_log.addFilter(NoQueryLogFilter())
+    runner = web.AppRunner(host.make_app(), access_log=None, max_line_size=PARSER_LIMITS.max_line_size,
+                           max_field_size=PARSER_LIMITS.max_field_size, max_headers=PARSER_LIMITS.max_headers)
     await runner.setup()
     site = web.TCPSite(runner, opts.host, opts.port)
     try:
@@ -118,7 +157,8 @@ async def build_host(opts: HostOptions) -> tuple[_Host, web.AppRunner]:
         raise AppLoadError(f"cannot listen on {opts.host}:{opts.port}: {exc.strerror}") from exc
     await engine.start()
     log.info("%s", host.banner())
-    log.info("Host started; listening on http://%s:%d", opts.host, opts.port)
+    log.info("Host started; listening on http://%s:%d (App Service authentication emulation %s)", opts.host,
+             opts.port, "on: X-Dev-User on loopback" if opts.auth else "off (--no-auth)")
     return host, runner
 
 

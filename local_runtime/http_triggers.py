@@ -4,6 +4,10 @@ Templates (protocol §6.2): literal segments (matched case-insensitively), ``{na
 ``{name:int}``/``{name:int?}`` and the constraints ``int``, ``long``, ``bool``, ``alpha``, ``guid``, ``double``,
 ``float``, ``decimal``, ``datetime`` (others match any segment), and ``{*rest}`` catch-all. Auth levels are not
 enforced, like ``func start``.
+
+A request path with a dot segment (``.``/``..``, also percent-encoded such as ``%2e%2e``) or an encoded slash or
+backslash (``%2F``, ``%5C``) in any segment matches no route (:func:`unsafe_path`): the host answers 404
+``route-not-found`` instead of letting ``runs/{id}`` see ``id=".."`` or ``"a/b"``.
 """
 
 from __future__ import annotations
@@ -12,13 +16,14 @@ import logging
 import re
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
 import azure.functions as func
 from aiohttp import web
 
 from .app_loader import FunctionInfo
 
-__all__ = ["Route", "compile_route", "HttpTriggers"]
+__all__ = ["Route", "compile_route", "HttpTriggers", "unsafe_path", "to_http_request", "to_web_response"]
 
 log = logging.getLogger("local_runtime")
 
@@ -96,6 +101,20 @@ def compile_route(info: FunctionInfo, template: str) -> Route:
     return Route(info, template, re.compile(f"^{regex}/?$", re.IGNORECASE), names, tuple(precedence))
 
 
+def unsafe_path(raw_path: str) -> bool:
+    """True when the raw (not decoded) request path, query excluded, has a segment that decodes to ``.`` or
+    ``..`` or contains ``/`` or ``\\`` once decoded (``%2F``, ``%5C``), or a literal backslash."""
+    if "\\" in raw_path:
+        return True
+    for seg in raw_path.split("/"):
+        if "%" not in seg and seg not in (".", ".."):
+            continue
+        dec = unquote(seg)
+        if dec in (".", "..") or "/" in dec or "\\" in dec:
+            return True
+    return False
+
+
 class HttpTriggers:
     """Matches requests to HTTP functions and invokes them (the ``invoke`` callable does the worker part)."""
 
@@ -111,14 +130,9 @@ class HttpTriggers:
 
     def match(self, path: str, method: str) -> tuple[Route | None, dict[str, str], bool]:
         """Return ``(route, route_params, path_matched)`` for a request path (with the prefix)."""
-        rest = path
-        if self.prefix:
-            p = "/" + self.prefix
-            if not (rest.lower() == p.lower() or rest.lower().startswith(p.lower() + "/")):
-                return None, {}, False
-            rest = rest[len(p):]
-        if rest == "":
-            rest = "/"
+        rest = self._rest(path)
+        if rest is None:
+            return None, {}, False
         path_matched = False
         for r in self.routes:
             m = r.regex.match(rest if rest != "/" else "")
@@ -133,11 +147,38 @@ class HttpTriggers:
             return r, params, True
         return None, {}, path_matched
 
+    def allowed_methods(self, path: str) -> list[str]:
+        """The methods (upper case, sorted) of the routes whose template matches ``path``: the ``Allow`` header of a
+        405. Empty when no route matches or one matching route takes any method."""
+        methods: set[str] = set()
+        rest = self._rest(path)
+        if rest is None:
+            return []
+        for r in self.routes:
+            if not (r.regex.match(rest if rest != "/" else "") or (rest == "/" and r.regex.match("/"))):
+                continue
+            if not r.info.methods:
+                return []
+            methods.update(m.upper() for m in r.info.methods)
+        return sorted(methods)
 
-async def to_http_request(request: web.Request, route_params: dict[str, str]) -> func.HttpRequest:
-    """Build the ``func.HttpRequest`` (method, url, headers, params, route_params, body) for an aiohttp request."""
+    def _rest(self, path: str) -> str | None:
+        """The path after the route prefix (``/`` when nothing follows it), or None when the prefix is missing."""
+        if not self.prefix:
+            return path or "/"
+        p = "/" + self.prefix
+        if not (path.lower() == p.lower() or path.lower().startswith(p.lower() + "/")):
+            return None
+        return path[len(p):] or "/"
+
+
+async def to_http_request(request: web.Request, route_params: dict[str, str],
+                          headers: dict[str, str] | None = None) -> func.HttpRequest:
+    """Build the ``func.HttpRequest`` (method, url, headers, params, route_params, body) for an aiohttp request;
+    ``headers`` replaces the request's own (the host passes them through :mod:`local_runtime.identity`)."""
     body = await request.read()
-    return func.HttpRequest(method=request.method, url=str(request.url), headers=dict(request.headers),
+    return func.HttpRequest(method=request.method, url=str(request.url),
+                            headers=dict(request.headers) if headers is None else headers,
                             params=dict(request.query), route_params=route_params, body=body)
 
 
