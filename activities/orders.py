@@ -141,7 +141,8 @@ class Order:
     raw: dict[str, Any]
 
     def summary(self) -> dict[str, Any]:
-        """Summary fields for listings: ``{id, status, currency, total, created_at, item_count, items}``."""
+        """Summary fields for listings: ``{id, status, currency, total, created_at, items}`` (``items``: the
+        product names; no customer email, no SKUs)."""
         items = self.raw.get("items") or []
         return {
             "id": self.id,
@@ -149,7 +150,6 @@ class Order:
             "currency": self.currency,
             "total": self.raw["total"],
             "created_at": self.created_at,
-            "item_count": sum(int(item.get("quantity") or 0) for item in items),
             "items": [str(item.get("name", "")) for item in items],
         }
 

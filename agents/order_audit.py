@@ -1,10 +1,11 @@
 """The ``order_audit`` workflow: one reviewer agent per order in parallel, then a summarizer (fan-out / fan-in).
 
-1. The customer's email is taken from the input text; the ``list_orders`` activity lists their orders.
+1. The audited customer is the one the run acts for (start body ``"customer"``, never an email in the input
+   text); the ``list_orders`` activity lists their orders. A run without a customer fails at once.
 2. Every order is reviewed by the ``order_reviewer`` agent (tool ``lookup_order``, structured output
    :class:`OrderReview`) in its own sub-orchestration, all started in one episode, with the deterministic child
-   instance id ``<run id>:<order id>``. The reviewer is an agent of its own too (``POST
-   /api/agents/order_reviewer/runs`` with an order id).
+   instance id ``<run id>:<order id>``, acting for the same customer. The reviewer is an agent of its own too
+   (``POST /api/agents/order_reviewer/runs`` with an order id and a customer).
 3. Failed reviews are tolerated: they are reported in the output (``failed``), the other reviews are kept; only when
    every review failed does the run fail.
 4. The ``audit_summarizer`` agent aggregates the reviews into one answer (``summary``).
@@ -16,7 +17,6 @@ Progress: ``set_custom_status({"stage": "listing orders" | "reviewing" | "summar
 from __future__ import annotations
 
 import json
-import re
 from typing import Any, Literal
 
 from agents import Agent, Runner
@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 import durable_agents
 from activities import list_orders, lookup_order
+from activities.orders import normalize_email
 from durable_agents import TaskFailedError, ToolCall
 
 from .order_audit_demo import REVIEWER_MARKER, SUMMARIZER_MARKER, order_audit_demo_responder
@@ -32,7 +33,6 @@ __all__ = ["OrderReview", "bp", "order_audit_workflow", "order_review_run", "rev
 
 WORKFLOW = "order_audit"
 REVIEWER_ORCHESTRATOR = "order_review_run"
-_EMAIL_RE = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}")
 
 
 class OrderReview(BaseModel):
@@ -46,7 +46,8 @@ class OrderReview(BaseModel):
 
 
 REVIEWER_INSTRUCTIONS = f"""\
-{REVIEWER_MARKER} of an online store. Look the order you are given up with lookup_order and review it: flag it
+{REVIEWER_MARKER} of an online store, acting for one customer (lookup_order finds only their orders). Look the
+order you are given up with lookup_order and review it: flag it
 (verdict attention) when it was refunded in part or in full, was cancelled, is of unusually high value, or anything
 in it looks wrong; otherwise the verdict is ok. Findings are short and exact, amounts with their currency."""
 
@@ -68,28 +69,33 @@ def order_review_run(context):
     return Runner.run_sync(reviewer_agent, context.get_input()["input"])
 
 
-def customer_email(text: Any) -> str | None:
-    """The first email address in the input text, lower-cased, or ``None``."""
-    found = _EMAIL_RE.search(text) if isinstance(text, str) else None
-    return found.group(0).lower() if found else None
+def _child_input(run_input: dict[str, Any], text: str, customer: str) -> dict[str, Any]:
+    """A reviewer run's input: the parent's settings, run version and customer (docs/internals.md orchestration
+    input), so the child's tools act for the same customer."""
+    child: dict[str, Any] = {"agent": reviewer_agent.name, "input": text, "settings": run_input.get("settings") or {},
+                             "customer": customer}
+    if "version" in run_input:
+        child["version"] = run_input["version"]
+    return child
 
 
 @bp.workflow(
     WORKFLOW,
-    description="Audits a customer's orders (give their email): one reviewer agent per order in parallel, then a "
-                "summary.",
+    description="Audits the orders of the customer the run acts for: one reviewer agent per order in parallel, then "
+                "a summary.",
     agents=(reviewer_agent, summarizer_agent),
 )
 def order_audit_workflow(context):
-    """Orchestrator of one ``order_audit`` run: input ``{"agent", "input": <text with an email>, "settings"}``."""
+    """Orchestrator of one ``order_audit`` run: input ``{"agent", "input", "settings", "customer", ...}``."""
     run_input = context.get_input()
-    email = customer_email(run_input["input"])
+    email = normalize_email(run_input.get("customer"))
     if email is None:
-        raise ValueError("order_audit needs the customer's email address in its input")
+        raise ValueError("order_audit audits the orders of the customer the run acts for: start it with a customer")
     context.set_custom_status({"stage": "listing orders", "customerEmail": email})
-    call = ToolCall(run_id=context.instance_id, call_id="audit-list-orders", tool=list_orders.name, agent=WORKFLOW)
+    call = ToolCall(run_id=context.instance_id, call_id="audit-list-orders", tool=list_orders.name, agent=WORKFLOW,
+                    customer=email)
     listed = yield context.call_activity_with_retry(list_orders.activity_name, list_orders.retry,
-                                                    list_orders.activity_input({"customer_email": email}, call))
+                                                    list_orders.activity_input({}, call))
     if not isinstance(listed, dict) or listed.get("error"):
         raise ValueError(f"could not list the orders of {email}: {listed}")
     order_ids = [str(order["id"]) for order in listed.get("orders") or []]
@@ -102,8 +108,7 @@ def order_audit_workflow(context):
     children = [
         context.call_sub_orchestrator(
             REVIEWER_ORCHESTRATOR,
-            {"agent": reviewer_agent.name, "input": f"Review order {order_id} of {email}.",
-             "settings": run_input.get("settings") or {}},
+            _child_input(run_input, f"Review order {order_id}.", email),
             f"{context.instance_id}:{order_id}",
         )
         for order_id in order_ids

@@ -10,6 +10,9 @@
    Rejected or expired: nothing is refunded; the customer gets a message (the ``send_message`` activity, called by
    the workflow itself) and the output says so.
 
+The run acts for one customer (start body ``"customer"``, ``ToolCall.customer``): every tool, the workflow's own
+``lookup_order`` / ``send_message`` calls included, sees only that customer's orders and writes only to them.
+
 Progress is published with ``context.set_custom_status({"stage": ...})``: ``planning``, ``awaiting plan
 approval``, ``executing`` or ``messaging customer``, then ``done``. The output (``GET /api/runs/{id}`` ``output``)
 is ``{"outcome": "executed" | "rejected" | "expired", "orderId", "plan", "decision", "result", "customerMessage",
@@ -55,7 +58,8 @@ class ResolutionPlan(BaseModel):
 
 PLANNER_INSTRUCTIONS = f"""\
 {PLANNER_MARKER} of an online store. Read the customer's complaint, look the order up with lookup_order, and
-propose a resolution plan; you do not act yourself, a person reviews your plan first.
+propose a resolution plan; you do not act yourself, a person reviews your plan first. You act for one customer:
+lookup_order finds only their orders; an order it does not find is not theirs (plan no refund for it).
 - Refund only for a real problem (damaged, wrong or missing items, a late delivery) and never more than the order's
   refundable_amount; set refund_amount to null when no refund is due.
 - The customer_message is friendly, short and exact: name the order and, for a refund, the amount and currency."""
@@ -64,7 +68,8 @@ EXECUTOR_INSTRUCTIONS = f"""\
 {EXECUTOR_MARKER} of an online store. Carry out the approved resolution plan you are given, exactly and nothing
 more: look the order up with lookup_order, make the planned refund with refund_order (large refunds wait for a
 person's approval: if one is rejected or times out, do not retry it and tell the customer so instead), then send the
-plan's customer_message with send_message to the order's customer_email. End with a short summary of what you did."""
+plan's customer_message with send_message (it goes to the customer this run acts for). End with a short summary of
+what you did."""
 
 planner_agent = Agent(name="resolution_planner", instructions=PLANNER_INSTRUCTIONS, tools=[lookup_order],
                       output_type=ResolutionPlan)
@@ -136,18 +141,21 @@ def resolution_workflow(context):
 
 
 def _message_customer(context: Any, plan: ResolutionPlan, outcome: str):
-    """Look the order's customer up and write to them (the ``lookup_order`` and ``send_message`` activities, with
-    the activity-tool input; idempotent per run). Returns ``send_message``'s result, or the lookup's error."""
+    """Check that the plan's order is the run's customer's, then write to that customer (the ``lookup_order`` and
+    ``send_message`` activities with the activity-tool input, ``ToolCall.customer`` the run's customer; idempotent
+    per run). Returns ``send_message``'s result, or the lookup's error (``order_not_found`` for an order that is
+    not the customer's: then nobody is written to)."""
+    customer = context.get_input().get("customer")
+
     def tool_input(tool: Any, args: dict[str, Any]) -> Any:
         call = ToolCall(run_id=context.instance_id, call_id=f"plan-{outcome}-{tool.name}", tool=tool.name,
-                        agent=WORKFLOW)
+                        agent=WORKFLOW, customer=customer if isinstance(customer, str) and customer else None)
         return tool.activity_input(args, call)
 
     order = yield context.call_activity_with_retry(lookup_order.activity_name, lookup_order.retry,
                                                    tool_input(lookup_order, {"order_id": plan.order_id}))
-    if not isinstance(order, dict) or order.get("error") or not order.get("customer_email"):
+    if not isinstance(order, dict) or order.get("error"):
         return order if isinstance(order, dict) else {"error": str(order)}
     text = declined_message(plan, outcome)
     return (yield context.call_activity_with_retry(send_message.activity_name, send_message.retry,
-                                                   tool_input(send_message, {"customer_email": order["customer_email"],
-                                                                             "text": text})))
+                                                   tool_input(send_message, {"text": text})))

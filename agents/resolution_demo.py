@@ -6,7 +6,7 @@ instructions (:data:`PLANNER_MARKER`, :data:`EXECUTOR_MARKER`); it returns ``Non
 * planner: ``lookup_order(order_id)`` for the order id in the complaint, then a plan as JSON: a full refund of what
   is still refundable when the complaint asks for one (or names a broken / damaged / missing item), else no refund;
 * executor: reads the plan's JSON from its input, ``lookup_order`` → ``refund_order`` (when the plan refunds) →
-  ``send_message`` (the plan's message) → a summary quoting the tool results.
+  ``send_message(text)`` (the plan's message, to the run's customer) → a summary quoting the tool results.
 
 The plan is the planner's structured output, sent as it is with ``DemoReply.output``.
 """
@@ -114,10 +114,10 @@ def _execute(turn: DemoTurn) -> DemoReply:
     sent = turn.last_call("send_message")
     if sent is None:
         text = str(plan.get("customer_message") or f"Hello, we have an update on your order {order_id}.")
-        return DemoReply.call("send_message", {"customer_email": str(order.get("customer_email", "")), "text": text})
+        return DemoReply.call("send_message", {"text": text})
     result = _json(sent.output)
     if isinstance(result, Mapping) and result.get("status") == "sent":
-        done.append(f"Wrote to {result.get('customer_email')}.")
+        done.append("Wrote to the customer.")
     else:
         done.append(f"Writing to the customer failed: {sent.output}")
     return DemoReply.final(" ".join(done))

@@ -1,14 +1,15 @@
 """The ``support`` agent's script for the offline demo model (used only when no model is configured).
 
 :func:`support_demo_responder` is a demo responder (``durable_agents.Blueprint(demo_responder=...)``): from the
-conversation alone, and calling only the tools the model was given, it plays
+conversation alone, and calling only the tools the model was given, it plays the support agent of a run that acts
+for one customer (the tools find only that customer's orders and write only to that customer):
 
 * a refund ("please refund order ORD-1042, it arrived broken", "refund 25 EUR on ORD-1001"): ``lookup_order`` →
   ``refund_order(order_id, amount, reason)`` with the requested amount or the order's refundable amount / total (a
-  decimal string, sent as a JSON number where the tool wants one) → ``send_message(customer_email, text)`` → a
-  summary quoting the tool results (the refund, or the error / rejection text);
+  decimal string, sent as a JSON number where the tool wants one) → ``send_message(text)`` → a summary quoting
+  the tool results (the refund, or the error / rejection text);
 * an order id alone: ``lookup_order`` → a summary of the order;
-* an email (or "my orders" with an email): ``list_orders`` → the list;
+* "my orders" (or an email address): ``list_orders()`` → the customer's list;
 * anything else about the store: a short help text with example requests.
 
 It answers only turns that concern the store (one of the support tools is offered, or the message names an order
@@ -39,6 +40,7 @@ _AMOUNT_RES = (
     re.compile(r"(?P<cur>EUR|USD|GBP|CHF|CAD|AUD)\s?(?P<num>\d+(?:[.,]\d{1,2})?)\b", re.IGNORECASE),
 )
 _REFUND_WORDS = ("refund", "money back", "reimburse", "chargeback")
+_LIST_WORDS = ("my orders", "list orders", "list my", "which orders", "what orders", "all orders")
 _FAILURE_WORDS = ("reject", "denied", "declin", "expired", "not approved", "timed out", "failed", "error",
                   "not found", "cannot", "can't", "unknown", "invalid", "exceeds", "not allowed", "not refundable")
 _REASONS = (
@@ -60,32 +62,32 @@ def support_demo_responder(turn: DemoTurn) -> DemoReply | None:
     match = _ORDER_RE.search(text)
     order_id = f"ORD-{match.group(1)}" if match else None
     email_match = _EMAIL_RE.search(text)
-    email_addr = email_match.group(0).lower() if email_match else None
-    if not (SUPPORT_TOOL_NAMES & set(turn.tools) or order_id or email_addr):
+    wants_list = bool(email_match) or any(word in lowered for word in _LIST_WORDS)
+    if not (SUPPORT_TOOL_NAMES & set(turn.tools) or order_id or email_match):
         return None
     wants_refund = any(word in lowered for word in _REFUND_WORDS)
 
     if order_id and (turn.has_tool("lookup_order") or (wants_refund and turn.has_tool("refund_order"))):
-        return _order_flow(turn, order_id, email_addr, wants_refund)
-    if email_addr and turn.has_tool("list_orders"):
-        return _list_flow(turn, email_addr)
+        return _order_flow(turn, order_id, wants_refund)
+    if wants_list and turn.has_tool("list_orders"):
+        return _list_flow(turn)
     names = ", ".join(sorted(turn.tools)) or "none"
     return DemoReply.final(
-        "I am the offline demo model (no model is configured). I can look up an order (\"Where is ORD-1001?\"), "
-        "list a customer's orders (give their email) and refund an order (\"Please refund order ORD-1042, it "
-        f"arrived broken\"). Tools available: {names}. Configure AZURE_OPENAI_ENDPOINT or OPENAI_API_KEY / "
-        "OPENAI_BASE_URL for a real model.")
+        "I am the offline demo model (no model is configured). For the customer this run acts for I can look up "
+        "an order (\"Where is ORD-1001?\"), list their orders (\"Which orders do I have?\") and refund an order "
+        f"(\"Please refund order ORD-1001, it arrived broken\"). Tools available: {names}. Configure "
+        "AZURE_OPENAI_ENDPOINT or OPENAI_API_KEY / OPENAI_BASE_URL for a real model.")
 
 
-def _list_flow(turn: DemoTurn, email_addr: str) -> DemoReply:
+def _list_flow(turn: DemoTurn) -> DemoReply:
     listed = turn.last_call("list_orders")
     if listed is None:
-        return DemoReply.call("list_orders", {"customer_email": email_addr})
+        return DemoReply.call("list_orders", {})
     if listed.output is None:
         return DemoReply.final("Still waiting for the order list.")
     parsed = _parse_json(listed.output)
     if _output_failed(listed.output, parsed):
-        return DemoReply.final(f"I could not list the orders of {email_addr}: {listed.output}")
+        return DemoReply.final(f"I could not list your orders: {listed.output}")
     orders = parsed.get("orders") if isinstance(parsed, Mapping) else parsed
     if isinstance(orders, list) and orders:
         lines = []
@@ -93,13 +95,13 @@ def _list_flow(turn: DemoTurn, email_addr: str) -> DemoReply:
             if isinstance(order, Mapping):
                 lines.append(f"{order.get('id')} ({order.get('status')}, {order.get('total')} "
                              f"{order.get('currency', '')})".replace(" )", ")"))
-        return DemoReply.final(f"Orders of {email_addr}: " + "; ".join(lines) + ".")
+        return DemoReply.final("Your orders: " + "; ".join(lines) + ".")
     if isinstance(orders, list):
-        return DemoReply.final(f"I found no orders for {email_addr}.")
-    return DemoReply.final(f"Orders of {email_addr}: {listed.output}")
+        return DemoReply.final("I found no orders for you.")
+    return DemoReply.final(f"Your orders: {listed.output}")
 
 
-def _order_flow(turn: DemoTurn, order_id: str, email_addr: str | None, wants_refund: bool) -> DemoReply:
+def _order_flow(turn: DemoTurn, order_id: str, wants_refund: bool) -> DemoReply:
     text = turn.user_text
     order: Mapping[str, Any] | None = None
     if turn.has_tool("lookup_order"):
@@ -114,7 +116,6 @@ def _order_flow(turn: DemoTurn, order_id: str, email_addr: str | None, wants_ref
         nested = parsed.get("order")
         order = nested if isinstance(nested, Mapping) else parsed
     currency = str(order.get("currency", "")) if order else ""
-    customer = (str(order.get("customer_email")) if order and order.get("customer_email") else None) or email_addr
 
     if not wants_refund or not turn.has_tool("refund_order"):
         if order is None:
@@ -122,8 +123,7 @@ def _order_flow(turn: DemoTurn, order_id: str, email_addr: str | None, wants_ref
         items = order.get("items") or []
         names = ", ".join(str(i.get("name")) for i in items if isinstance(i, Mapping)) or "no items"
         return DemoReply.final(f"Order {order.get('id', order_id)} is {order.get('status', 'unknown')}: total "
-                               f"{order.get('total')} {currency} ({names}), placed {order.get('created_at', 'n/a')}"
-                               f" by {customer or 'unknown'}.")
+                               f"{order.get('total')} {currency} ({names}), placed {order.get('created_at', 'n/a')}.")
 
     refund = turn.last_call("refund_order")
     if refund is None:
@@ -166,14 +166,14 @@ def _order_flow(turn: DemoTurn, order_id: str, email_addr: str | None, wants_ref
         customer_text = (f"Hello, we refunded {money} for your order {order_id}{ref}. "
                          "It will appear on your statement within a few days.")
 
-    if turn.has_tool("send_message") and customer:
+    if turn.has_tool("send_message"):
         sent = turn.last_call("send_message")
         if sent is None:
-            return DemoReply.call("send_message", {"customer_email": customer, "text": customer_text})
+            return DemoReply.call("send_message", {"text": customer_text})
         if sent.output is not None and _output_failed(sent.output, _parse_json(sent.output)):
-            summary += f" Messaging {customer} failed: {sent.output}"
+            summary += f" Messaging the customer failed: {sent.output}"
         else:
-            summary += f" I wrote to {customer}."
+            summary += " I wrote to the customer."
     return DemoReply.final(summary)
 
 
