@@ -28,12 +28,31 @@ class HttpAnswer:
         return json.loads(self.body) if self.body else None
 
 
-def http(method: str, url: str, body: Any = None, *, raw: bytes | None = None, timeout: float = 30.0) -> HttpAnswer:
-    """One HTTP request with urllib. ``body`` is sent as JSON; ``raw`` as is. Error statuses are returned."""
+REVIEWER = "riley.reviewer"
+"""The developer identity the tests decide approvals as (local runtime ``X-Dev-User``; roles Approver, Support)."""
+
+SUPPORT_USER = "sam.support"
+"""The developer identity the tests start runs as (support staff: may start runs for any customer)."""
+
+
+def http(method: str, url: str, body: Any = None, *, raw: bytes | None = None, timeout: float = 30.0,
+         user: str | None = REVIEWER, roles: str | None = None, content_type: str | None = "application/json",
+         headers: dict[str, str] | None = None) -> HttpAnswer:
+    """One HTTP request with urllib. ``body`` is sent as JSON; ``raw`` as is. Error statuses are returned.
+
+    ``user`` is the local runtime's developer identity (``X-Dev-User``; ``None``: no identity), ``roles`` its
+    ``X-Dev-Roles`` (``None``: the runtime's default, Approver and Support; ``""``: none). ``content_type`` is sent
+    with a body (``None``: no ``Content-Type``)."""
     data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
     request = urllib.request.Request(url, data=data, method=method)
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
+    if data is not None and content_type is not None:
+        request.add_header("Content-Type", content_type)
+    if user is not None:
+        request.add_header("X-Dev-User", user)
+    if roles is not None:
+        request.add_header("X-Dev-Roles", roles)
+    for name, value in (headers or {}).items():
+        request.add_header(name, value)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return HttpAnswer(response.status, {k.lower(): v for k, v in response.headers.items()}, response.read())
@@ -62,6 +81,7 @@ class AppStack:
             "REFUND_LEDGER_PATH": str(self.ledger_path),
             "APPROVAL_TIMEOUT": "P1D",
             "REFUND_APPROVAL_THRESHOLD": "100",
+            "AUDIT_PATH": str(tmp / "audit.sqlite3"),
             **(env or {}),
         }
         self.runtime = RuntimeProcess(REPO_ROOT, state=tmp / "state.sqlite3", env=settings,
@@ -71,11 +91,15 @@ class AppStack:
     def url(self, path: str) -> str:
         return self.runtime.url(path)
 
-    def start_run(self, text: str, run_id: str | None = None, agent: str = "support") -> str:
+    def start_run(self, text: str, run_id: str | None = None, agent: str = "support", *,
+                  customer: str | None = None, user: str = SUPPORT_USER) -> str:
+        """Start a run as ``user`` (support staff by default) for ``customer``; returns its id."""
         body: dict[str, Any] = {"input": text}
         if run_id:
             body["runId"] = run_id
-        answer = http("POST", self.url(f"/api/agents/{agent}/runs"), body)
+        if customer:
+            body["customer"] = customer
+        answer = http("POST", self.url(f"/api/agents/{agent}/runs"), body, user=user)
         assert answer.status == 202, (answer.status, answer.body)
         return answer.json["id"]
 
