@@ -161,6 +161,12 @@ param approverRole string = 'Approver'
 @description('App role value of support staff (start runs for any customer); the app registration defines it and SUPPORT_ROLES lists it.')
 param supportRole string = 'Support'
 
+@description('Comma-separated Entra security group object ids whose members may decide approvals, besides the Approver role (APPROVER_GROUPS). Empty: roles only.')
+param approverGroups string = ''
+
+@description('Comma-separated Entra security group object ids whose members may act for any customer, besides the Support role (SUPPORT_GROUPS). Empty: roles only.')
+param supportGroups string = ''
+
 @allowed([
   'true'
   'false'
@@ -329,6 +335,8 @@ module functionApp './app/functionapp.bicep' = {
     auditTableName: storage.outputs.auditTableName
     approverRoles: approverRole
     supportRoles: supportRole
+    approverGroups: approverGroups
+    supportGroups: supportGroups
     separationOfDuties: separationOfDuties
     authClientId: appRegistration.outputs.clientId
     virtualNetworkSubnetId: enableVirtualNetwork ? network!.outputs.appSubnetId : ''

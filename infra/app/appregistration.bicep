@@ -43,6 +43,9 @@ resource application 'Microsoft.Graph/applications@v1.0' = {
   uniqueName: uniqueName
   displayName: displayName
   signInAudience: 'AzureADMyOrg'
+  // Security group object ids in the groups claim (APPROVER_GROUPS / SUPPORT_GROUPS). A user in more groups than
+  // a token can carry gets no groups claim at all, so a group check then fails closed; app roles have no such limit.
+  groupMembershipClaims: 'SecurityGroup'
   appRoles: [
     {
       id: approverRoleId

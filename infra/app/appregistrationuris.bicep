@@ -41,6 +41,7 @@ resource application 'Microsoft.Graph/applications@v1.0' = {
   uniqueName: uniqueName
   displayName: displayName
   signInAudience: 'AzureADMyOrg'
+  groupMembershipClaims: 'SecurityGroup'
   identifierUris: [
     'api://${clientId}'
   ]

@@ -97,6 +97,12 @@ param approverRoles string = 'Approver'
 @description('Comma-separated app roles whose members may start runs on behalf of any customer (SUPPORT_ROLES).')
 param supportRoles string = 'Support'
 
+@description('Comma-separated Entra group object ids whose members may decide approvals (APPROVER_GROUPS); empty: none.')
+param approverGroups string = ''
+
+@description('Comma-separated Entra group object ids whose members may act for any customer (SUPPORT_GROUPS); empty: none.')
+param supportGroups string = ''
+
 @description('true: whoever started a run may not decide its approvals (SEPARATION_OF_DUTIES).')
 param separationOfDuties string = 'true'
 
@@ -215,6 +221,8 @@ resource appSettings 'Microsoft.Web/sites/config@2024-11-01' = {
     AUDIT_TABLE_NAME: auditTableName
     APPROVER_ROLES: approverRoles
     SUPPORT_ROLES: supportRoles
+    APPROVER_GROUPS: approverGroups
+    SUPPORT_GROUPS: supportGroups
     SEPARATION_OF_DUTIES: separationOfDuties
     // Easy Auth's client credential: the managed identity's client id (a federated credential, not a secret).
     OVERRIDE_USE_MI_FIC_ASSERTION_CLIENTID: identityClientId
