@@ -5,16 +5,28 @@
 
 * ``POST orchestrators/{name}[/{id}]``: body = the JSON the client posted (a JSON *string* holding the input's
   JSON text for Python-started instances); unknown orchestrator → 400 with ``ExceptionMessage``; invalid id →
-  400; an existing id is overwritten; 202 + check-status body + ``Location`` + ``Retry-After: 10``.
+  400; an id whose instance is Pending, Running, ContinuedAsNew or Suspended is refused with the extension's
+  **500** ``OrchestrationAlreadyExistsException`` body (default ``overridableExistingInstanceStates:
+  NonRunningStates``; the same answer local_runtime/durable_api.py documents and serves), a finished one is
+  replaced; the check and the write run without an ``await`` between them, so of concurrent starts of one new id
+  exactly one gets 202 + check-status body + ``Location`` + ``Retry-After: 10``.
 * ``GET instances/{id}``: 404 with an empty body; 202 (+ ``Location``, ``Retry-After: 5``) while
   Pending/Running/ContinuedAsNew/Suspended; 200 otherwise; the status JSON of §5.4 (``showInput`` defaults to
   true).
-* ``GET instances/``: ``runtimeStatus`` (comma list), ``instanceIdPrefix``, ``createdTimeFrom``/``To``, ``top``;
-  200 + array.
+* ``GET instances/``: ``runtimeStatus`` (comma list, repeatable), ``instanceIdPrefix``, ``createdTimeFrom`` /
+  ``createdTimeTo`` (inclusive), ``showInput`` (default true), ``top`` (page size, default 100; not an integer or
+  < 1 → 100); 200 + array in instance id order (as Azure Storage's Instances table, partitioned by id: *not*
+  creation order). When more rows follow, the answer has ``x-ms-continuation-token: <opaque>``; sent back in the
+  request header with the same query it gives the next page; on the last page the header is absent. A token the
+  fake did not issue → 400 (ArgumentException body). Every list request is kept in ``list_calls``.
 * ``DELETE instances/{id}``: purge; 404 / 200 ``{"instancesDeleted": 1}``.
 * ``POST instances/{id}/raiseEvent/{name}``: 404 / 410 (terminal) / 400 (not ``application/json``) / 202.
 * ``POST instances/{id}/terminate?reason=``: 404 / 410 / 202; the instance becomes Terminated with the reason as
   output once the termination "episode" ran (a short delay).
+
+Times are whole seconds, as the extension writes them (§5.4); ``FakeDurableHost.clock`` gives the creation time
+of started instances. Values are written with Python's ``json.dumps`` defaults, so a stored ``float("nan")``
+goes over the wire as ``NaN`` (the fake can answer any JSON text the store holds).
 
 The orchestrations themselves are not executed: a test sets an instance's runtime status, custom status and
 output with :meth:`FakeDurableHost.update`, the way the runner would, and an event hook plays the part of the
@@ -26,6 +38,8 @@ functions, exactly like the Functions worker's single loop (the SDK's aiohttp se
 """
 
 import asyncio
+import base64
+import binascii
 import json
 import re
 import socket
@@ -131,6 +145,8 @@ class FakeDurableHost:
         self.event_delay = 0.15
         self.terminate_delay = 0.05
         self.on_event: Callable[[FakeInstance, str, Any], None] = record_approval
+        self.clock: Callable[[], datetime] = _now
+        self.list_calls: list[tuple[dict[str, list[str]], str | None]] = []
         self.port = 0
         self._runner: web.AppRunner | None = None
 
@@ -162,6 +178,8 @@ class FakeDurableHost:
         self.event_delay = 0.15
         self.terminate_delay = 0.05
         self.on_event = record_approval
+        self.clock = _now
+        self.list_calls.clear()
 
     # -- what a Functions host hands to a durableClient binding (§5.1) --------------------------------
     def client_json(self) -> str:
@@ -263,9 +281,23 @@ class FakeDurableHost:
                  "ExceptionType": "System.ArgumentException", "StackTrace": ""},
                 400,
             )
+        existing = self.instances.get(instance_id)
+        if existing is not None and existing.runtime_status in RUNNING_LIKE:
+            # DTFx's OrchestrationAlreadyExistsException reaches HttpApiHandler's catch-all (no await since the
+            # lookup: concurrent starts of one id cannot both get here).
+            return _json_response(
+                {"Message": "Something went wrong while processing your request",
+                 "ExceptionMessage": f"An Orchestration instance with the status {existing.runtime_status} "
+                                     "already exists.",
+                 "ExceptionType": "DurableTask.Core.Exceptions.OrchestrationAlreadyExistsException",
+                 "StackTrace": None},
+                500,
+            )
         # The .NET side deserializes the body (a JSON string literal from the Python client) and stores it; the
         # status "input" is that value: the JSON text string (protocol §1, §5.4).
-        self.instances[instance_id] = FakeInstance(instance_id=instance_id, name=known[0], input=value)
+        moment = self.clock()
+        self.instances[instance_id] = FakeInstance(instance_id=instance_id, name=known[0], input=value,
+                                                   created=moment, updated=moment)
         payload = self._check_status_payload(request, instance_id)
         return _json_response(payload, 202, {"Location": payload["statusQueryGetUri"], "Retry-After": "10"})
 
@@ -282,22 +314,46 @@ class FakeDurableHost:
 
     async def _list(self, request: web.Request) -> web.Response:
         self._log(request)
-        statuses = {s for part in request.query.getall("runtimeStatus", []) for s in part.split(",") if s}
+        token = request.headers.get("x-ms-continuation-token")
+        self.list_calls.append(({k: request.query.getall(k) for k in request.query}, token))
+        after: str | None = None
+        if token and token.strip().lower() != "null":
+            after = _read_list_token(token.strip())
+            if after is None:
+                return _json_response(
+                    {"Message": "One or more of the arguments submitted is incorrect",
+                     "ExceptionMessage": "The continuation token is not valid.",
+                     "ExceptionType": "System.ArgumentException", "StackTrace": ""},
+                    400,
+                )
+        statuses = {s.strip().lower() for part in request.query.getall("runtimeStatus", [])
+                    for s in part.split(",") if s.strip()}
         prefix = request.query.get("instanceIdPrefix", "")
-        found = [
-            i
-            for i in self.instances.values()
-            if (not statuses or i.runtime_status in statuses) and i.instance_id.startswith(prefix)
-        ]
-        created_from = request.query.get("createdTimeFrom")
-        if created_from:
-            start = datetime.fromisoformat(created_from.replace("Z", "+00:00"))
-            found = [i for i in found if i.created >= start]
-        top = int(request.query.get("top", "0") or 0)
-        if top > 0:
+        created_from = _query_time(request.query.get("createdTimeFrom"))
+        created_to = _query_time(request.query.get("createdTimeTo"))
+        found = sorted(
+            (
+                i
+                for i in self.instances.values()
+                if (not statuses or i.runtime_status.lower() in statuses)
+                and i.instance_id.startswith(prefix)
+                and (created_from is None or i.created >= created_from)
+                and (created_to is None or i.created <= created_to)
+                and (after is None or i.instance_id > after)
+            ),
+            key=lambda i: i.instance_id,
+        )
+        try:
+            top = int(request.query.get("top", ""))
+        except ValueError:
+            top = 100
+        top = top if top >= 1 else 100
+        headers = {}
+        if len(found) > top:
             found = found[:top]
+            headers["x-ms-continuation-token"] = _list_token(found[-1].instance_id)
         show_input = request.query.get("showInput", "true").lower() != "false"
-        return _json_response([i.status_json(show_input) for i in found], 200, {"x-ms-continuation-token": ""})
+        return _json_response([i.status_json(show_input) for i in found], 200, headers)
 
     async def _purge(self, request: web.Request) -> web.Response:
         self._log(request)
@@ -338,6 +394,31 @@ class FakeDurableHost:
 
         asyncio.get_running_loop().call_later(self.terminate_delay, finish)
         return web.Response(status=202)
+
+
+_TOKEN_PREFIX = "fake1."
+
+
+def _list_token(last_id: str) -> str:
+    """The fake's opaque continuation token: the page ends after instance id ``last_id``."""
+    return _TOKEN_PREFIX + base64.urlsafe_b64encode(last_id.encode()).decode()
+
+
+def _read_list_token(token: str) -> str | None:
+    if not token.startswith(_TOKEN_PREFIX):
+        return None
+    try:
+        return base64.urlsafe_b64decode(token[len(_TOKEN_PREFIX):].encode()).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+
+
+def _query_time(text: str | None) -> datetime | None:
+    """``createdTimeFrom`` / ``createdTimeTo`` as the Python client writes them (``%Y-%m-%dT%H:%M:%S.%fZ``)."""
+    if not text:
+        return None
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 class LoopThread:
@@ -456,3 +537,85 @@ def test_fake_rejects_unknown_orchestrator_like_the_extension(fake):
 
     with pytest.raises(Exception, match="doesn't exist, is disabled, or is not an orchestrator function"):
         loop.run(scenario())
+
+
+def test_fake_refuses_to_start_over_an_active_instance_and_replaces_a_finished_one(fake):
+    loop, host = fake
+    host.reset()
+    host.add("busy", "echo_orch", '"first"', runtime_status="Running")
+    host.add("done", "echo_orch", '"first"', runtime_status="Completed")
+
+    async def scenario():
+        client = DurableOrchestrationClient(host.client_json())
+        with pytest.raises(Exception) as refused:
+            await client.start_new("echo_orch", "busy", "second")
+        replaced = await client.start_new("echo_orch", "done", "second")
+        return refused.value, replaced
+
+    refused, replaced = loop.run(scenario())
+    # The real client raises a plain Exception carrying the extension's 500 body (protocol §5.3).
+    assert refused.args[0]["ExceptionType"] == "DurableTask.Core.Exceptions.OrchestrationAlreadyExistsException"
+    assert "status Running already exists" in refused.args[0]["ExceptionMessage"]
+    assert host.instances["busy"].input == '"first"'
+    assert replaced == "done" and host.instances["done"].input == '"second"'
+    assert host.instances["done"].runtime_status == "Pending"
+
+
+def test_fake_concurrent_starts_of_one_new_id_exactly_one_wins(fake):
+    loop, host = fake
+    host.reset()
+
+    async def one(n: int):
+        client = DurableOrchestrationClient(host.client_json())
+        try:
+            return await client.start_new("echo_orch", "race", n)
+        except Exception as exc:  # noqa: BLE001 - the refused starts
+            return exc
+
+    async def scenario():
+        return await asyncio.gather(*(one(n) for n in range(8)))
+
+    results = loop.run(scenario())
+    assert [r for r in results if r == "race"] == ["race"]
+    assert len([r for r in results if isinstance(r, Exception)]) == 7
+
+
+def test_fake_lists_in_pages_with_continuation_tokens_and_filters(fake):
+    import aiohttp
+
+    loop, host = fake
+    host.reset()
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    for n in range(7):
+        host.add(f"i{n}", "echo_orch", "{}", runtime_status="Completed" if n % 2 else "Running",
+                 created=base + timedelta(seconds=n))
+
+    async def pages(query: dict[str, str]):
+        seen: list[list[str]] = []
+        token = None
+        async with aiohttp.ClientSession() as http:
+            while True:
+                headers = {"x-ms-continuation-token": token} if token else {}
+                async with http.get(f"http://127.0.0.1:{host.port}/durabletask/instances/", params=query,
+                                    headers=headers) as response:
+                    assert response.status == 200
+                    seen.append([s["instanceId"] for s in await response.json()])
+                    token = response.headers.get("x-ms-continuation-token")
+                if not token:
+                    return seen
+
+    async def forged():
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{host.port}/durabletask/instances/",
+                                headers={"x-ms-continuation-token": "not-ours"}) as response:
+                return response.status, await response.json()
+
+    assert loop.run(pages({"top": "3"})) == [["i0", "i1", "i2"], ["i3", "i4", "i5"], ["i6"]]
+    assert loop.run(pages({"top": "3", "runtimeStatus": "Completed"})) == [["i1", "i3", "i5"]]
+    assert loop.run(pages({"top": "2", "createdTimeTo": "2026-01-01T00:00:03.000000Z",
+                           "runtimeStatus": "Running,Completed"})) == [["i0", "i1"], ["i2", "i3"]]
+    assert loop.run(pages({})) == [[f"i{n}" for n in range(7)]]  # default page size 100
+    status, body = loop.run(forged())
+    assert status == 400 and body["ExceptionType"] == "System.ArgumentException"
+    assert host.list_calls[0] == ({"top": ["3"]}, None)
+    assert host.list_calls[1][1] is not None and host.list_calls[1][1].startswith("fake1.")
