@@ -3,6 +3,35 @@
 Served with identical routing under ``/runtime/webhooks/durabletask/`` (public webhook) and ``/durabletask/`` (the
 client's ``rpcBaseUrl``). Every route the real ``DurableOrchestrationClient`` 1.7 calls is here; entity routes answer
 **501** (entities are not supported by the local runtime) and rewind of a failed instance answers **501**.
+
+**Starting an id that is active.** ``POST orchestrators/{name}/{id}`` and ``POST instances/{id}/restart?
+restartWithNewInstanceId=false`` refuse to replace an instance that is Pending, Running, Suspended or ContinuedAsNew
+(the extension's default ``overridableExistingInstanceStates: NonRunningStates``; ``DurableTaskOptions.cs``). The
+extension has no special case for it: DTFx's ``OrchestrationAlreadyExistsException`` (an ``InvalidOperationException``)
+reaches ``HttpApiHandler``'s catch-all, so the answer is **500** ``{"Message": "Something went wrong while
+processing your request", "ExceptionMessage": "An Orchestration instance with the status Running already exists.",
+"ExceptionType": "DurableTask.Core.Exceptions.OrchestrationAlreadyExistsException", "StackTrace": null}`` (the
+status word is the existing instance's). The real client's ``start_new`` then raises a plain ``Exception`` whose
+only argument is that body as a dict. A Completed, Failed, Terminated or Canceled instance is replaced. Check and
+write are one SQLite transaction, so of concurrent starts of one new id exactly one gets 202.
+
+**Paging of** ``GET instances/`` (filters ``createdTimeFrom``, ``createdTimeTo``, ``runtimeStatus``,
+``instanceIdPrefix``, ``showInput``; protocol §5.2):
+
+* ``top``: page size, default **100**; a value that is not an integer or is < 1 means the default, values above
+  1000 mean 1000 (Azure Table's largest page).
+* The response carries ``x-ms-continuation-token: <token>`` when more rows *may* follow; on the last page the
+  header is absent. Send the token back unchanged in the ``x-ms-continuation-token`` request header with the *same*
+  query string to get the next page. No header, an empty one or ``null`` means the first page. A token this
+  runtime did not issue → **400** (ArgumentException body).
+* Tokens are opaque (today ``"o1.<n>"``: a position in the order in which instance ids were first created, which a
+  replace, restart with the same id or purge does not change). Following tokens from the first page reaches every
+  instance that matches the filters and exists for the whole walk, each exactly once; an instance created during
+  the walk under a new id appears on a later page (after the ones that existed); an id replaced during the walk is
+  listed at most once (in whichever state it had when its page was read). A page may hold fewer than ``top`` rows
+  and still carry a token (clients must loop until the header is absent, as with Azure Storage).
+* The real Python client (``get_status_all``/``get_status_by``) reads only the first page; call the route directly
+  to page.
 """
 
 from __future__ import annotations
@@ -19,14 +48,17 @@ from aiohttp import web
 from . import events as ev
 from .engine import Engine, from_us, to_us
 from .events import ET, STATUS_NAMES, compact
-from .store import TERMINAL, Instance
+from .store import TERMINAL, Instance, InstanceExistsError
 
-__all__ = ["DurableApi", "client_json", "WEBHOOK_BASE", "RPC_BASE"]
+__all__ = ["DurableApi", "client_json", "page_token", "parse_page_token", "WEBHOOK_BASE", "RPC_BASE"]
 
 WEBHOOK_BASE = "/runtime/webhooks/durabletask"
 RPC_BASE = "/durabletask"
 _RUNNING_LIKE = {"Running", "Pending", "ContinuedAsNew", "Suspended"}
 _STATUS_BY_LOWER = {n.lower(): n for n in STATUS_NAMES.values()}
+_TOKEN_PREFIX = "o1."
+_DEFAULT_TOP = 100
+_MAX_TOP = 1000
 _COMPLETION_TYPES = {ET.TaskCompleted: ET.TaskScheduled, ET.TaskFailed: ET.TaskScheduled,
                      ET.SubOrchestrationInstanceCompleted: ET.SubOrchestrationInstanceCreated,
                      ET.SubOrchestrationInstanceFailed: ET.SubOrchestrationInstanceCreated}
@@ -79,6 +111,36 @@ def _error(status: int, message: str, exc_message: str | None = None, exc_type: 
 
 def _bad_argument(msg: str) -> web.Response:
     return _error(400, "One or more of the arguments submitted is incorrect", msg)
+
+
+def _already_exists(exc: InstanceExistsError) -> web.Response:
+    """The extension's answer to ``OrchestrationAlreadyExistsException`` (module docstring)."""
+    return _error(500, "Something went wrong while processing your request", str(exc),
+                  "DurableTask.Core.Exceptions.OrchestrationAlreadyExistsException")
+
+
+def page_token(seq: int) -> str:
+    """The continuation token that resumes a listing after position ``seq`` (module docstring)."""
+    return f"{_TOKEN_PREFIX}{seq}"
+
+
+def parse_page_token(token: str | None) -> int | None:
+    """A request's ``x-ms-continuation-token`` → the position to resume after, or None for the first page
+    (absent, empty or ``null``). Raises ValueError for a token this runtime did not issue."""
+    if token is None or token.strip() in ("", "null"):
+        return None
+    token = token.strip()
+    if not token.startswith(_TOKEN_PREFIX) or not token[len(_TOKEN_PREFIX):].isdigit():
+        raise ValueError(f"The continuation token '{token[:64]}' is invalid.")
+    return int(token[len(_TOKEN_PREFIX):])
+
+
+def _top(value: str | None) -> int:
+    try:
+        n = int((value or "").strip())
+    except ValueError:
+        return _DEFAULT_TOP
+    return _DEFAULT_TOP if n < 1 else min(n, _MAX_TOP)
 
 
 def _parse_token(text: str | None) -> Any:
@@ -234,7 +296,10 @@ class DurableApi:
             except ValueError:
                 return _bad_argument("Invalid JSON content")
             input_text = None if value is None else compact(value)
-        self.engine.start_instance(info.durable, instance_id, input_text)
+        try:
+            self.engine.start_instance(info.durable, instance_id, input_text)
+        except InstanceExistsError as exc:
+            return _already_exists(exc)
         timeout = request.query.get("timeout")
         if timeout is not None:
             return await self._wait(request, instance_id, float(timeout),
@@ -273,7 +338,7 @@ class DurableApi:
         return _json(body, 200)
 
     def _filtered(self, request: web.Request, *, default_to_now: bool = False,
-                  after: str | None = None, limit: int | None = None) -> list[Instance]:
+                  after: int | None = None, limit: int | None = None) -> list[tuple[int, Instance]]:
         q = request.query
         statuses = None
         if q.get("runtimeStatus"):
@@ -287,17 +352,20 @@ class DurableApi:
                                 limit=limit)
 
     async def list_instances(self, request: web.Request) -> web.Response:
-        """``GET instances/``: filters, ``top`` page size (default 100), ``x-ms-continuation-token``."""
-        top = int(request.query.get("top") or 100)
-        token = request.headers.get("x-ms-continuation-token")
-        token = None if not token or token == "null" else token
-        rows = self._filtered(request, after=token, limit=top + 1)
+        """``GET instances/``: 200 JSON array of status objects (no history); paging by ``top`` and
+        ``x-ms-continuation-token`` as the module docstring says; 400 for a foreign token."""
+        top = _top(request.query.get("top"))
+        try:
+            after = parse_page_token(request.headers.get("x-ms-continuation-token"))
+        except ValueError as exc:
+            return _bad_argument(str(exc))
+        rows = self._filtered(request, after=after, limit=top + 1)
         show_input = _bool(request.query.get("showInput"), True)
         headers = {}
         if len(rows) > top:
             rows = rows[:top]
-            headers["x-ms-continuation-token"] = f"{rows[-1].created_us}|{rows[-1].instance_id}"
-        return _json([self.status_json(r, show_input=show_input) for r in rows], 200, headers)
+            headers["x-ms-continuation-token"] = page_token(rows[-1][0])
+        return _json([self.status_json(r, show_input=show_input) for _, r in rows], 200, headers)
 
     async def purge_one(self, request: web.Request) -> web.Response:
         """``DELETE instances/{id}``: 404 unknown, else 200 ``{"instancesDeleted":1}``."""
@@ -311,7 +379,7 @@ class DurableApi:
         if _parse_dt(request.query.get("createdTimeFrom")) is None:
             return _json("Please provide value for 'createdTimeFrom' parameter.", 400)
         rows = self._filtered(request, default_to_now=True)
-        n = self.store.purge([r.instance_id for r in rows])
+        n = self.store.purge([r.instance_id for _, r in rows])
         if n == 0:
             return web.Response(status=404)
         return _json({"instancesDeleted": n})
@@ -398,13 +466,17 @@ class DurableApi:
 
     async def restart(self, request: web.Request) -> web.Response:
         """``POST instances/{id}/restart?restartWithNewInstanceId=``: 400 unknown, else 202 check-status for the
-        new (or same) id, started with the original input."""
+        new (or same) id, started with the original input; 500 already-exists (module docstring) when the same id
+        is still active."""
         iid = request.match_info["instance_id"]
         inst = self.store.instance(iid)
         if inst is None:
             return _bad_argument(f"An orchestration with the instanceId {iid} was not found.")
         new_id = uuid.uuid4().hex if _bool(request.query.get("restartWithNewInstanceId"), True) else iid
-        self.engine.start_instance(inst.name, new_id, inst.input)
+        try:
+            self.engine.start_instance(inst.name, new_id, inst.input)
+        except InstanceExistsError as exc:
+            return _already_exists(exc)
         return self._check_status_response(request, new_id)
 
     async def entities(self, request: web.Request) -> web.Response:

@@ -19,6 +19,7 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
@@ -27,7 +28,7 @@ from . import events as ev
 from .app_loader import Registry
 from .events import ET
 from .replay import Decision, NewAction, Outcome, replay, unknown_function_message
-from .store import TERMINAL, Instance, Store, WorkItem
+from .store import TERMINAL, Instance, InstanceExistsError, Store, WorkItem
 from .worker import call_orchestrator, run_activity
 
 __all__ = ["Engine", "to_us", "from_us"]
@@ -41,6 +42,7 @@ _STATUS_CODE = {"completed": 1, "failed": 3, "terminated": 5}
 _STATUS_NAME = {"completed": "Completed", "failed": "Failed", "terminated": "Terminated"}
 
 _T = TypeVar("_T")
+_ALREADY_EXISTS_TYPE = "DurableTask.Core.Exceptions.OrchestrationAlreadyExistsException"
 
 
 def to_us(t) -> int:
@@ -139,9 +141,12 @@ class Engine:
 
     # ---- client operations (used by the Durable HTTP API) ----
     def start_instance(self, name: str, instance_id: str, input_text: str | None) -> None:
-        """Create (or overwrite) ``instance_id`` as Pending and enqueue its ``ExecutionStarted``.
+        """Create ``instance_id`` as Pending (replacing a finished instance of that id) and enqueue its
+        ``ExecutionStarted``.
 
-        ``input_text`` is the ``ExecutionStarted.Input`` JSON text (protocol §1)."""
+        ``input_text`` is the ``ExecutionStarted.Input`` JSON text (protocol §1). Raises
+        :class:`~local_runtime.store.InstanceExistsError` when the id is Pending, Running, Suspended or
+        ContinuedAsNew (the extension's default ``NonRunningStates``); nothing is written then."""
         now = ev.utcnow()
         execution_id = uuid.uuid4().hex
         inst = Instance(instance_id, name, execution_id, "Pending", input_text, None, None, to_us(now),
@@ -244,7 +249,7 @@ class Engine:
         append = [os_event, *stored_msgs]
         work: list[tuple] = []
         messages: list[tuple] = []
-        children: list[tuple[Instance, dict]] = []
+        children: list[tuple[Instance, dict, Callable[[str], tuple]]] = []
         new_desc = []
         for a in decision.new_actions:
             if a.kind == "activity":
@@ -270,7 +275,7 @@ class Engine:
                 child = Instance(child_iid, child_name, child_exec, "Pending", child_input, None, None, ts_us,
                                  ts_us, iid, exec_id, a.id)
                 children.append((child, ev.execution_started(child_iid, child_exec, child_name, child_input,
-                                                             ts, parent)))
+                                                             ts, parent), _refusal(iid, exec_id, a.id, child_iid, ts)))
                 new_desc.append(f"SubOrchestrationInstanceCreated({a.id} {fn_name} {child_iid})")
         updates: dict = {"updated_us": ts_us}
         reset = False
@@ -360,6 +365,16 @@ class Engine:
             self.wake()
         finally:
             self._active_work.discard(w.id)
+
+
+def _refusal(iid: str, exec_id: str, task_id: int, child_iid: str, ts) -> Callable[[str], tuple]:
+    """The parent's ``SubOrchestrationInstanceFailed`` message for a child id found active (``status``): the
+    sub-orchestration task fails with the text of the start refusal (details: the DTFx exception type name)
+    instead of replacing the running child."""
+    def message(status: str) -> tuple:
+        reason = str(InstanceExistsError(child_iid, status))
+        return (iid, exec_id, to_us(ts), ev.suborch_failed(task_id, reason, _ALREADY_EXISTS_TYPE, ts))
+    return message
 
 
 def _parent_of(inst: Instance) -> dict | None:

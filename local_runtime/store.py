@@ -10,6 +10,14 @@ Tables:
   one execution (stale ones are dropped), NULL for instance-level messages (external events, terminate, …).
 * ``work``: activity work items dispatched but without a recorded result. A row disappears in the same transaction
   that records the result message, so after a crash exactly the in-flight activities run again.
+* ``instance_order``: one ``seq`` per instance id ever created, assigned the first time the id is created and never
+  changed or deleted (not by a replace, not by a purge). ``GET instances/`` pages walk this order, so a page token
+  names a fixed position and no id is listed twice in one walk (:meth:`Store.query`).
+
+Creating an instance (client start, restart with the same id, a sub-orchestration) refuses to replace an instance
+that is Pending, Running, Suspended or ContinuedAsNew (:data:`ACTIVE`; the extension's default
+``overridableExistingInstanceStates: NonRunningStates``): the check and the write are one ``BEGIN IMMEDIATE``
+transaction, so of concurrent starts of one id exactly one wins.
 
 One :meth:`Store.commit_episode` transaction appends an episode's events, consumes its messages and enqueues the new
 work. All methods are synchronous and must be called from one thread (the runtime's event loop thread).
@@ -19,13 +27,17 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Store", "Instance", "Message", "WorkItem", "TERMINAL"]
+__all__ = ["Store", "Instance", "Message", "WorkItem", "TERMINAL", "ACTIVE", "InstanceExistsError"]
 
 TERMINAL = frozenset({"Completed", "Failed", "Terminated", "Canceled"})
+#: The states an existing instance must not be replaced in: DTFx ``OverridableStates.NonRunningStates`` dedupe list
+#: (azure-functions-durable-extension ``OverridableStates.cs``), the extension's default since 2.x.
+ACTIVE = frozenset({"Pending", "Running", "Suspended", "ContinuedAsNew"})
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS instances (
@@ -67,7 +79,25 @@ CREATE TABLE IF NOT EXISTS work (
     input TEXT
 );
 CREATE INDEX IF NOT EXISTS work_instance ON work(instance_id);
+CREATE TABLE IF NOT EXISTS instance_order (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    instance_id TEXT NOT NULL UNIQUE
+);
 """
+
+
+class InstanceExistsError(Exception):
+    """An instance with this id exists in an :data:`ACTIVE` state, so it was not replaced.
+
+    ``instance_id`` and ``status`` (its runtime status name) say which. The Durable HTTP API answers it like the
+    extension answers DTFx's ``OrchestrationAlreadyExistsException`` (``str(exc)`` is that exception's message on
+    the Azure Storage backend: ``An Orchestration instance with the status Running already exists.``).
+    """
+
+    def __init__(self, instance_id: str, status: str):
+        super().__init__(f"An Orchestration instance with the status {status} already exists.")
+        self.instance_id = instance_id
+        self.status = status
 
 
 @dataclass
@@ -123,6 +153,9 @@ class Store:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA busy_timeout=5000")
         self.db.executescript(_SCHEMA)
+        # state files written before instance_order existed: give their instances a position (oldest first)
+        self.db.execute("INSERT OR IGNORE INTO instance_order (instance_id) SELECT instance_id FROM instances "
+                        "ORDER BY created_us, instance_id")
 
     def close(self) -> None:
         """Close the connection."""
@@ -163,45 +196,62 @@ class Store:
 
     def query(self, *, created_from: int | None = None, created_to: int | None = None,
               statuses: list[str] | None = None, prefix: str | None = None,
-              after: str | None = None, limit: int | None = None) -> list[Instance]:
-        """Instances filtered by creation time (µs, inclusive), status names and id prefix, ordered by
-        ``(created_us, instance_id)``. ``after`` is a continuation token ``"<created_us>|<instance_id>"``."""
-        sql = "SELECT * FROM instances WHERE 1=1"
+              after: int | None = None, limit: int | None = None) -> list[tuple[int, Instance]]:
+        """Instances filtered by creation time (µs, inclusive), status names and id prefix, as ``(seq, instance)``
+        pairs in ``instance_order.seq`` order (the order ids were first created). ``after``: only ``seq > after``
+        (a page token's position); ``limit``: at most this many rows."""
+        sql = "SELECT o.seq AS seq, i.* FROM instances i JOIN instance_order o ON o.instance_id=i.instance_id WHERE 1=1"
         args: list[int | str] = []
         if created_from is not None:
-            sql += " AND created_us>=?"
+            sql += " AND i.created_us>=?"
             args.append(created_from)
         if created_to is not None:
-            sql += " AND created_us<=?"
+            sql += " AND i.created_us<=?"
             args.append(created_to)
         if statuses:
-            sql += f" AND status IN ({','.join('?' * len(statuses))})"
+            sql += f" AND i.status IN ({','.join('?' * len(statuses))})"
             args.extend(statuses)
         if prefix:
-            sql += " AND substr(instance_id, 1, ?)=?"
+            sql += " AND substr(i.instance_id, 1, ?)=?"
             args.extend([len(prefix), prefix])
-        if after:
-            c, _, iid = after.partition("|")
-            sql += " AND (created_us>? OR (created_us=? AND instance_id>?))"
-            args.extend([int(c), int(c), iid])
-        sql += " ORDER BY created_us, instance_id"
+        if after is not None:
+            sql += " AND o.seq>?"
+            args.append(after)
+        sql += " ORDER BY o.seq"
         if limit is not None:
             sql += " LIMIT ?"
             args.append(limit)
-        return [Instance(**dict(r)) for r in self.db.execute(sql, args)]
+        out = []
+        for r in self.db.execute(sql, args):
+            row = dict(r)
+            seq = row.pop("seq")
+            out.append((seq, Instance(**row)))
+        return out
 
     # ---- writes ----
     def _tx(self):
         return _Tx(self.db)
 
     def create_instance(self, inst: Instance, started_event: dict, visible_us: int) -> None:
-        """Create (or overwrite, purging the old history, messages and work) an instance in Pending state and
-        enqueue its ``ExecutionStarted`` message."""
+        """Create an instance in Pending state and enqueue its ``ExecutionStarted`` message; an existing instance
+        in a finished state is replaced (its history, messages and work purged).
+
+        Raises :class:`InstanceExistsError` (and writes nothing) when the id exists in an :data:`ACTIVE` state;
+        check and write are one transaction."""
         with self._tx() as db:
             self._create(db, inst, started_event, visible_us)
 
     @staticmethod
-    def _create(db: sqlite3.Connection, inst: Instance, started_event: dict, visible_us: int) -> None:
+    def _active_status(db: sqlite3.Connection, instance_id: str) -> str | None:
+        row = db.execute("SELECT status FROM instances WHERE instance_id=?", (instance_id,)).fetchone()
+        return row[0] if row and row[0] in ACTIVE else None
+
+    @classmethod
+    def _create(cls, db: sqlite3.Connection, inst: Instance, started_event: dict, visible_us: int) -> None:
+        status = cls._active_status(db, inst.instance_id)
+        if status is not None:
+            raise InstanceExistsError(inst.instance_id, status)
+        db.execute("INSERT OR IGNORE INTO instance_order (instance_id) VALUES (?)", (inst.instance_id,))
         for table in ("history", "messages", "work"):
             db.execute(f"DELETE FROM {table} WHERE instance_id=?", (inst.instance_id,))
         db.execute("INSERT OR REPLACE INTO instances VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -237,13 +287,17 @@ class Store:
 
     def commit_episode(self, *, instance_id: str, consumed: list[int], append: list[dict], reset_history: bool,
                        updates: dict[str, Any], work: list[tuple], messages: list[tuple],
-                       children: list[tuple[Instance, dict]], finished: bool) -> list[int]:
+                       children: list[tuple[Instance, dict, Callable[[str], tuple]]],
+                       finished: bool) -> list[int]:
         """One episode's transaction.
 
         ``append``: events to add to the history (after deleting it when ``reset_history``, for continue-as-new).
         ``updates``: instance columns to set. ``work``: ``(execution_id, task_id, name, input)`` activity items.
         ``messages``: ``(instance_id, execution_id, visible_us, event)`` to enqueue (timers, parent notices, the
-        next execution's start). ``children``: sub-orchestration instances to create with their start event.
+        next execution's start). ``children``: ``(instance, start event, refusal)``: sub-orchestration instances
+        to create; when a child's id exists in an :data:`ACTIVE` state it is left alone and ``refusal(status)``
+        (a message tuple like those of ``messages``: the parent's ``SubOrchestrationInstanceFailed``) is enqueued
+        instead.
         ``finished``: the instance reached a terminal state, so its remaining messages and work items are dropped
         before ``messages`` are enqueued. Returns the ids of the new work items.
         """
@@ -267,9 +321,14 @@ class Store:
                 cur = db.execute("INSERT INTO work (instance_id, execution_id, task_id, name, input) "
                                  "VALUES (?,?,?,?,?)", (instance_id, execution_id, task_id, name, input_text))
                 work_ids.append(cur.lastrowid)
-            for child, started in children:
-                visible = child.created_us
-                self._create(db, child, started, visible)
+            for child, started, refusal in children:
+                status = self._active_status(db, child.instance_id)
+                if status is not None:
+                    m_iid, m_exec, m_visible, m_event = refusal(status)
+                    db.execute("INSERT INTO messages (instance_id, execution_id, visible_us, event) "
+                               "VALUES (?,?,?,?)", (m_iid, m_exec, m_visible, json.dumps(m_event)))
+                    continue
+                self._create(db, child, started, child.created_us)
             db.executemany("INSERT INTO messages (instance_id, execution_id, visible_us, event) VALUES (?,?,?,?)",
                            [(i, e, v, json.dumps(ev)) for i, e, v, ev in messages])
         return work_ids
