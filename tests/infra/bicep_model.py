@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from pycep import BicepParser
 
@@ -51,7 +51,7 @@ def bicep_files() -> list[Path]:
 
 @cache
 def _parse(path: str) -> dict[str, Any]:
-    return BicepParser().parse(file_path=Path(path))
+    return cast(dict[str, Any], BicepParser().parse(file_path=Path(path)))
 
 
 def load(relative: str) -> dict[str, Any]:
