@@ -22,6 +22,7 @@ from tests.unit.test_ledger import LedgerContract, race
 pytestmark = pytest.mark.azurite
 
 D = Decimal
+JORDAN = "jordan.rivera@example.com"  # ORD-1001
 
 
 @pytest.fixture(scope="module")
@@ -155,28 +156,44 @@ class TestSupportToolsOnTableStorage:
         assert isinstance(ledger, TableLedger)
         assert ledger.table_client.table_name == table_settings
         payload = {"args": {"order_id": "ORD-1001", "amount": 41.5, "reason": "Left earcup crackles"},
-                   "call": ToolCall("run-az", "call-1", "refund_order", "support").to_json()}
+                   "call": ToolCall("run-az", "call-1", "refund_order", "support", JORDAN).to_json()}
         first = activities.refund_order.run_activity(payload)
         assert first["status"] == "refunded"
         assert (first["amount"], first["refunded_total"], first["refundable_amount"]) == ("41.50", "41.50", "250.00")
         assert activities.refund_order.run_activity(payload) == first  # re-delivered activity
-        looked_up = activities.lookup_order.run_activity({"args": {"order_id": "ORD-1001"}, "call": {}})
+        looked_up = activities.lookup_order.run_activity({
+            "args": {"order_id": "ORD-1001"}, "call": ToolCall("run-az", "call-0", "lookup_order", "support",
+                                                               JORDAN).to_json()})
         assert (looked_up["refunded_total"], looked_up["refundable_amount"]) == ("41.50", "250.00")
         sent = activities.send_message.run_activity({
-            "args": {"customer_email": "jordan.rivera@example.com", "text": "Refund of 41.50 USD issued."},
-            "call": ToolCall("run-az", "call-2", "send_message", "support").to_json(),
+            "args": {"text": "Refund of 41.50 USD issued."},
+            "call": ToolCall("run-az", "call-2", "send_message", "support", JORDAN).to_json(),
         })
         assert sent["status"] == "sent"
-        assert [m.message_id for m in ledger.list_messages("jordan.rivera@example.com")] == [sent["message_id"]]
+        assert [m.message_id for m in ledger.list_messages(JORDAN)] == [sent["message_id"]]
 
     def test_racing_redeliveries_of_one_tool_call_refund_once(self, table_settings: str):
         import activities
 
         payload = {"args": {"order_id": "ORD-1003", "amount": 700, "reason": "Arrived broken"},
-                   "call": ToolCall("run-az2", "call-7", "refund_order", "support").to_json()}
+                   "call": ToolCall("run-az2", "call-7", "refund_order", "support", "amelia.chen@example.com",
+                                    approved=True).to_json()}
         results, errors = race(6, lambda i: activities.refund_order.run_activity(payload))
         assert errors == []
         assert all(result == results[0] for result in results), results
         assert results[0]["amount"] == "700.00"
         assert get_ledger().refunded_total("ORD-1003") == D("700.00")
         assert len(get_ledger().list_refunds("ORD-1003")) == 1
+
+    def test_racing_unapproved_refunds_of_runs_that_passed_their_checks_stop_at_the_threshold(self, table_settings):
+        import activities
+
+        def refund(i: int):
+            return activities.refund_order.run_activity({
+                "args": {"order_id": "ORD-1001", "amount": 99, "reason": "scratched"},
+                "call": ToolCall(f"run-{i}", "call-1", "refund_order", "support", JORDAN).to_json()})
+
+        results, errors = race(6, refund)
+        assert errors == []
+        assert sorted(r.get("status") or r["code"] for r in results) == ["approval_required"] * 5 + ["refunded"]
+        assert get_ledger().refunded_total("ORD-1001") == D("99.00")

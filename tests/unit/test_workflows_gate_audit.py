@@ -15,9 +15,10 @@ from agents.testing import ModelStep
 
 import durable_agents
 from activities import bp as tools
+from activities.ledger import get_ledger
 from durable_agents import _demo
 from durable_agents import _runner as durable_runner
-from durable_agents._contracts import parse_time
+from durable_agents._contracts import RUN_VERSION, parse_time
 from durable_agents.testing import ReplayHarness, ScriptedModel, assistant_message, function_call, model_error
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -28,6 +29,8 @@ SUMMARIZER = "You are the audit summarizer"
 PLAN = {"order_id": "ORD-1001", "steps": ["Refund 291.50 USD", "Write to the customer"], "refund_amount": 291.5,
         "customer_message": "We are refunding 291.50 USD for ORD-1001."}
 SETTINGS = {"REFUND_APPROVAL_THRESHOLD": "100"}
+JORDAN = "jordan.rivera@example.com"  # ORD-1001
+SAM = "sam.whitaker@example.org"  # ORD-1042, ORD-1019, ORD-1006
 
 
 @pytest.fixture(autouse=True)
@@ -78,8 +81,7 @@ def _resolution_model(executor_steps: list[Any] | None = None) -> ScriptedModel:
     executor_steps = executor_steps if executor_steps is not None else [
         [function_call("refund_order", {"order_id": "ORD-1001", "amount": 291.5, "reason": "arrived broken"},
                        call_id="call_refund")],
-        [function_call("send_message", {"customer_email": "jordan.rivera@example.com",
-                                        "text": PLAN["customer_message"]}, call_id="call_msg")],
+        [function_call("send_message", {"text": PLAN["customer_message"]}, call_id="call_msg")],
         [assistant_message("Refunded 291.50 USD and wrote to the customer.")],
     ]
     return ScriptedModel([
@@ -93,7 +95,7 @@ def test_an_approved_plan_is_carried_out_and_its_large_refund_still_needs_its_ow
     model = _resolution_model()
     harness = ReplayHarness(_app(), model=model)
     run = harness.start_run("resolution", "ORD-1001 arrived broken, please refund it.", settings=SETTINGS,
-                            run_id="res-1")
+                            run_id="res-1", customer=JORDAN)
     harness.run(advance_timers=False)
     [pending] = harness.pending_approvals(run)
     assert pending["id"] == "plan-1" and pending["kind"] == "workflow" and pending["tool"] == "plan"
@@ -134,7 +136,7 @@ def test_a_rejected_or_expired_plan_refunds_nothing_and_tells_the_customer(cache
     harness = ReplayHarness(_app(), model=model)
     settings = {**SETTINGS, "PLAN_APPROVAL_TIMEOUT": "PT2H"}
     run = harness.start_run("resolution", "Refund ORD-1001, I changed my mind.", settings=settings,
-                            run_id=f"res-{outcome}")
+                            run_id=f"res-{outcome}", customer=JORDAN)
     harness.run(advance_timers=False)
     [pending] = harness.pending_approvals(run)
     assert parse_time(pending["expiresAt"]) - parse_time(pending["requestedAt"]) == timedelta(hours=2)
@@ -146,13 +148,16 @@ def test_a_rejected_or_expired_plan_refunds_nothing_and_tells_the_customer(cache
     assert output["outcome"] == outcome and output["result"] is None
     assert output["decision"]["decision"] == outcome
     assert output["customerMessage"]["status"] == "sent"
-    assert output["customerMessage"]["customer_email"] == "jordan.rivera@example.com"
+    [message] = get_ledger().list_messages(JORDAN)
+    assert output["customerMessage"]["message_id"] == message.message_id
     assert "nothing was refunded and the customer was told" in output["summary"]
     assert _refunds(tmp_path, "ORD-1001") == []
     model.assert_complete()  # the executor never ran
     sent = [payload for name, payload in harness.activity_calls if name == "send_message"]
     assert len(sent) == 1 and sent[0]["call"] == {"runId": f"res-{outcome}", "callId": f"plan-{outcome}-send_message",
-                                                  "tool": "send_message", "agent": "resolution"}
+                                                  "tool": "send_message", "agent": "resolution",
+                                                  "customer": JORDAN, "approved": False}
+    assert set(sent[0]["args"]) == {"text"}
     assert "cannot resolve it" in sent[0]["args"]["text"] if outcome == "rejected" else "yet" in sent[0]["args"]["text"]
 
 
@@ -181,7 +186,7 @@ def _audit_model(failing_order: str | None) -> ScriptedModel:
 def test_the_audit_fans_out_one_reviewer_per_order_and_tolerates_a_failing_one(cache_size):
     model = _audit_model("ORD-1019")
     harness = ReplayHarness(_app(), model=model)
-    run = harness.start_run("order_audit", "Audit sam.whitaker@example.org please", settings={}, run_id="audit-1")
+    run = harness.start_run("order_audit", "Audit my orders please", settings={}, run_id="audit-1", customer=SAM)
     harness.run()
     assert run.status == "Completed", run.output
     output = run.output
@@ -199,8 +204,8 @@ def test_the_audit_fans_out_one_reviewer_per_order_and_tolerates_a_failing_one(c
     assert len({id(actions) for actions in run.episode_actions for a in actions if "suborchestration" in a}) == 1
     child_input = started[0]["input"]  # the harness shows the JSON text the Python SDK sends
     child_input = json.loads(child_input) if isinstance(child_input, str) else child_input
-    assert child_input == {"agent": "order_reviewer", "input": "Review order ORD-1042 of sam.whitaker@example.org.",
-                           "settings": {}}
+    assert child_input == {"agent": "order_reviewer", "input": "Review order ORD-1042.", "settings": {},
+                           "customer": SAM, "version": RUN_VERSION}
     assert harness.instances["audit-1:ORD-1019"].status == "Failed"
     assert harness.instances["audit-1:ORD-1042"].output["finalOutput"]["verdict"] == "attention"
     assert run.custom_status["stage"] == "done"
@@ -214,7 +219,7 @@ def test_the_histories_of_an_audit_are_the_same_with_and_without_the_live_run_ca
         durable_runner.set_session_cache_size(size)
         try:
             harness = ReplayHarness(_app(), model=_audit_model("ORD-1006"))
-            run = harness.start_run("order_audit", "sam.whitaker@example.org", settings={}, run_id="audit-h")
+            run = harness.start_run("order_audit", "audit", settings={}, run_id="audit-h", customer=SAM)
             harness.run()
         finally:
             durable_runner.set_session_cache_size(64)
@@ -225,18 +230,20 @@ def test_the_histories_of_an_audit_are_the_same_with_and_without_the_live_run_ca
     assert histories[0] == histories[1]
 
 
-def test_an_audit_without_an_email_fails_and_one_where_every_review_fails_too():
+def test_an_audit_without_a_customer_fails_and_one_where_every_review_fails_too():
     harness = ReplayHarness(_app(), model=ScriptedModel([ModelStep.respond(lambda call: model_error(400))] * 3))
-    no_email = harness.start_run("order_audit", "Audit my orders", settings={})
-    all_fail = harness.start_run("order_audit", "sam.whitaker@example.org", settings={})
+    # An email in the text is not whom the run acts for: without a customer the audit fails at once.
+    no_customer = harness.start_run("order_audit", f"Audit the orders of {SAM}", settings={})
+    all_fail = harness.start_run("order_audit", "Audit my orders", settings={}, customer=SAM)
     harness.run()
-    assert no_email.status == "Failed" and "needs the customer's email" in no_email.output
+    assert no_customer.status == "Failed" and "start it with a customer" in no_customer.output
     assert all_fail.status == "Failed" and "every review of sam.whitaker@example.org's orders failed" in all_fail.output
 
 
 def test_both_workflows_run_offline_on_the_demo_model(tmp_path):
     harness = ReplayHarness(_app())  # no model: the real invoke_model, no model configured: the demo model
-    run = harness.start_run("resolution", "Order ORD-1008 arrived broken, I want a refund.", settings=SETTINGS)
+    run = harness.start_run("resolution", "Order ORD-1008 arrived broken, I want a refund.", settings=SETTINGS,
+                            customer="jonas.becker@example.de")
     harness.run(advance_timers=False)
     [plan] = harness.pending_approvals(run)
     assert plan["arguments"]["order_id"] == "ORD-1008" and plan["arguments"]["refund_amount"] == 384.5
@@ -251,7 +258,7 @@ def test_both_workflows_run_offline_on_the_demo_model(tmp_path):
     assert run.output["result"].startswith("[demo model] Refunded 384.50 EUR on ORD-1008")
     assert len(_refunds(tmp_path, "ORD-1008")) == 1
 
-    audit = harness.start_run("order_audit", "Audit the orders of sam.whitaker@example.org", settings={})
+    audit = harness.start_run("order_audit", "Audit my orders", settings={}, customer=SAM)
     harness.run()
     assert audit.status == "Completed", audit.output
     assert [(r["order_id"], r["verdict"]) for r in audit.output["reviews"]] == [

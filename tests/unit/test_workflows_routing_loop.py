@@ -16,11 +16,14 @@ from agents.testing import ModelStep
 
 import durable_agents
 from activities import bp as tools
+from durable_agents import ToolCall
 from durable_agents import _runner as durable_runner
 from durable_agents._demo import DemoModel
 from durable_agents.testing import ReplayHarness, ScriptedModel, assistant_message, function_call, function_outputs
 
 REPO = Path(__file__).resolve().parents[2]
+JORDAN = "jordan.rivera@example.com"  # ORD-1001
+SOFIA = "sofia.rossi@example.it"  # ORD-1063 (shipped)
 PACKAGE = durable_agents.load_app_agents("shipping", "support", "support_demo", "triage", "writer_judge",
                                          "workflows_demo", app_dir=REPO)
 shipping, support, triage, writer_judge = PACKAGE.shipping, PACKAGE.support, PACKAGE.triage, PACKAGE.writer_judge
@@ -38,6 +41,16 @@ APP = _app()
 
 
 pytestmark = pytest.mark.usefixtures("fresh_runner_cache")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_ledger(monkeypatch, tmp_path):
+    """A fresh SQLite ledger per test (refunds count against the approval threshold: none may leak between tests or
+    come from the app folder's own ledger)."""
+    monkeypatch.setenv("REFUND_LEDGER_PATH", str(tmp_path / "ledger.sqlite3"))
+    for name in ("REFUND_LEDGER_TABLE_ENDPOINT", "REFUND_LEDGER_TABLE_CONNECTION_STRING", "ORDERS_DATA_PATH",
+                 "REFUND_APPROVAL_THRESHOLD"):
+        monkeypatch.delenv(name, raising=False)
 
 
 def _user_text(call: Any) -> str:
@@ -92,7 +105,7 @@ def test_triage_routes_a_shipping_question_to_the_shipping_agent(cache_size):
     durable_runner.set_session_cache_size(cache_size)
     model = _shipping_model()
     harness = ReplayHarness(APP, model=model)
-    run = harness.start_run("triage", "Where is my parcel? ORD-1063", settings={})
+    run = harness.start_run("triage", "Where is my parcel? ORD-1063", settings={}, customer=SOFIA)
     harness.run()
     assert run.status == "Completed", run.output
     assert run.output == {
@@ -115,7 +128,7 @@ def test_triage_routes_a_shipping_question_to_the_shipping_agent(cache_size):
 def test_triage_publishes_its_stage_while_the_specialist_works():
     model = _shipping_model()
     harness = ReplayHarness(APP, model=model)
-    run = harness.start_run("triage", "Where is my parcel? ORD-1063", settings={})
+    run = harness.start_run("triage", "Where is my parcel? ORD-1063", settings={}, customer=SOFIA)
     seen = []
     while harness.step(advance_timers=False):
         status = run.custom_status or {}
@@ -136,13 +149,15 @@ def test_triage_routes_a_refund_request_to_support_and_its_refund_runs():
     })
     harness = ReplayHarness(APP, model=model)
     run = harness.start_run("triage", "Please refund the broken cable of ORD-1001.",
-                            settings={"REFUND_APPROVAL_THRESHOLD": "100"}, run_id="triage-refund-unit")
+                            settings={"REFUND_APPROVAL_THRESHOLD": "100"}, run_id="triage-refund-unit",
+                            customer=JORDAN)
     harness.run()
     assert run.status == "Completed", run.output
     assert run.output["answer"] == "Refunded 12.50 USD for ORD-1001."
     assert run.output["route"]["specialist"] == "support" and run.output["route"]["category"] == "refund"
     [refund] = [value for name, value in harness.activity_calls if name == "refund_order"]
     assert refund["args"]["order_id"] == "ORD-1001" and refund["call"]["runId"] == "triage-refund-unit"
+    assert refund["call"]["customer"] == JORDAN
 
 
 def test_triage_large_refund_waits_for_approval_on_the_workflow_run():
@@ -154,7 +169,8 @@ def test_triage_large_refund_waits_for_approval_on_the_workflow_run():
             else [assistant_message("The refund was not approved.")]),
     })
     harness = ReplayHarness(APP, model=model)
-    run = harness.start_run("triage", "Refund all of ORD-1001.", settings={"REFUND_APPROVAL_THRESHOLD": "100"})
+    run = harness.start_run("triage", "Refund all of ORD-1001.", settings={"REFUND_APPROVAL_THRESHOLD": "100"},
+                            customer=JORDAN)
     harness.run(advance_timers=False)
     assert [p["id"] for p in harness.pending_approvals(run)] == ["call_big"]
     harness.reject(run, "call_big", "Needs photos first.")
@@ -244,19 +260,27 @@ def test_the_workflows_are_listed_with_their_agents_and_settings():
     assert set(entries["customer_message"].settings) == {"MESSAGE_PASSING_SCORE", "MESSAGE_MAX_ROUNDS"}
 
 
-@pytest.mark.parametrize(("order_id", "status", "estimated"), [
-    ("ORD-1063", "in_transit", True), ("ord-1070", "preparing", True), ("ORD-1001", "delivered", False),
-    ("ORD-1013", "not_shipping", False),
+def _for(customer: str | None) -> ToolCall:
+    return ToolCall(run_id="run-1", call_id="c1", tool="track_shipment", agent="shipping", customer=customer)
+
+
+@pytest.mark.parametrize(("order_id", "customer", "status", "estimated"), [
+    ("ORD-1063", SOFIA, "in_transit", True), ("ord-1070", "amelia.chen@example.com", "preparing", True),
+    ("ORD-1001", JORDAN, "delivered", False), ("ORD-1013", "hannah.lindqvist@example.com", "not_shipping", False),
 ])
-def test_track_shipment_reads_the_order(order_id, status, estimated):
-    result = shipping.track_shipment(order_id)
+def test_track_shipment_reads_the_order(order_id, customer, status, estimated):
+    result = shipping.track_shipment(order_id, _for(customer))
     assert result["shipment_status"] == status and result["order_id"] == order_id.upper()
     assert bool(result["estimated_delivery"]) is estimated and result["items"]
 
 
-def test_track_shipment_refuses_bad_and_unknown_ids():
-    assert shipping.track_shipment("parcel 7")["code"] == "invalid_order_id"
-    assert shipping.track_shipment("ORD-9999")["code"] == "order_not_found"
+def test_track_shipment_refuses_bad_unknown_and_other_customers_ids():
+    assert shipping.track_shipment("parcel 7", _for(JORDAN))["code"] == "invalid_order_id"
+    unknown = shipping.track_shipment("ORD-9999", _for(JORDAN))
+    theirs = shipping.track_shipment("ORD-1063", _for(JORDAN))
+    assert unknown["code"] == theirs["code"] == "order_not_found"
+    assert theirs["error"] == unknown["error"].replace("ORD-9999", "ORD-1063")
+    assert shipping.track_shipment("ORD-1063", _for(None))["code"] == "no_customer"
 
 
 def _demo_model() -> ScriptedModel:
@@ -272,14 +296,14 @@ def _demo_model() -> ScriptedModel:
     return ScriptedModel([ModelStep.respond(respond) for _ in range(20)])
 
 
-@pytest.mark.parametrize(("text", "category", "specialist", "answer"), [
-    ("Where is my parcel for ORD-1063?", "shipping", "shipping", "is on its way"),
-    ("Please refund 12.50 USD on ORD-1001, the cable is broken.", "refund", "support", "Refunded 12.50 USD"),
-    ("Do you sell gift cards?", "other", None, "Thank you for your message"),
+@pytest.mark.parametrize(("text", "customer", "category", "specialist", "answer"), [
+    ("Where is my parcel for ORD-1063?", SOFIA, "shipping", "shipping", "is on its way"),
+    ("Please refund 12.50 USD on ORD-1001, the cable is broken.", JORDAN, "refund", "support", "Refunded 12.50 USD"),
+    ("Do you sell gift cards?", None, "other", None, "Thank you for your message"),
 ])
-def test_the_demo_script_routes_like_a_model(text, category, specialist, answer):
+def test_the_demo_script_routes_like_a_model(text, customer, category, specialist, answer):
     harness = ReplayHarness(APP, model=_demo_model())
-    run = harness.start_run("triage", text, settings={"REFUND_APPROVAL_THRESHOLD": "100"})
+    run = harness.start_run("triage", text, settings={"REFUND_APPROVAL_THRESHOLD": "100"}, customer=customer)
     harness.run()
     assert run.status == "Completed", run.output
     assert (run.output["route"]["category"], run.output["route"]["specialist"]) == (category, specialist)
