@@ -5,6 +5,12 @@ Each test builds a ``df.DFApp``, registers ``http_api_blueprint(...)``, takes th
 middleware) with a real ``func.HttpRequest`` and the ``durableClient`` binding string. The middleware builds a real
 ``DurableOrchestrationClient`` that talks HTTP to ``FakeDurableHost`` on 127.0.0.1 (see
 ``test_http_api_fake_durable.py``), which answers with the extension's JSON (protocol §5).
+
+Every request carries the App Service identity headers (``tests.unit.test_identity.principal_headers``) with
+``WEBSITE_AUTH_ENABLED=True``; by default the caller is :data:`STAFF` (roles Approver and Support), and the seeded
+runs were started by :data:`CAROL` for herself. POSTs send ``Content-Type: application/json``. The approval audit
+goes to a SQLite file under ``tmp_path`` (``AUDIT_PATH``). Identity, separation of duties, media types, paging
+and the audit route are tested in ``test_http_security.py``.
 """
 
 import json
@@ -18,7 +24,9 @@ import azure.functions as func
 import pytest
 from agents import Agent, function_tool
 
+from durable_agents._audit import arguments_hash
 from durable_agents._http import MAX_BODY_BYTES, http_api_blueprint
+from durable_agents._http.bodies import MAX_INPUT_CHARS
 from durable_agents._registry import AgentRegistry
 from tests.unit.test_http_api_fake_durable import (
     FakeDurableHost,
@@ -27,12 +35,25 @@ from tests.unit.test_http_api_fake_durable import (
     start_fake_host,
     stop_fake_host,
 )
+from tests.unit.test_identity import principal_headers
 
 ORCH = "support_agent_run"
 OTHER_ORCH = "triage_agent_run"
 API_FUNCTIONS = {
     "api_list_agents", "api_start_run", "api_list_runs", "api_get_run", "api_decide_approval", "api_cancel_run",
+    "api_get_audit",
 }
+
+STAFF_ID = "5e1f0c3a-7d2b-4c41-9f0e-3b7a2d9c0001"
+CAROL_ID = "5e1f0c3a-7d2b-4c41-9f0e-3b7a2d9c0002"
+STAFF = principal_headers(oid=STAFF_ID, name="Sam Staff", preferred_username="sam@contoso.com",
+                          roles=("Approver", "Support"))
+"""An employee with the Approver and Support app roles: sees every run, may decide (not on runs Sam started)."""
+CAROL = principal_headers(oid=CAROL_ID, name="Carol Customer", preferred_username="carol@example.com")
+"""A customer without roles."""
+CAROL_PRINCIPAL = {"id": CAROL_ID, "name": "carol@example.com"}
+STAFF_PRINCIPAL = {"id": STAFF_ID, "name": "sam@contoso.com"}
+_DEFAULT = object()
 
 
 @function_tool
@@ -82,6 +103,7 @@ class Api:
         self.loop = loop
         self.host = host
         self.functions = functions
+        self.user: dict[str, str] | None = STAFF
 
     def call(
         self,
@@ -93,12 +115,20 @@ class Api:
         params: dict[str, str] | None = None,
         body: Any = b"",
         headers: dict[str, str] | None = None,
+        user: Any = _DEFAULT,
+        content_type: str | None = "application/json",
     ) -> Reply:
+        """``user``: identity headers (default :attr:`user`; ``None``: anonymous). ``content_type`` is sent on
+        POSTs (``None``: no ``Content-Type``)."""
         if isinstance(body, dict | list):
             body = json.dumps(body).encode()
         elif isinstance(body, str):
             body = body.encode()
         all_headers = {"Content-Length": str(len(body))} if body else {}
+        if method == "POST" and content_type is not None:
+            all_headers["Content-Type"] = content_type
+        identity = self.user if user is _DEFAULT else user
+        all_headers.update(identity or {})
         all_headers.update(headers or {})
         query = "?" + urlencode({"code": "function-key", **(params or {})})
         req = func.HttpRequest(
@@ -113,26 +143,41 @@ class Api:
         response: func.HttpResponse = self.loop.run(user_function(req=req, client=self.host.client_json()))
         return Reply(response.status_code, dict(response.headers), response.get_body())
 
-    def list_agents(self) -> Reply:
-        return self.call("api_list_agents", "GET", "/api/agents")
+    def list_agents(self, **kw: Any) -> Reply:
+        return self.call("api_list_agents", "GET", "/api/agents", **kw)
 
-    def start(self, agent: str, body: Any, headers: dict[str, str] | None = None) -> Reply:
+    def start(self, agent: str, body: Any, headers: dict[str, str] | None = None, **kw: Any) -> Reply:
         return self.call("api_start_run", "POST", f"/api/agents/{agent}/runs", route_params={"agent": agent},
-                         body=body, headers=headers)
+                         body=body, headers=headers, **kw)
 
-    def get_run(self, run_id: str) -> Reply:
-        return self.call("api_get_run", "GET", f"/api/runs/{run_id}", route_params={"runId": run_id})
+    def get_run(self, run_id: str, **kw: Any) -> Reply:
+        return self.call("api_get_run", "GET", f"/api/runs/{run_id}", route_params={"runId": run_id}, **kw)
 
-    def list_runs(self, **params: str) -> Reply:
-        return self.call("api_list_runs", "GET", "/api/runs", params=params)
+    def list_runs(self, user: Any = _DEFAULT, **params: str) -> Reply:
+        return self.call("api_list_runs", "GET", "/api/runs", params=params, user=user)
 
-    def decide(self, run_id: str, approval_id: str, body: Any, headers: dict[str, str] | None = None) -> Reply:
+    def decide(self, run_id: str, approval_id: str, body: Any, headers: dict[str, str] | None = None,
+               **kw: Any) -> Reply:
         return self.call("api_decide_approval", "POST", f"/api/runs/{run_id}/approvals/{approval_id}",
-                         route_params={"runId": run_id, "approvalId": approval_id}, body=body, headers=headers)
+                         route_params={"runId": run_id, "approvalId": approval_id}, body=body, headers=headers,
+                         **kw)
 
-    def cancel(self, run_id: str, body: Any = b"", headers: dict[str, str] | None = None) -> Reply:
+    def cancel(self, run_id: str, body: Any = b"", headers: dict[str, str] | None = None, **kw: Any) -> Reply:
         return self.call("api_cancel_run", "POST", f"/api/runs/{run_id}/cancel", route_params={"runId": run_id},
-                         body=body, headers=headers)
+                         body=body, headers=headers, **kw)
+
+    def audit(self, run_id: str, **kw: Any) -> Reply:
+        return self.call("api_get_audit", "GET", f"/api/runs/{run_id}/audit", route_params={"runId": run_id}, **kw)
+
+
+@pytest.fixture(autouse=True)
+def auth_env(monkeypatch, tmp_path):
+    """App Service authentication on, default role settings, the audit store under ``tmp_path``."""
+    monkeypatch.setenv("WEBSITE_AUTH_ENABLED", "True")
+    monkeypatch.setenv("AUDIT_PATH", str(tmp_path / "approval-audit.sqlite3"))
+    for name in ("APPROVER_ROLES", "APPROVER_GROUPS", "SUPPORT_ROLES", "SUPPORT_GROUPS", "SEPARATION_OF_DUTIES",
+                 "AUDIT_TABLE_ENDPOINT", "AUDIT_TABLE_CONNECTION_STRING"):
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture(scope="module")
@@ -161,20 +206,33 @@ def api(durable) -> Api:
     return _build_api(durable, approval_wait_seconds=3.0, approval_poll_seconds=0.1)
 
 
-def run_input(agent: str = "support", text: str = "hello") -> str:
-    """The status ``input`` of a Python-started agent run: JSON text (protocol §1)."""
-    return json.dumps({"agent": agent, "input": text, "settings": {}})
+def run_input(agent: str = "support", text: str = "hello", *, customer: str | None = "carol@example.com",
+              started_by: Any = _DEFAULT) -> str:
+    """The status ``input`` of a Python-started version-2 agent run: JSON text (protocol §1). By default Carol
+    started it for herself."""
+    return json.dumps({"agent": agent, "input": text, "settings": {}, "version": 2, "customer": customer,
+                       "startedBy": CAROL_PRINCIPAL if started_by is _DEFAULT else started_by})
 
 
-PENDING = {"id": "call_1", "tool": "refund_order", "arguments": {"order_id": "ORD-1", "amount": "250.00"},
+PENDING_ARGUMENTS = {"order_id": "ORD-1", "amount": "250.00"}
+PENDING = {"id": "call_1", "kind": "tool", "tool": "refund_order", "summary": None, "arguments": PENDING_ARGUMENTS,
+           "argumentsHash": arguments_hash(PENDING_ARGUMENTS),
            "requestedAt": "2026-01-01T00:00:00Z", "expiresAt": "2026-01-02T00:00:00Z"}
 
 
-def seed_awaiting(host: FakeDurableHost, run_id: str = "run1", **custom: Any) -> None:
+def event_payload(approved: bool, comment: str | None, decided_by: dict[str, Any] | None = None,
+                  hash_: str | None = PENDING["argumentsHash"]) -> str:
+    """The ``approval:<id>`` event data as the client double-encodes it (protocol §1)."""
+    return json.dumps({"approved": approved, "comment": comment, "decidedBy": decided_by or STAFF_PRINCIPAL,
+                       "argumentsHash": hash_})
+
+
+def seed_awaiting(host: FakeDurableHost, run_id: str = "run1", *, input_text: str | None = None,
+                  **custom: Any) -> None:
     status = {"agent": "support", "currentAgent": "support", "turns": 2, "lastTool": "refund_order",
               "pendingApprovals": [PENDING], "approvals": [], "demo": False}
     status.update(custom)
-    host.add(run_id, ORCH, run_input(), runtime_status="Running", custom_status=status)
+    host.add(run_id, ORCH, input_text or run_input(), runtime_status="Running", custom_status=status)
 
 
 def assert_problem(reply: Reply, status: int, slug: str, instance: str) -> dict[str, Any]:
@@ -202,6 +260,7 @@ def test_functions_have_unique_names_routes_methods_and_inherit_function_auth(ap
         "api_get_run": ("runs/{runId}", ["GET"]),
         "api_decide_approval": ("runs/{runId}/approvals/{approvalId}", ["POST"]),
         "api_cancel_run": ("runs/{runId}/cancel", ["POST"]),
+        "api_get_audit": ("runs/{runId}/audit", ["GET"]),
     }
     for name, (route, methods) in expected.items():
         bindings = [json.loads(b) for b in api.functions[name].get_raw_bindings()]
@@ -244,7 +303,7 @@ def test_list_agents_shows_descriptions_approval_tools_and_links(api):
 # POST agents/{agent}/runs
 
 
-def test_start_run_snapshots_settings_and_answers_202_with_location_and_management_urls(api, monkeypatch):
+def test_start_run_snapshots_settings_and_answers_202_with_location_and_no_management_urls(api, monkeypatch):
     monkeypatch.setenv("APPROVAL_TIMEOUT", "PT2H")
     monkeypatch.setenv("REFUND_APPROVAL_THRESHOLD", " 150 ")
     monkeypatch.delenv("MODEL_MAX_ATTEMPTS", raising=False)
@@ -254,14 +313,14 @@ def test_start_run_snapshots_settings_and_answers_202_with_location_and_manageme
     run_id = body["id"]
     assert len(run_id) == 32 and int(run_id, 16) >= 0
     assert reply.headers["Location"] == f"/api/runs/{run_id}"
-    assert body["agent"] == "support" and body["status"] == "pending"
-    assert body["links"] == {"self": f"/api/runs/{run_id}",
-                             "approvals": f"/api/runs/{run_id}/approvals/{{approvalId}}",
-                             "cancel": f"/api/runs/{run_id}/cancel"}
-    management = body["management"]
-    assert management["id"] == run_id
-    assert f"/runtime/webhooks/durabletask/instances/{run_id}?" in management["statusQueryGetUri"]
-    assert "INSTANCEID" not in json.dumps(management)
+    assert body == {
+        "id": run_id, "agent": "support", "status": "pending",
+        "customer": "sam@contoso.com", "startedBy": STAFF_PRINCIPAL,
+        "links": {"self": f"/api/runs/{run_id}", "approvals": f"/api/runs/{run_id}/approvals/{{approvalId}}",
+                  "cancel": f"/api/runs/{run_id}/cancel", "audit": f"/api/runs/{run_id}/audit"},
+    }
+    # The Durable management URLs carry the task hub's system key: never in an answer.
+    assert "webhooks" not in reply.raw.decode() and "SYSKEY" not in reply.raw.decode()
     instance = api.host.instances[run_id]
     assert instance.name == ORCH
     # The client double-encodes the input: the extension keeps the JSON text (protocol §1).
@@ -269,6 +328,9 @@ def test_start_run_snapshots_settings_and_answers_202_with_location_and_manageme
         "agent": "support",
         "input": "Refund ORD-1001 please",
         "settings": {"APPROVAL_TIMEOUT": "PT2H", "REFUND_APPROVAL_THRESHOLD": "150"},
+        "version": 2,
+        "customer": "sam@contoso.com",
+        "startedBy": STAFF_PRINCIPAL,
     }
 
 
@@ -386,12 +448,20 @@ def test_start_run_413_for_bodies_over_one_mib_by_length_or_header(api):
 
 
 def test_start_run_accepts_a_body_of_exactly_one_mib(api):
-    envelope = len(json.dumps({"input": ""}).encode())
-    exact = json.dumps({"input": "y" * (MAX_BODY_BYTES - envelope)}).encode()
+    # The longest input (MAX_INPUT_CHARS) padded with JSON whitespace up to the body limit.
+    text = json.dumps({"input": "y" * MAX_INPUT_CHARS})
+    exact = (text[:-1] + " " * (MAX_BODY_BYTES - len(text)) + "}").encode()
     assert len(exact) == MAX_BODY_BYTES
     reply = api.start("support", exact)
     assert reply.status == 202
-    assert len(json.loads(api.host.instances[reply.body["id"]].input)["input"]) == MAX_BODY_BYTES - envelope
+    assert json.loads(api.host.instances[reply.body["id"]].input)["input"] == "y" * MAX_INPUT_CHARS
+
+
+def test_start_run_refuses_an_input_over_max_input_chars(api):
+    doc = assert_problem(api.start("support", {"input": "y" * (MAX_INPUT_CHARS + 1)}), 400, "invalid-body",
+                         "/api/agents/support/runs")
+    assert doc["fields"] == ["input"]
+    assert api.host.mutations() == []
 
 
 def test_start_run_with_undeployed_orchestrator_is_a_500_problem_not_a_crash(api):
@@ -592,13 +662,15 @@ def test_approve_raises_the_event_waits_for_the_record_and_answers_202(api):
     assert body["decision"] == "approved" and body["comment"] == "ok" and body["recorded"] is True
     assert body["decidedAt"].endswith("Z") and body["status"] == "running"
     # The orchestrator receives the client's double-encoded JSON text (protocol §1) under approval:<id>.
-    assert api.host.instances["run1"].events == [("approval:call_1", '{"approved": true, "comment": "ok"}')]
+    assert api.host.instances["run1"].events == [("approval:call_1", event_payload(True, "ok"))]
     assert api.get_run("run1").body["approvals"][0]["decision"] == "approved"
 
 
 def test_an_approval_of_a_sub_orchestration_shows_in_the_parent_run_and_is_decided_there(api):
+    plan_hash = arguments_hash({})
     plan = {"id": "plan-1", "kind": "workflow", "tool": "plan", "summary": "Refund 20.00?", "arguments": {},
-            "requestedAt": "2026-01-01T00:00:00.000Z", "expiresAt": "2026-01-02T00:00:00.000Z"}
+            "argumentsHash": plan_hash, "requestedAt": "2026-01-01T00:00:00.000Z",
+            "expiresAt": "2026-01-02T00:00:00.000Z"}
     seed_awaiting(api.host, "parent", pendingApprovals=[], children=["parent:sub-1", "parent:gone"])
     api.host.add("parent:sub-1", ORCH, run_input(), runtime_status="Running",
                  custom_status={"agent": "support", "pendingApprovals": [plan], "approvals": []})
@@ -607,7 +679,8 @@ def test_an_approval_of_a_sub_orchestration_shows_in_the_parent_run_and_is_decid
     assert run["pendingApprovals"] == [{**plan, "runId": "parent:sub-1"}]
     reply = api.decide("parent", "plan-1", {"approved": True, "comment": "go"})
     assert reply.status == 202 and reply.body["runId"] == "parent" and reply.body["recorded"] is True
-    assert api.host.instances["parent:sub-1"].events == [("approval:plan-1", '{"approved": true, "comment": "go"}')]
+    assert api.host.instances["parent:sub-1"].events == [
+        ("approval:plan-1", event_payload(True, "go", hash_=plan_hash))]
     assert api.host.instances["parent"].events == []
     again = api.decide("parent", "plan-1", {"approved": True})
     assert again.status == 200 and again.body["decision"] == "approved"
@@ -619,7 +692,8 @@ def test_reject_with_null_comment(api):
     seed_awaiting(api.host)
     reply = api.decide("run1", "call_1", {"approved": False, "comment": None})
     assert reply.status == 202 and reply.body["decision"] == "rejected" and reply.body["comment"] is None
-    assert json.loads(api.host.instances["run1"].events[0][1]) == {"approved": False, "comment": None}
+    assert json.loads(api.host.instances["run1"].events[0][1]) == {
+        "approved": False, "comment": None, "decidedBy": STAFF_PRINCIPAL, "argumentsHash": PENDING["argumentsHash"]}
 
 
 def test_repeating_the_same_decision_is_200_without_a_new_event(api):
@@ -829,18 +903,23 @@ def test_bad_cancel_bodies_change_nothing(api, raw, status, slug):
 
 
 def test_start_approve_complete_flow(api):
-    run_id = api.start("support", {"input": "refund ORD-1", "runId": "flow"}).body["id"]
+    # Carol starts the run for herself; Sam (an approver who did not start it) decides.
+    run_id = api.start("support", {"input": "refund ORD-1", "runId": "flow"}, user=CAROL).body["id"]
     api.host.update(run_id, runtime_status="Running", custom_status={
         "agent": "support", "currentAgent": "support", "turns": 1, "lastTool": "lookup_order",
         "pendingApprovals": [PENDING], "approvals": [], "demo": True})
-    assert api.get_run(run_id).body["status"] == "awaiting_approval"
-    assert [r["id"] for r in api.list_runs(status="awaiting_approval").body["runs"]] == ["flow"]
-    assert api.decide(run_id, "call_1", {"approved": True}).status == 202
+    assert api.get_run(run_id, user=CAROL).body["status"] == "awaiting_approval"
+    assert [r["id"] for r in api.list_runs(status="awaiting_approval", user=CAROL).body["runs"]] == ["flow"]
+    assert_problem(api.decide(run_id, "call_1", {"approved": True}, user=CAROL), 403, "not-an-approver",
+                   f"/api/runs/{run_id}/approvals/call_1")
+    decided = api.decide(run_id, "call_1", {"approved": True, "argumentsHash": PENDING["argumentsHash"]})
+    assert decided.status == 202 and decided.body["decidedBy"] == STAFF_PRINCIPAL
     api.host.update(run_id, runtime_status="Completed", output={
         "finalOutput": "[demo model] refunded", "lastAgent": "support", "turns": 3,
         "usage": {"requests": 3, "inputTokens": 10, "outputTokens": 5, "totalTokens": 15}, "demo": True})
-    run = api.get_run(run_id).body
+    run = api.get_run(run_id, user=CAROL).body
     assert run["status"] == "completed" and run["output"] == "[demo model] refunded" and run["demo"] is True
+    assert run["customer"] == "carol@example.com" and run["startedBy"] == CAROL_PRINCIPAL
     assert run["approvals"][0]["decision"] == "approved"
     # Retrying the applied decision after the run finished stays idempotent; changing it is too late.
     retry = api.decide(run_id, "call_1", {"approved": True})
@@ -864,7 +943,7 @@ def test_every_link_and_location_uses_the_blueprint_route_prefix(durable, given,
     assert started.headers["Location"] == f"{prefix}/runs/pre"
     assert started.body["links"] == {"self": f"{prefix}/runs/pre",
                                      "approvals": f"{prefix}/runs/pre/approvals/{{approvalId}}",
-                                     "cancel": f"{prefix}/runs/pre/cancel"}
+                                     "cancel": f"{prefix}/runs/pre/cancel", "audit": f"{prefix}/runs/pre/audit"}
     assert api.get_run("pre").body["links"]["self"] == f"{prefix}/runs/pre"
     assert api.list_runs().body["runs"][0]["links"]["cancel"] == f"{prefix}/runs/pre/cancel"
     seed_awaiting(api.host)
@@ -905,7 +984,7 @@ def test_bad_body_details_name_the_member_and_what_was_wrong(api):
         b'{"input": "hi", "runId": "a b"}':
             "'runId' must be 1 to 100 characters from A-Z, a-z, 0-9, '_' and '-'; got 'a b'.",
         b'{"input": "hi", "runId": 7}': "'runId' must be a string or null, not a number.",
-        b'{"input": "hi", "model": "x"}': "Unknown member(s) 'model'; allowed: input, runId.",
+        b'{"input": "hi", "model": "x"}': "Unknown member(s) 'model'; allowed: input, runId, customer.",
     }
     for raw, detail in cases.items():
         doc = api.start("support", raw).body
@@ -916,7 +995,8 @@ def test_every_failing_member_is_reported_unknown_ones_first(api):
     doc = assert_problem(api.start("support", {"Input": "hi", "runId": "a b"}), 400, "invalid-body",
                          "/api/agents/support/runs")
     assert doc["fields"] == ["Input", "input", "runId"]
-    assert doc["detail"].startswith("Unknown member(s) 'Input'; allowed: input, runId. The member 'input'")
+    assert doc["detail"].startswith("Unknown member(s) 'Input'; allowed: input, runId, customer. The member "
+                                    "'input'")
     assert "'runId' must be 1 to 100 characters" in doc["detail"]
     seed_awaiting(api.host)
     doc = assert_problem(api.decide("run1", "call_1", {"approved": "yes", "comment": 3}), 400, "invalid-body",
@@ -951,7 +1031,8 @@ def test_start_run_keeps_the_input_text_as_sent(api):
         ({"top": "\u00b2"}, "'top' must be an integer from 1 to 100, not '\u00b2'."),
         ({"top": "0"}, "'top' must be an integer from 1 to 100, not '0'."),
         ({"status": "done,running,"}, "'status' has unknown value(s) 'done', ''; allowed: 'pending', "),
-        ({"sort": "asc", "top": "x"}, "Unknown query parameter(s) 'sort'; allowed: agent, status, top."),
+        ({"sort": "asc", "top": "x"},
+         "Unknown query parameter(s) 'sort'; allowed: agent, status, top, continuationToken."),
     ],
 )
 def test_bad_query_details(api, params, detail):

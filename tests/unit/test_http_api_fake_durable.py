@@ -109,7 +109,8 @@ def record_approval(instance: FakeInstance, event_name: str, payload: Any) -> No
     """Default event hook: what the runner does when ``approval:<id>`` wins its race (docs/internals.md).
 
     The payload arrives as the JSON *text* the Python client double-encoded (protocol §1), so it is decoded the
-    way the runner must; the pending approval moves to ``approvals`` with the decision and comment.
+    way the runner must; the pending approval moves to ``approvals`` with the decision, comment and ``decidedBy``
+    (an event whose ``argumentsHash`` is not the pending approval's is recorded as rejected, as the runner does).
     """
     if not event_name.startswith("approval:"):
         return
@@ -120,14 +121,18 @@ def record_approval(instance: FakeInstance, event_name: str, payload: Any) -> No
     if not pending:
         return  # an event nobody waits for stays buffered, as in DTFx
     custom["pendingApprovals"] = [p for p in custom["pendingApprovals"] if p.get("id") != approval_id]
+    seen, expected = data.get("argumentsHash"), pending[0].get("argumentsHash")
+    other_arguments = isinstance(seen, str) and seen and seen != expected
     custom["approvals"] = [
         *custom.get("approvals", []),
         {
             "id": approval_id,
+            "kind": pending[0].get("kind", "tool"),
             "tool": pending[0].get("tool"),
-            "decision": "approved" if data["approved"] else "rejected",
-            "comment": data.get("comment"),
+            "decision": "approved" if data["approved"] is True and not other_arguments else "rejected",
+            "comment": "decided for other arguments" if other_arguments else data.get("comment"),
             "decidedAt": _dotnet_time(_now()),
+            "decidedBy": data.get("decidedBy"),
         },
     ]
     instance.custom_status = custom
