@@ -15,10 +15,12 @@
   true).
 * ``GET instances/``: ``runtimeStatus`` (comma list, repeatable), ``instanceIdPrefix``, ``createdTimeFrom`` /
   ``createdTimeTo`` (inclusive), ``showInput`` (default true), ``top`` (page size, default 100; not an integer or
-  < 1 → 100); 200 + array in instance id order (as Azure Storage's Instances table, partitioned by id: *not*
-  creation order). When more rows follow, the answer has ``x-ms-continuation-token: <opaque>``; sent back in the
-  request header with the same query it gives the next page; on the last page the header is absent. A token the
-  fake did not issue → 400 (ArgumentException body). Every list request is kept in ``list_calls``.
+  < 1 → 100; at most ``max_page`` rows, default 1000 like an Azure Table query, so a page can be shorter than
+  ``top`` and still have a token); 200 + array in instance id order (as Azure Storage's Instances table,
+  partitioned by id: *not* creation order). When more rows follow, the answer has
+  ``x-ms-continuation-token: <opaque>``; sent back in the request header with the same query it gives the next
+  page; on the last page the header is absent. A token the fake did not issue → 400 (ArgumentException body).
+  Every list request is kept in ``list_calls``.
 * ``DELETE instances/{id}``: purge; 404 / 200 ``{"instancesDeleted": 1}``.
 * ``POST instances/{id}/raiseEvent/{name}``: 404 / 410 (terminal) / 400 (not ``application/json``) / 202.
 * ``POST instances/{id}/terminate?reason=``: 404 / 410 / 202; the instance becomes Terminated with the reason as
@@ -151,6 +153,7 @@ class FakeDurableHost:
         self.terminate_delay = 0.05
         self.on_event: Callable[[FakeInstance, str, Any], None] = record_approval
         self.clock: Callable[[], datetime] = _now
+        self.max_page = 1000
         self.list_calls: list[tuple[dict[str, list[str]], str | None]] = []
         self.port = 0
         self._runner: web.AppRunner | None = None
@@ -184,6 +187,7 @@ class FakeDurableHost:
         self.terminate_delay = 0.05
         self.on_event = record_approval
         self.clock = _now
+        self.max_page = 1000
         self.list_calls.clear()
 
     # -- what a Functions host hands to a durableClient binding (§5.1) --------------------------------
@@ -352,7 +356,7 @@ class FakeDurableHost:
             top = int(request.query.get("top", ""))
         except ValueError:
             top = 100
-        top = top if top >= 1 else 100
+        top = min(top if top >= 1 else 100, self.max_page)
         headers = {}
         if len(found) > top:
             found = found[:top]
