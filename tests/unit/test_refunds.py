@@ -413,3 +413,17 @@ class TestTheThresholdCannotBeSplitAround:
         assert run.status == "Completed", run.output
         assert _outputs(model)["c1"]["code"] == "invalid_amount"
         assert _keys() == []
+
+    def test_a_run_started_before_activity_backed_checks_keeps_its_rule_and_the_ledger_still_holds(self):
+        """A version-1 run (input without ``version``: started before this deploy) replays with the rule it was
+        recorded with (``refund_needs_approval_v1``: this amount alone, no activity); its second 99 passes that
+        rule, and the ledger's approval limit refuses it instead."""
+        model = ScriptedModel([[refund_call("c1")], [refund_call("c2")], [assistant_message("Done.")]])
+        harness = ReplayHarness(_app(), model=model)
+        run = harness.start("support_agent_run", {"agent": "support", "input": "Refund 99 twice on ORD-1001",
+                                                  "settings": SETTINGS, "customer": JORDAN}, "legacy-1")
+        harness.run()
+        assert run.status == "Completed", run.output
+        assert "refund_needs_approval" not in [name for name, _ in harness.activity_calls]
+        assert _outputs(model)["c2"]["code"] == "approval_required"
+        assert _keys() == ["legacy-1:c1"]
