@@ -27,8 +27,9 @@ write are one SQLite transaction, so of concurrent starts of one new id exactly 
 * Tokens are opaque (today ``"o1.<n>"``: a position in the order in which instance ids were first created, which a
   replace, restart with the same id or purge does not change). Following tokens from the first page reaches every
   instance that matches the filters and exists for the whole walk, each exactly once; an instance created during
-  the walk under a new id appears on a later page (after the ones that existed); an id replaced during the walk is
-  listed at most once (in whichever state it had when its page was read). A page may hold fewer than ``top`` rows
+  the walk under a new id comes after all older ids (so on a later page while the walk has not ended); an id that
+  is replaced, restarted or purged and re-created during the walk keeps its position and is listed at most once
+  (in the state it had when its page was read). A page may hold fewer than ``top`` rows
   and still carry a token (clients must loop until the header is absent, as with Azure Storage).
 * The real Python client (``get_status_all``/``get_status_by``) reads only the first page; call the route directly
   to page.
@@ -48,13 +49,13 @@ from aiohttp import web
 from . import events as ev
 from .engine import Engine, from_us, to_us
 from .events import ET, STATUS_NAMES, compact
-from .store import TERMINAL, Instance, InstanceExistsError
+from .store import ACTIVE, TERMINAL, Instance, InstanceExistsError
 
 __all__ = ["DurableApi", "client_json", "page_token", "parse_page_token", "WEBHOOK_BASE", "RPC_BASE"]
 
 WEBHOOK_BASE = "/runtime/webhooks/durabletask"
 RPC_BASE = "/durabletask"
-_RUNNING_LIKE = {"Running", "Pending", "ContinuedAsNew", "Suspended"}
+
 _STATUS_BY_LOWER = {n.lower(): n for n in STATUS_NAMES.values()}
 _TOKEN_PREFIX = "o1."
 _DEFAULT_TOP = 100
@@ -331,7 +332,7 @@ class DurableApi:
         body = self.status_json(inst, show_history=_bool(q.get("showHistory"), False),
                                 show_output=_bool(q.get("showHistoryOutput"), False),
                                 show_input=_bool(q.get("showInput"), True))
-        if inst.status in _RUNNING_LIKE:
+        if inst.status in ACTIVE:
             return _json(body, 202, {"Location": str(request.url), "Retry-After": "5"})
         if inst.status == "Failed" and _bool(q.get("returnInternalServerErrorOnFailure"), False):
             return _json(body, 500)
