@@ -14,7 +14,7 @@ import math
 import re
 from typing import Any
 
-__all__ = ["dumps", "has_lone_surrogate", "json_safe", "loads_strict", "replace_surrogates"]
+__all__ = ["dumps", "has_lone_surrogate", "has_non_finite", "json_safe", "loads_strict", "replace_surrogates"]
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -45,6 +45,17 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [json_safe(v) for v in value]
     return value
+
+
+def has_non_finite(value: Any) -> bool:
+    """Whether the JSON value ``value`` holds a float that is NaN or infinite (anywhere inside)."""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(has_non_finite(item) for item in value.values())
+    if isinstance(value, list | tuple):
+        return any(has_non_finite(item) for item in value)
+    return False
 
 
 def dumps(value: Any, **kwargs: Any) -> str:

@@ -37,7 +37,7 @@ from agents.function_schema import FuncSchema, function_schema
 from agents.tool_context import ToolContext
 
 from ._contracts import ToolActivityInput, ToolCallInfo, ToolRetry
-from ._jsonsafe import json_safe, loads_strict
+from ._jsonsafe import has_non_finite, json_safe, loads_strict
 from ._run_settings import current_session
 
 __all__ = ["ActivityTool", "ApprovalCheck", "ToolCall", "ToolRetry", "activity_tool", "approval_check"]
@@ -435,6 +435,8 @@ def approval_check(
                 if callable(legacy):
                     return bool(await legacy(run_context, arguments, call_id))
                 return bool(legacy)
+            if has_non_finite(args):
+                return False  # the tool refuses NaN / Infinity before any activity: nothing to approve
             return await session.run_approval_check(activity_name, retry, args, call_id, tool_name)
 
         needs_approval._durable_check = activity_name  # type: ignore[attr-defined]  # activity_tool binds the tool

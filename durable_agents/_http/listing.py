@@ -6,8 +6,9 @@ disappeared from the listing. Here the extension's route is read directly (same 
 header), every page of the instances created at or before the cursor, and the runs are ordered newest first by
 ``(createdTime, instance id)``. The token the API returns is that pair for the last run of the page, base64url:
 the next page holds the runs strictly after it in that order, so a run created meanwhile never shifts a page and
-none is listed twice. Cost: one scan of the instances older than the cursor per page (fine for thousands of runs;
-a run index would be the next step beyond).
+none is listed twice. The extension reports ``createdTime`` in whole seconds, so runs created within one second are
+ordered by id (descending) among themselves. Cost: one scan of the instances older than the cursor per page
+(fine for thousands of runs; a run index would be the next step beyond).
 """
 
 from __future__ import annotations
@@ -113,7 +114,10 @@ async def list_page(
     not visible to the caller); ``top`` is the page size; ``token`` the cursor from the previous page (module
     docstring)."""
     after = decode_token(token) if token else None
-    instances = await read_instances(client, runtime_status, after[0] if after else None)
+    # Status times have whole seconds (the extension writes ToString("s")), the filter compares exact times: ask up
+    # to one second past the cursor and leave the rest to the (created, id) comparison below.
+    created_to = after[0] + dt.timedelta(seconds=1) if after else None
+    instances = await read_instances(client, runtime_status, created_to)
     rows: list[tuple[dt.datetime, str, dict[str, Any]]] = []
     seen: set[str] = set()
     for status in instances:

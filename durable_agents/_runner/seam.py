@@ -252,6 +252,21 @@ def _approval_item(item: ToolApprovalItem) -> ApprovalItem:
                         summary=_summary(f"Call {tool} with {dumps(arguments)}"))
 
 
+def _invalid_arguments(item: ToolApprovalItem) -> str | None:
+    """Why a gated call's arguments cannot be run (text that is not a strict JSON object: ``NaN``, ``Infinity``,
+    broken JSON), as the text the model reads; ``None`` when they are fine. Such a call is rejected without asking
+    anyone (version-2 runs)."""
+    arguments = item.arguments
+    if not isinstance(arguments, str):
+        return None
+    try:
+        value = loads_strict(arguments) if arguments.strip() else {}
+    except ValueError as exc:
+        return (f"The call to '{item.tool_name or item.name}' was not run: its arguments are not valid JSON ({exc}); "
+                "call it again with plain JSON numbers and strings.")
+    return None if isinstance(value, dict) else "The call was not run: its arguments must be a JSON object."
+
+
 def _summary(text: str, limit: int = 300) -> str:
     """One line for a reviewer, at most ``limit`` characters."""
     text = " ".join(text.split())
@@ -291,14 +306,22 @@ class DurableAgentRunner(AgentRunner):
         result = await super().run(starting_agent, input, **kwargs)
         timeout_text = run_setting("APPROVAL_TIMEOUT", DEFAULT_APPROVAL_TIMEOUT) or DEFAULT_APPROVAL_TIMEOUT
         while result.interruptions:
-            items = list(result.interruptions)
             state = result.to_state()
-            decisions = await session.wait_for_approvals(ApprovalsCall(tuple(_approval_item(item) for item in items)))
-            for item, decision in zip(items, decisions, strict=True):
-                if decision["decision"] == "approved":
-                    state.approve(item)
-                else:
-                    state.reject(item, rejection_message=_rejection_message(decision, timeout_text))
+            items = []
+            for item in result.interruptions:
+                problem = _invalid_arguments(item) if session.version >= 2 else None
+                if problem is None:
+                    items.append(item)
+                else:  # never put a call the tool would refuse in front of a person
+                    state.reject(item, rejection_message=problem)
+            if items:
+                decisions = await session.wait_for_approvals(
+                    ApprovalsCall(tuple(_approval_item(item) for item in items)))
+                for item, decision in zip(items, decisions, strict=True):
+                    if decision["decision"] == "approved":
+                        state.approve(item)
+                    else:
+                        state.reject(item, rejection_message=_rejection_message(decision, timeout_text))
             resume_kwargs = {
                 k: v
                 for k, v in kwargs.items()

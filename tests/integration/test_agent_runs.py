@@ -68,7 +68,7 @@ def _requests_for(stack: AppStack, tag: str) -> list[dict[str, Any]]:
 
 
 def test_run_without_approval_completes(stack):
-    run_id = stack.start_run("Where is my order ORD-1005? [case-lookup]")
+    run_id = stack.start_run("Where is my order ORD-1005? [case-lookup]", customer="priya.natarajan@example.com")
     run = stack.wait_status(run_id, "completed", "failed")
     assert run["status"] == "completed", run
     assert run["output"] == "Order ORD-1005 was delivered."
@@ -84,7 +84,8 @@ def test_run_without_approval_completes(stack):
 
 
 def test_parallel_tool_calls_run_and_reach_the_model(stack):
-    run_id = stack.start_run("How are my orders? jordan.rivera@example.com [case-parallel]")
+    run_id = stack.start_run("How are my orders? jordan.rivera@example.com [case-parallel]",
+                             customer="jordan.rivera@example.com")
     run = stack.wait_status(run_id, "completed", "failed")
     assert run["status"] == "completed", run
     history = http("GET", stack.url(f"/runtime/webhooks/durabletask/instances/{run_id}?showHistory=true")).json
@@ -96,7 +97,8 @@ def test_parallel_tool_calls_run_and_reach_the_model(stack):
 
 
 def test_approved_refund_runs_once(stack):
-    run_id = stack.start_run("Please refund ORD-1001, it arrived broken. [case-approve]")
+    run_id = stack.start_run("Please refund ORD-1001, it arrived broken. [case-approve]",
+                             customer="jordan.rivera@example.com")
     run = stack.wait_status(run_id, "awaiting_approval")
     [pending] = run["pendingApprovals"]
     assert pending["tool"] == "refund_order"
@@ -129,7 +131,7 @@ def test_approved_refund_runs_once(stack):
 
 
 def test_rejected_refund_tells_the_model(stack):
-    run_id = stack.start_run("Refund ORD-1003 please. [case-reject]")
+    run_id = stack.start_run("Refund ORD-1003 please. [case-reject]", customer="amelia.chen@example.com")
     run = stack.wait_status(run_id, "awaiting_approval")
     [pending] = run["pendingApprovals"]
     answer = http("POST", stack.url(f"/api/runs/{run_id}/approvals/{pending['id']}"),
@@ -156,7 +158,8 @@ def _problem(answer, status: int) -> dict[str, Any]:
 
 
 def test_bad_requests_get_problems_and_change_nothing(stack):
-    run_id = stack.start_run("Refund ORD-1004. [case-badreq]", run_id=f"badreq-{stack.runtime.port}")
+    run_id = stack.start_run("Refund ORD-1004. [case-badreq]", run_id=f"badreq-{stack.runtime.port}",
+                             customer="marcus.oconnell@example.net")
     before = stack.wait_status(run_id, "awaiting_approval")
     [pending] = before["pendingApprovals"]
     runs = stack.url("/api/agents/support/runs")
@@ -208,7 +211,7 @@ def test_approval_times_out(tmp_path):
     ]
     app = AppStack(tmp_path, script, env={"APPROVAL_TIMEOUT": "PT2S"})
     try:
-        run_id = app.start_run("Refund ORD-1010. [case-timeout]")
+        run_id = app.start_run("Refund ORD-1010. [case-timeout]", customer="pieter.vandijk@example.nl")
         run = app.wait_status(run_id, "awaiting_approval")
         [pending] = run["pendingApprovals"]
         run = app.wait_status(run_id, "completed", "failed", timeout=30)
@@ -233,7 +236,7 @@ def test_host_killed_midway_resumes_without_paying_twice(tmp_path):
     ]
     app = AppStack(tmp_path, script)
     try:
-        run_id = app.start_run("Refund ORD-1006, wrong size. [case-crash]")
+        run_id = app.start_run("Refund ORD-1006, wrong size. [case-crash]", customer="sam.whitaker@example.org")
         # The refund is recorded, then the third model call starts and takes 5 s: kill the host inside it.
         wait_for(lambda: app.refunds("ORD-1006"), timeout=60, what="the refund")
         time.sleep(1.0)

@@ -125,7 +125,8 @@ def test_workflows_are_listed_with_their_agents(stack):
 
 
 def test_an_approved_plan_runs_the_executor_whose_large_refund_needs_its_own_approval(stack):
-    run_id = stack.start_run("My headphones ORD-1001 arrived broken, please refund them.", agent="resolution")
+    run_id = stack.start_run("My headphones ORD-1001 arrived broken, please refund them.", agent="resolution",
+                             customer="jordan.rivera@example.com")
     plan_approval = _wait_pending(stack, run_id, "plan-1")
     assert plan_approval["kind"] == "workflow" and plan_approval["tool"] == "plan"
     assert plan_approval["arguments"]["order_id"] == "ORD-1001"
@@ -156,7 +157,8 @@ def test_an_approved_plan_runs_the_executor_whose_large_refund_needs_its_own_app
 
 
 def test_a_rejected_plan_messages_the_customer_and_refunds_nothing(stack):
-    run_id = stack.start_run("Refund ORD-1003, I changed my mind.", agent="resolution")
+    run_id = stack.start_run("Refund ORD-1003, I changed my mind.", agent="resolution",
+                             customer="amelia.chen@example.com")
     _wait_pending(stack, run_id, "plan-1")
     _decide(stack, run_id, "plan-1", False, "Outside the return window.")
     run = stack.wait_status(run_id, "completed", "failed")
@@ -172,7 +174,8 @@ def test_a_rejected_plan_messages_the_customer_and_refunds_nothing(stack):
 
 
 def test_the_audit_reviews_orders_in_parallel_and_reports_the_failed_review(stack):
-    run_id = stack.start_run("Audit the orders of sam.whitaker@example.org", agent="order_audit")
+    run_id = stack.start_run("Audit the orders of sam.whitaker@example.org", agent="order_audit",
+                             customer="sam.whitaker@example.org")
     run = stack.wait_status(run_id, "completed", "failed")
     assert run["status"] == "completed", run
     output = run["output"]
@@ -192,7 +195,8 @@ def test_the_audit_reviews_orders_in_parallel_and_reports_the_failed_review(stac
 
 
 def test_host_killed_while_the_plan_waits_resumes_and_pays_nothing_twice(stack):
-    run_id = stack.start_run("ORD-1010 came two weeks late, I want 50 EUR back.", agent="resolution")
+    run_id = stack.start_run("ORD-1010 came two weeks late, I want 50 EUR back.", agent="resolution",
+                             customer="pieter.vandijk@example.nl")
     _wait_pending(stack, run_id, "plan-1")
     before = _steps_of(stack, "ORD-1010")
     assert sorted(before.values()) == [1, 1]  # the planner's two model calls
@@ -214,7 +218,8 @@ def test_host_killed_while_the_plan_waits_resumes_and_pays_nothing_twice(stack):
 def test_a_plan_nobody_decides_expires_after_plan_approval_timeout(tmp_path, api):
     app = AppStack(tmp_path, planner_steps("ORD-1004", 308.00), api=api, env={"PLAN_APPROVAL_TIMEOUT": "PT2S"})
     try:
-        run_id = app.start_run("Refund ORD-1004, the sandals are too small.", agent="resolution")
+        run_id = app.start_run("Refund ORD-1004, the sandals are too small.", agent="resolution",
+                               customer="marcus.oconnell@example.net")
         pending = _wait_pending(app, run_id, "plan-1")
         requested = time.strptime(pending["requestedAt"][:19], "%Y-%m-%dT%H:%M:%S")
         expires = time.strptime(pending["expiresAt"][:19], "%Y-%m-%dT%H:%M:%S")

@@ -82,7 +82,8 @@ def test_the_workflows_are_listed(stack):
 
 
 def test_triage_routes_a_shipping_question_to_the_shipping_agent(stack):
-    run_id = stack.start_run("Where is my parcel? It is order ORD-1063. [case-ship]", agent="triage")
+    run_id = stack.start_run("Where is my parcel? It is order ORD-1063. [case-ship]", agent="triage",
+                             customer="sofia.rossi@example.it")
     answering = wait_for(lambda: (lambda r: r if r["progress"].get("stage") == "answering" else None)(
         stack.run(run_id)), timeout=30, what="the answering stage")
     assert answering["status"] == "running"
@@ -102,7 +103,8 @@ def test_triage_routes_a_shipping_question_to_the_shipping_agent(stack):
 
 
 def test_triage_routes_a_refund_request_to_support(stack):
-    run_id = stack.start_run("Please refund the broken USB-C cable of ORD-1002. [case-refund]", agent="triage")
+    run_id = stack.start_run("Please refund the broken USB-C cable of ORD-1002. [case-refund]", agent="triage",
+                             customer="jordan.rivera@example.com")
     run = stack.wait_status(run_id, "completed", "failed")
     assert run["status"] == "completed", run
     assert run["output"]["answer"] == "Refunded 12.50 USD for ORD-1002."
@@ -115,7 +117,8 @@ def test_triage_routes_a_refund_request_to_support(stack):
 
 
 def test_triage_answers_other_messages_without_a_specialist(stack):
-    run_id = stack.start_run("Do you sell gift cards? [case-other]", agent="triage")
+    run_id = stack.start_run("Do you sell gift cards? [case-other]", agent="triage",
+                             customer="jordan.rivera@example.com")
     run = stack.wait_status(run_id, "completed", "failed")
     assert run["status"] == "completed", run
     assert run["output"]["route"]["specialist"] is None
@@ -125,6 +128,7 @@ def test_triage_answers_other_messages_without_a_specialist(stack):
 
 def test_the_loop_passes_in_round_two_with_rounds_visible_while_running(stack):
     run_id = stack.start_run("ORD-1069's espresso machine ships a week late. [case-loop-pass]",
+                             customer="pieter.vandijk@example.nl",
                              agent="customer_message")
     running = wait_for(lambda: (lambda r: r if len(r["progress"].get("rounds") or []) == 1 else None)(
         stack.run(run_id)), timeout=30, what="round 1 in the progress")
@@ -144,7 +148,8 @@ def test_the_loop_passes_in_round_two_with_rounds_visible_while_running(stack):
 
 
 def test_the_loop_stops_at_max_rounds_when_it_never_passes(stack):
-    run_id = stack.start_run("A refund takes longer than promised. [case-loop-fail]", agent="customer_message")
+    run_id = stack.start_run("A refund takes longer than promised. [case-loop-fail]", agent="customer_message",
+                             customer="jordan.rivera@example.com")
     run = stack.wait_status(run_id, "completed", "failed")
     assert run["status"] == "completed", run
     output = run["output"]
