@@ -22,7 +22,7 @@ import azure.functions as func
 from azure.durable_functions import DurableOrchestrationClient, OrchestrationRuntimeStatus
 from azure.durable_functions.models.DurableOrchestrationStatus import DurableOrchestrationStatus
 
-from durable_agents._audit import AuditRecord, get_audit_store
+from durable_agents._audit import AuditRecord, arguments_hash, get_audit_store
 from durable_agents._config import get_setting
 from durable_agents._contracts import (
     RUN_VERSION,
@@ -58,7 +58,7 @@ from durable_agents._http.views import (
     run_url,
 )
 from durable_agents._identity import Caller, caller_from_request, setting_list
-from durable_agents._jsonsafe import dumps
+from durable_agents._jsonsafe import dumps, json_safe
 from durable_agents._problems import Problem, request_path
 from durable_agents._registry import AGENT_NAME_PATTERN, AgentRegistry
 from durable_agents._run_settings import GLOBAL_RUN_SETTINGS, settings_snapshot
@@ -405,9 +405,13 @@ async def decide_approval(
                       f"Approval {approval_id!r} asks about arguments with hash {shown_hash}, not "
                       f"{body.arguments_hash}; read the run again and decide on what it shows.",
                       {"argumentsHash": shown_hash})
+    # A pending approval published before argumentsHash existed (a version-1 run, or custom status written by the
+    # previous release) is recorded with the hash of the arguments it shows.
+    recorded_hash = shown_hash if isinstance(shown_hash, str) and shown_hash else arguments_hash(
+        json_safe(pending.get("arguments")))
     get_audit_store().append(AuditRecord(
         run_id=target, approval_id=approval_id, event="decided", kind=str(pending.get("kind") or "tool"),
-        tool=str(pending.get("tool") or ""), arguments_hash=str(shown_hash or ""), arguments=None,
+        tool=str(pending.get("tool") or ""), arguments_hash=recorded_hash, arguments=None,
         decision=wanted, comment=body.comment, actor_id=caller.id, actor_name=caller.name,
         at=format_time(datetime.now(UTC)), key=f"decided:{approval_id}:{caller.id}:{wanted}",
     ))
