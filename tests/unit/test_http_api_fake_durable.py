@@ -26,9 +26,10 @@
 * ``POST instances/{id}/terminate?reason=``: 404 / 410 / 202; the instance becomes Terminated with the reason as
   output once the termination "episode" ran (a short delay).
 
-Times are whole seconds, as the extension writes them (§5.4); ``FakeDurableHost.clock`` gives the creation time
-of started instances. Values are written with Python's ``json.dumps`` defaults, so a stored ``float("nan")``
-goes over the wire as ``NaN`` (the fake can answer any JSON text the store holds).
+Times are reported in whole seconds, as the extension writes them (§5.4), but kept and filtered (``createdTimeFrom``
+/ ``To``) with their full precision, as the store does; ``FakeDurableHost.clock`` (default: now, microseconds)
+gives the creation time of started instances. Values are written with Python's ``json.dumps`` defaults, so a
+stored ``float("nan")`` goes over the wire as ``NaN`` (the fake can answer any JSON text the store holds).
 
 The orchestrations themselves are not executed: a test sets an instance's runtime status, custom status and
 output with :meth:`FakeDurableHost.update`, the way the runner would, and an event hook plays the part of the
@@ -64,6 +65,10 @@ _BAD_ID = re.compile(r"^@|[/\\?#\x00-\x1f\x7f]")
 
 def _now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
+
+
+def _precise_now() -> datetime:
+    return datetime.now(UTC)
 
 
 def _dotnet_time(moment: datetime) -> str:
@@ -152,7 +157,8 @@ class FakeDurableHost:
         self.event_delay = 0.15
         self.terminate_delay = 0.05
         self.on_event: Callable[[FakeInstance, str, Any], None] = record_approval
-        self.clock: Callable[[], datetime] = _now
+        self.on_raise: Callable[[FakeInstance, str, Any], None] | None = None  # while the request is served
+        self.clock: Callable[[], datetime] = _precise_now
         self.max_page = 1000
         self.list_calls: list[tuple[dict[str, list[str]], str | None]] = []
         self.port = 0
@@ -186,7 +192,8 @@ class FakeDurableHost:
         self.event_delay = 0.15
         self.terminate_delay = 0.05
         self.on_event = record_approval
-        self.clock = _now
+        self.on_raise = None
+        self.clock = _precise_now
         self.max_page = 1000
         self.list_calls.clear()
 
@@ -383,6 +390,8 @@ class FakeDurableHost:
         value = json.loads(raw) if raw else None  # ConvertToJToken; EventRaised.Input is this value
         name = request.match_info["event"]
         instance.events.append((name, value))
+        if self.on_raise is not None:
+            self.on_raise(instance, name, value)
         asyncio.get_running_loop().call_later(self.event_delay, self.on_event, instance, name, value)
         return web.Response(status=202)
 

@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 import azure.functions as func
 import pytest
 
-from durable_agents._audit import AuditRecord, get_audit_store
+from durable_agents._audit import AuditRecord, arguments_hash, get_audit_store
 from tests.unit.test_http_api import (
     CAROL,
     CAROL_PRINCIPAL,
@@ -215,14 +215,12 @@ def test_separation_of_duties_stays_on_for_other_values(api, monkeypatch, value)
 def test_an_approver_decides_the_event_carries_who_and_the_hash_and_the_audit_records_it_first(api):
     seed_for(api.host, "run1", ALICE_P, "alice@example.com")
     seen_at_event: list[list[str]] = []
-    record = api.host.on_event
 
-    def on_event(instance, name, payload):
-        # The "decided" record is written before the event is raised.
+    def on_raise(_instance, _name, _payload):
+        # The "decided" record is written before the event is raised (the task hub is serving the raise now).
         seen_at_event.append([r.event for r in audit_records("run1")])
-        record(instance, name, payload)
 
-    api.host.on_event = on_event
+    api.host.on_raise = on_raise
     reply = api.decide("run1", "call_1", {"approved": True, "comment": "ok",
                                           "argumentsHash": PENDING["argumentsHash"]}, user=ANN)
     assert reply.status == 202
@@ -246,6 +244,17 @@ def test_an_approver_decides_the_event_carries_who_and_the_hash_and_the_audit_re
         "argumentsHash": PENDING["argumentsHash"], "arguments": None, "decision": "approved", "comment": "ok",
         "actor": ANN_P, "at": stored.at}]}
     assert api.audit("run1", user=ALICE).body == audit.body  # the run's customer reads its audit too
+
+
+def test_a_pending_approval_without_arguments_hash_is_decided_and_audited_with_the_shown_arguments_hash(api):
+    # Custom status written before argumentsHash existed (a version-1 run, or the previous release).
+    legacy = {k: v for k, v in PENDING.items() if k not in ("argumentsHash", "kind", "summary")}
+    seed_for(api.host, "run1", ALICE_P, "alice@example.com", pendingApprovals=[legacy])
+    reply = api.decide("run1", "call_1", {"approved": True}, user=ANN)
+    assert reply.status == 202 and reply.body["recorded"] is True
+    assert json.loads(api.host.instances["run1"].events[0][1])["argumentsHash"] is None
+    (stored,) = audit_records("run1")
+    assert stored.arguments_hash == arguments_hash(legacy["arguments"]) == PENDING["argumentsHash"]
 
 
 def test_a_service_principal_with_the_approver_role_decides(api):
@@ -536,7 +545,7 @@ def _walk(api: Api, user: dict[str, str], between: Any = None, **params: str) ->
         assert isinstance(token, str) and token
         if between is not None:
             between(len(pages))
-        assert len(pages) < 20
+        assert len(pages) < 100
 
 
 def test_250_runs_in_pages_of_100_newest_first_each_exactly_once(api):
@@ -612,6 +621,22 @@ def test_runs_finishing_between_page_reads_are_neither_lost_nor_repeated(api):
     pages = _walk(api, SUE, between=finish_some, top="100")
     assert [run_id for page in pages for run_id in page] == newest_first
     assert running  # the seed has running runs to finish
+
+
+def test_runs_created_within_one_second_are_all_reached(api):
+    # The store keeps sub-second creation times; the status JSON shows whole seconds (protocol §5.4), so the
+    # cursor has whole seconds and many runs share one.
+    base = _now() - timedelta(hours=1)
+    for n in range(250):
+        api.host.add(f"s{(n * 37) % 250:03d}", ORCH, run_input(customer="alice@example.com", started_by=ALICE_P),
+                     runtime_status="Running", created=base + timedelta(milliseconds=97 * n))
+    api.host.max_page = 64
+    expected = sorted(api.host.instances.values(),
+                      key=lambda i: (i.created.replace(microsecond=0), i.instance_id), reverse=True)
+    pages = _walk(api, SUE, top="7")
+    listed = [run_id for page in pages for run_id in page]
+    assert len(listed) == 250 and len(set(listed)) == 250
+    assert listed == [i.instance_id for i in expected]
 
 
 @pytest.mark.parametrize("token", [
