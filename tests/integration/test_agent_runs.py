@@ -35,15 +35,14 @@ SCRIPT = [
     step("[case-lookup]", 1, text="Order ORD-1005 was delivered."),
     # [case-parallel]: two tool calls in one turn, then an answer.
     step("[case-parallel]", 0, calls=calls(("lookup_order", {"order_id": "ORD-1001"}),
-                                           ("list_orders", {"customer_email": "jordan.rivera@example.com"}))),
+                                           ("list_orders", {}))),
     step("[case-parallel]", 2, text="You have several orders; ORD-1001 was delivered."),
     # [case-approve]: lookup, a refund above the threshold (approval), a message, an answer. The model call after
     # the refund is slow, so a second decision can be tried while the run still runs.
     step("[case-approve]", 0, calls=calls(("lookup_order", {"order_id": "ORD-1001"}))),
     step("[case-approve]", 1, calls=calls(("refund_order", {"order_id": "ORD-1001", "amount": 291.50,
                                                              "reason": "arrived broken"}))),
-    step("[case-approve]", 2, delay=2.0, calls=calls(("send_message", {"customer_email": "jordan.rivera@example.com",
-                                                                        "text": "Your refund is on its way."}))),
+    step("[case-approve]", 2, delay=2.0, calls=calls(("send_message", {"text": "Your refund is on its way."}))),
     step("[case-approve]", 3, text="Refunded 291.50 USD for ORD-1001."),
     # [case-reject]: a refund that the reviewer rejects.
     step("[case-reject]", 0, calls=calls(("refund_order", {"order_id": "ORD-1003", "amount": 738.60,
@@ -230,8 +229,7 @@ def test_host_killed_midway_resumes_without_paying_twice(tmp_path):
         step("[case-crash]", 0, calls=calls(("lookup_order", {"order_id": "ORD-1006"}))),
         step("[case-crash]", 1, calls=calls(("refund_order", {"order_id": "ORD-1006", "amount": 25.00,
                                                                "reason": "wrong size"}))),
-        step("[case-crash]", 2, delay=5.0, calls=calls(("send_message", {"customer_email": "sam.whitaker@example.org",
-                                                                          "text": "Refund of 25.00 USD sent."}))),
+        step("[case-crash]", 2, delay=5.0, calls=calls(("send_message", {"text": "Refund of 25.00 USD sent."}))),
         step("[case-crash]", 3, text="Refunded 25.00 USD."),
     ]
     app = AppStack(tmp_path, script)

@@ -58,7 +58,7 @@ SCRIPT = [
     *planner_steps("ORD-1001", 291.50),
     step(EXECUTOR, "ORD-1001", 0, calls=call("refund_order", order_id="ORD-1001", amount=291.50,
                                              reason="arrived broken")),
-    step(EXECUTOR, "ORD-1001", 1, calls=call("send_message", customer_email="jordan.rivera@example.com",
+    step(EXECUTOR, "ORD-1001", 1, calls=call("send_message",
                                              text="About ORD-1001: we refund you.")),
     step(EXECUTOR, "ORD-1001", 2, text="Refunded 291.50 USD for ORD-1001 and wrote to the customer."),
     # rejected: ORD-1003 (the executor is never asked).
@@ -66,7 +66,7 @@ SCRIPT = [
     # killed while the plan waits: ORD-1010, 50.00 EUR (below the threshold: no second approval).
     *planner_steps("ORD-1010", 50.00),
     step(EXECUTOR, "ORD-1010", 0, calls=call("refund_order", order_id="ORD-1010", amount=50.00, reason="late")),
-    step(EXECUTOR, "ORD-1010", 1, calls=call("send_message", customer_email="pieter.vandijk@example.nl",
+    step(EXECUTOR, "ORD-1010", 1, calls=call("send_message",
                                              text="About ORD-1010: we refund you.")),
     step(EXECUTOR, "ORD-1010", 2, text="Refunded 50.00 EUR for ORD-1010."),
     # audit of sam.whitaker@example.org: ORD-1042, ORD-1019 (its reviewer's model call fails: 400), ORD-1006.
