@@ -14,7 +14,7 @@ import pytest
 from agents import ModelSettings
 
 from durable_agents import _model_activity, _model_config
-from durable_agents._contracts import INVOKE_MODEL_ACTIVITY
+from durable_agents._contracts import AUDIT_ACTIVITY, INVOKE_MODEL_ACTIVITY
 from durable_agents._demo import DEMO_PREFIX
 from durable_agents._model_activity import announce_model_configuration, classify_model_error, invoke_model
 from durable_agents._model_io import decode_model_response, encode_model_request
@@ -145,7 +145,8 @@ def test_real_models_through_scripted_server_and_runner(monkeypatch):
 
 
 def test_invoke_model_activity_registration_and_worker_style_invocation():
-    """An App without its HTTP API holds one activity, invoke_model; invoked like the worker (JSON in, JSON out)."""
+    """An App without its HTTP API holds two activities, invoke_model and the approval audit's durable_agents_audit;
+    invoke_model is invoked like the worker (JSON in, JSON out)."""
     import azure.durable_functions as df
     import azure.functions as func
     from azure.functions.durable_functions import ActivityTriggerConverter
@@ -155,12 +156,12 @@ def test_invoke_model_activity_registration_and_worker_style_invocation():
 
     app = durable_agents.App(http_api=False)
     functions = {f.get_function_name(): f for f in app.get_functions()}
-    assert list(functions) == ["invoke_model"] == [INVOKE_MODEL_ACTIVITY]
+    assert list(functions) == ["invoke_model", "durable_agents_audit"] == [INVOKE_MODEL_ACTIVITY, AUDIT_ACTIVITY]
+    for name in functions:
+        bindings = [json.loads(b.get_dict_repr()) if isinstance(b.get_dict_repr(), str) else b.get_dict_repr()
+                    for b in functions[name].get_bindings()]
+        assert [(b["type"], b["name"], b.get("activity")) for b in bindings] == [("activityTrigger", "payload", name)]
     function = functions["invoke_model"]
-    bindings = [json.loads(b.get_dict_repr()) if isinstance(b.get_dict_repr(), str) else b.get_dict_repr()
-                for b in function.get_bindings()]
-    assert [(b["type"], b["name"], b.get("activity")) for b in bindings] == [
-        ("activityTrigger", "payload", "invoke_model")]
 
     request = encode_model_request(model=None, system_instructions=None, input="Where is ORD-1001?",
                                    model_settings=ModelSettings(), tools=[], output_schema=None, handoffs=[])

@@ -6,6 +6,7 @@ durable calls block, an ``async def`` function whose agents and calls run concur
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from datetime import timedelta
 
@@ -31,6 +32,12 @@ def _by_instructions(call):
 
 
 pytestmark = pytest.mark.usefixtures("fresh_runner_cache")
+
+
+@pytest.fixture(autouse=True)
+def _audit_in_tmp(monkeypatch, tmp_path):
+    """start_run starts version-2 runs, whose approvals are written to the audit store: keep it out of the repo."""
+    monkeypatch.setenv("AUDIT_PATH", str(tmp_path / "audit.sqlite3"))
 
 
 def _app() -> durable_agents.App:
@@ -339,11 +346,18 @@ def test_a_workflow_asks_a_person_to_approve_its_plan_like_a_tool_approval(cache
     run = harness.start_run("planner", "go", settings={})
     harness.run(advance_timers=False)
     [pending] = harness.pending_approvals(run)
+    plan = {"steps": ["refund 20.00", "write to the customer"]}
+    canonical = json.dumps(plan, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    # Episode 1 (1 ms) wrote the request to the approval audit (a version-2 run); episode 2 started the wait.
     assert pending == {
         "id": "plan-1", "kind": "workflow", "tool": "plan", "summary": "Refund 20.00 and write to the customer.",
-        "arguments": {"steps": ["refund 20.00", "write to the customer"]},
-        "requestedAt": "2026-01-01T00:00:00.001Z", "expiresAt": "2026-01-01T00:05:00.001Z",
+        "arguments": plan, "argumentsHash": "sha256:" + hashlib.sha256(canonical.encode()).hexdigest(),
+        "requestedAt": "2026-01-01T00:00:00.002Z", "expiresAt": "2026-01-01T00:05:00.002Z",
     }
+    assert harness.activity_calls == [("durable_agents_audit", {
+        "runId": run.instance_id, "event": "requested",
+        "items": [{"id": "plan-1", "kind": "workflow", "tool": "plan", "arguments": plan,
+                   "argumentsHash": pending["argumentsHash"]}]})]
     harness.approve(run, "plan-1", "looks right")
     harness.run()
     assert run.status == "Completed" and run.output == {"done": True, "by": "plan-1"}

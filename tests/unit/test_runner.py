@@ -4,6 +4,7 @@ in-process, the model scripted (no model API here)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from decimal import Decimal
 from typing import Any
@@ -88,6 +89,12 @@ class Shop:
         )
 
 
+def _hash(arguments: Any) -> str:
+    """The pending approval's ``argumentsHash``, computed here independently: sha256 of the canonical JSON."""
+    text = json.dumps(arguments, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
 def _names(actions: list[dict]) -> list[str]:
     return [a.get("name") or "timer" for a in actions]
 
@@ -142,7 +149,8 @@ def test_multi_turn_run_with_parallel_tools_and_a_failing_tool():
     first_tool = inst.episode_actions[1][0]["input"]
     assert first_tool == {
         "args": {"order_id": "ORD-1"},
-        "call": {"runId": "run-1", "callId": "c1", "tool": "lookup_order", "agent": "support"},
+        "call": {"runId": "run-1", "callId": "c1", "tool": "lookup_order", "agent": "support",
+                 "customer": None, "approved": False},
     }
     assert inst.custom_status == {
         "agent": "support",
@@ -241,6 +249,7 @@ def test_approval_approved_runs_the_tool_and_cancels_the_timer():
             "tool": "refund_order",
             "summary": 'Call refund_order with {"order_id": "ORD-1", "amount": "250.00"}',
             "arguments": {"order_id": "ORD-1", "amount": "250.00"},
+            "argumentsHash": _hash({"order_id": "ORD-1", "amount": "250.00"}),
             "requestedAt": status["pendingApprovals"][0]["requestedAt"],
             "expiresAt": "2026-01-01T01:00:00.002Z",
         }
@@ -252,10 +261,13 @@ def test_approval_approved_runs_the_tool_and_cancels_the_timer():
     assert _refunds(shop) == [
         ("refund_order", "ORD-1", "250.00", "run-1:call_r1")
     ]
+    refund_input = next(i for name, i in shop.harness.activity_calls if name == "refund_order")
+    assert refund_input["call"] == {"runId": "run-1", "callId": "call_r1", "tool": "refund_order",
+                                    "agent": "support", "customer": None, "approved": True}
     assert inst.custom_status["pendingApprovals"] == []
     assert inst.custom_status["approvals"] == [
         {"id": "call_r1", "kind": "tool", "tool": "refund_order", "decision": "approved", "comment": "ok",
-         "decidedAt": inst.custom_status["approvals"][0]["decidedAt"]}
+         "decidedAt": inst.custom_status["approvals"][0]["decidedAt"], "decidedBy": None}
     ]
     timer_events = [e for e in inst.history if e["EventType"] == 10]
     assert len(timer_events) == 1 and not [e for e in inst.history if e["EventType"] == 11]
@@ -403,7 +415,7 @@ def test_two_approvals_decided_in_reverse_order_are_published_as_they_arrive():
     assert [p["id"] for p in inst.custom_status["pendingApprovals"]] == ["call_a"]
     assert inst.custom_status["approvals"] == [
         {"id": "call_b", "kind": "tool", "tool": "refund_order", "decision": "rejected", "comment": "too much",
-         "decidedAt": inst.custom_status["approvals"][0]["decidedAt"]}
+         "decidedAt": inst.custom_status["approvals"][0]["decidedAt"], "decidedBy": None}
     ]
     # The SDK re-yielded no action: still one WhenAny (events of both approvals + the timer) after the model call.
     actions = _state_actions(inst)

@@ -43,6 +43,12 @@ app.register_functions(bp)
 pytestmark = pytest.mark.usefixtures("fresh_runner_cache")
 
 
+@pytest.fixture(autouse=True)
+def _audit_in_tmp(monkeypatch, tmp_path):
+    """start_run starts version-2 runs, whose approvals are written to the audit store: keep it out of the repo."""
+    monkeypatch.setenv("AUDIT_PATH", str(tmp_path / "audit.sqlite3"))
+
+
 def _refund_script(*extra) -> list:
     return [[function_call("refund_order", {"order_id": "A-1", "amount": 250}, call_id="call_1")], *extra,
             [assistant_message("Refunded 250.")]]
@@ -59,7 +65,8 @@ def test_quick_start_an_approved_refund_and_a_429_retried_on_a_durable_timer():
     assert run.status == "Completed"
     assert run.output["finalOutput"] == "Refunded 250."
     assert [a["timer"] for actions in run.episode_actions for a in actions if "timer" in a][-1] == (
-        "2026-01-01T00:00:30.005Z")  # retry-after 30 s after episode 5 (1 ms each), which received the 429
+        "2026-01-01T00:00:30.006Z")  # retry-after 30 s after episode 6 (1 ms each), which received the 429
+    # (episodes: model call, audit of the request, approval wait, refund, model answered 429, timer)
     assert model.results[1]["error"]["type"] == "RateLimitError" and model.remaining_steps == 0
 
 
@@ -72,7 +79,7 @@ def test_a_rejected_approval_reaches_the_model_with_the_comment():
     harness.run()
     assert run.status == "Completed" and harness.pending_approvals(run) == []
     assert "not this time" in function_outputs(model.requests[1])["call_1"]
-    assert [name for name, _ in harness.activity_calls] == ["invoke_model", "invoke_model"]
+    assert [name for name, _ in harness.activity_calls] == ["invoke_model", "durable_agents_audit", "invoke_model"]
 
 
 def test_start_run_gives_the_orchestration_input_the_http_api_gives(monkeypatch):
@@ -85,7 +92,8 @@ def test_start_run_gives_the_orchestration_input_the_http_api_gives(monkeypatch)
     assert run.history == [] and harness.instances["r1"] is run
     started = harness.start_run("support", "hi", settings={"APPROVAL_TIMEOUT": "PT1S"})
     assert json.loads(json.loads(run.input_text)) == {
-        "agent": "support", "input": "hi", "settings": {"APPROVAL_TIMEOUT": "PT5M", "REFUND_APPROVAL_THRESHOLD": "50"}
+        "agent": "support", "input": "hi", "settings": {"APPROVAL_TIMEOUT": "PT5M", "REFUND_APPROVAL_THRESHOLD": "50"},
+        "version": 2, "customer": None, "startedBy": None,
     }
     assert json.loads(json.loads(started.input_text))["settings"] == {"APPROVAL_TIMEOUT": "PT1S"}
     with pytest.raises(KeyError, match="no agent named 'nobody'"):
@@ -151,7 +159,7 @@ def test_a_history_recorded_by_the_harness_replays_clean():
     result = replay_history(app, run.history)
     assert (result.status, result.output, result.instance_id) == ("Completed", run.output, "recorded")
     assert result.custom_status == run.custom_status
-    assert result.steps == 6  # model, approval timer, refund, model (503), retry timer, model
+    assert result.steps == 7  # model, audit of the request, approval timer, refund, model (503), retry timer, model
 
 
 def test_the_quick_start_in_the_package_docstring_runs(tmp_path):

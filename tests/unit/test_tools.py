@@ -211,3 +211,32 @@ def test_tool_retry_validation():
         ToolRetry(max_attempts=0)
     with pytest.raises(ValueError):
         ToolRetry(first_retry_interval_ms=0)
+
+
+def test_the_injected_tool_call_carries_the_run_s_customer_and_whether_a_person_approved_it():
+    bp = df.Blueprint()
+    seen: list[ToolCall] = []
+
+    @activity_tool(bp)
+    def refund_order(order_id: str, call: ToolCall) -> str:
+        """Refund."""
+        seen.append(call)
+        return "ok"
+
+    function = _registered(bp)["refund_order"]
+    info = {"runId": "run-1", "callId": "call_1", "tool": "refund_order", "agent": "support",
+            "customer": "jordan.rivera@example.com", "approved": True}
+    _invoke_activity(function, {"args": {"order_id": "ORD-1"}, "call": info})
+    # An input written before these members existed (an in-flight run) and non-boolean / empty values.
+    _invoke_activity(function, {"args": {"order_id": "ORD-1"},
+                                "call": {"runId": "run-1", "callId": "call_2", "tool": "refund_order", "agent": "a"}})
+    _invoke_activity(function, {"args": {"order_id": "ORD-1"},
+                                "call": {"runId": "r", "callId": "c", "tool": "t", "agent": "a", "customer": "",
+                                         "approved": "true"}})
+    assert seen == [
+        ToolCall("run-1", "call_1", "refund_order", "support", customer="jordan.rivera@example.com", approved=True),
+        ToolCall("run-1", "call_2", "refund_order", "a", customer=None, approved=False),
+        ToolCall("r", "c", "t", "a", customer=None, approved=False),
+    ]
+    assert seen[0].to_json() == info
+    assert ToolCall.from_json(seen[1].to_json()) == seen[1]
