@@ -14,7 +14,8 @@
 Inside a durable orchestration (``durable_agents.agent_orchestrator``) invoking the tool schedules the activity
 with Durable retry options (:class:`ToolRetry`); a call that still fails after its retries becomes the tool result
 ``"Tool '<name>' failed: <message>"`` that the model sees. Outside an orchestration (a plain ``Runner.run`` in a
-script or test) the function is called in-process, with ``ToolCall(run_id="local", ...)``.
+script or test) the function is called in-process, with ``ToolCall(run_id="local", ...)`` whose ``customer`` comes
+from the run context (``Runner.run(agent, text, context={"customer": "<email>"})``).
 """
 
 from __future__ import annotations
@@ -235,6 +236,7 @@ def activity_tool(
                     call_id=ctx.tool_call_id,
                     tool=tool_name,
                     agent=getattr(ctx.agent, "name", "") or "",
+                    customer=context_customer(ctx),
                 )
                 payload = tool.activity_input(_raw_arguments(ctx), call)
                 try:
@@ -289,6 +291,14 @@ def activity_tool(
         return tool
 
     return decorator
+
+
+def context_customer(run_context: Any) -> str | None:
+    """Outside a durable run: the customer of a plain SDK run, from ``Runner.run(..., context=...)`` (a mapping
+    with ``"customer"`` or an object with a ``customer`` attribute), else ``None``."""
+    context = getattr(run_context, "context", None)
+    value = context.get("customer") if isinstance(context, Mapping) else getattr(context, "customer", None)
+    return value if isinstance(value, str) and value.strip() else None
 
 
 def _is_annotated(ann: Any) -> bool:
@@ -429,7 +439,8 @@ def approval_check(
             session = current_session()
             args = dict(arguments or {})
             if session is None:
-                call = ToolCall(run_id="local", call_id=call_id, tool=tool_name, agent="")
+                call = ToolCall(run_id="local", call_id=call_id, tool=tool_name, agent="",
+                                customer=context_customer(run_context))
                 return fn(ApprovalCheck(args, call, (), _EnvironmentSettings())) is True
             if session.version < 2 and legacy is not None:
                 if callable(legacy):
