@@ -25,6 +25,7 @@ import openai
 from agents.models.interface import ModelTracing
 
 from ._contracts import INVOKE_MODEL_ACTIVITY, InvokeModelResult, ModelErrorInfo
+from ._jsonsafe import json_safe
 from ._model_config import get_model, load_model_config
 from ._model_io import decode_model_request, encode_model_response
 
@@ -114,7 +115,8 @@ async def invoke_model(payload: Any) -> InvokeModelResult:
     bool}`` or ``{"ok": false, "error": {"type", "message", "status", "retryable", "retryAfter"}}`` for ``openai``
     API errors (see :func:`classify_model_error`).
 
-    Raises ``TypeError`` for a payload of another shape, ``ValueError`` for invalid JSON or a bad ``OPENAI_API``
+    The request is made JSON-safe first (lone surrogates → U+FFFD, NaN / Infinity → ``null``). Raises
+    ``TypeError`` for a payload of another shape, ``ValueError`` for invalid JSON or a bad ``OPENAI_API``
     setting; any other exception (bugs, a demo responder's error) propagates too, so the activity fails. Logs one
     line per call: model, API, latency in ms, tokens (never keys).
     """
@@ -122,7 +124,9 @@ async def invoke_model(payload: Any) -> InvokeModelResult:
         payload = json.loads(payload)
     if not isinstance(payload, Mapping) or not isinstance(payload.get("request"), Mapping):
         raise TypeError("invoke_model expects {'model': <name or null>, 'request': <model_io request>}")
-    kwargs = decode_model_request(payload["request"])
+    # Lone surrogates (a tool result cut from a document) and NaN (a tool's float) never reach the model API: the
+    # request body must be UTF-8 JSON (durable_agents._jsonsafe).
+    kwargs = decode_model_request(json_safe(payload["request"]))
     request_model = kwargs.pop("model", None)
     config = load_model_config()
     model, demo = get_model(payload.get("model") or request_model, config)

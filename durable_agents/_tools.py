@@ -38,7 +38,7 @@ from agents.function_schema import FuncSchema, function_schema
 from agents.tool_context import ToolContext
 
 from ._contracts import ToolActivityInput, ToolCallInfo, ToolRetry
-from ._jsonsafe import has_non_finite, json_safe, loads_strict
+from ._jsonsafe import dumps, has_non_finite, json_safe, loads_strict, replace_surrogates
 from ._run_settings import current_session
 
 __all__ = ["ActivityTool", "ApprovalCheck", "ToolCall", "ToolRetry", "activity_tool", "approval_check"]
@@ -165,10 +165,11 @@ def _call_tool_function(tool: ActivityTool, payload: Any) -> Any:
 
 
 def _format_result(value: Any) -> str:
-    """The model-visible text of a tool result: strings as they are, everything else as JSON."""
+    """The model-visible text of a tool result: strings as they are, everything else as JSON; lone surrogates
+    become U+FFFD and NaN / Infinity ``null`` (:mod:`durable_agents._jsonsafe`: no model request carries them)."""
     if isinstance(value, str):
-        return value
-    return json.dumps(value, ensure_ascii=False)
+        return replace_surrogates(value)
+    return dumps(value)
 
 
 def activity_tool(

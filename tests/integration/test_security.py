@@ -17,6 +17,7 @@ import pytest
 
 from tests.integration.conftest import REVIEWER, SUPPORT_USER, AppStack, http
 from tests.support.polling import wait_for
+from tests.support.runtime_process import REPO_ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -250,3 +251,24 @@ def test_function_keys_never_reach_the_logs(stack):
     http("GET", stack.url(f"/api/runs/{'b' * 9000}?code={secret}"))
     log = stack.runtime.log_path.read_text(encoding="utf-8", errors="replace")
     assert secret not in log
+
+
+def test_a_lone_surrogate_in_a_tool_result_never_reaches_the_model_request(tmp_path):
+    orders = json.loads((REPO_ROOT / "data" / "orders.json").read_text(encoding="utf-8"))
+    order = next(o for o in orders if o["id"] == "ORD-1001")
+    order["items"][0]["name"] = "Headphones \ud800 (refurbished)"  # a lone surrogate, as json.loads gives it
+    dataset = tmp_path / "orders.json"
+    dataset.write_text(json.dumps(orders), encoding="utf-8")  # ASCII-escaped: "\ud800" stays an escape
+    script = [step("[sec-sur]", 0, calls=calls(("lookup_order", {"order_id": "ORD-1001"}))),
+              step("[sec-sur]", 1, text="Your headphones.")]
+    (tmp_path / "stack").mkdir()
+    app = AppStack(tmp_path / "stack", script, env={"ORDERS_DATA_PATH": str(dataset)})
+    try:
+        run_id = app.start_run("What did I buy in ORD-1001? [sec-sur]", customer=CUSTOMER)
+        run = app.wait_status(run_id, "completed", "failed")
+        assert run["status"] == "completed", run["error"]
+        [second] = [r for r in app.model.requests if "Headphones" in json.dumps(r["body"])]
+        text = json.dumps(second["body"], ensure_ascii=False)
+        assert "Headphones \ufffd (refurbished)" in text and "\\ud800" not in json.dumps(second["body"])
+    finally:
+        app.close()
