@@ -18,7 +18,7 @@ import azure.functions as func
 import pytest
 
 from durable_agents._audit import AuditRecord, arguments_hash, get_audit_store
-from tests.unit.test_http_api import (
+from tests.unit.test_http_api import (  # auth_env (autouse) and durable: the same fixtures as the API tests
     CAROL,
     CAROL_PRINCIPAL,
     ORCH,
@@ -30,10 +30,12 @@ from tests.unit.test_http_api import (
     Reply,
     _build_api,
     assert_problem,
+    auth_env,  # noqa: F401
+    durable,  # noqa: F401
     run_input,
     seed_awaiting,
 )
-from tests.unit.test_http_api_fake_durable import FakeDurableHost, _now, start_fake_host, stop_fake_host
+from tests.unit.test_http_api_fake_durable import FakeDurableHost, _now
 from tests.unit.test_identity import principal_headers
 
 
@@ -50,24 +52,8 @@ SUE, SUE_P = _user("5e000000-0000-4000-8000-000000000005", "sue@contoso.com", "S
 APP, APP_P = _user("a9900000-0000-4000-8000-000000000006", None, "Approver", name="refund-bot")
 
 
-@pytest.fixture(autouse=True)
-def auth_env(monkeypatch, tmp_path):
-    monkeypatch.setenv("WEBSITE_AUTH_ENABLED", "True")
-    monkeypatch.setenv("AUDIT_PATH", str(tmp_path / "approval-audit.sqlite3"))
-    for name in ("APPROVER_ROLES", "APPROVER_GROUPS", "SUPPORT_ROLES", "SUPPORT_GROUPS", "SEPARATION_OF_DUTIES",
-                 "AUDIT_TABLE_ENDPOINT", "AUDIT_TABLE_CONNECTION_STRING"):
-        monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture(scope="module")
-def durable():
-    loop, host = start_fake_host((ORCH, OTHER_ORCH))
-    yield loop, host
-    stop_fake_host(loop, host)
-
-
 @pytest.fixture
-def api(durable) -> Api:
+def api(durable) -> Api:  # noqa: F811 (the imported fixture)
     return _build_api(durable, approval_wait_seconds=3.0, approval_poll_seconds=0.05)
 
 
