@@ -173,6 +173,21 @@ def test_a_check_that_answers_something_other_than_a_boolean_needs_approval(answ
     assert [p["id"] for p in shop.harness.pending_approvals(run)] == ["c1"] and shop.refunds == []
 
 
+def test_a_call_with_nan_arguments_runs_no_check_and_the_tool_refuses_it():
+    nan = function_call("refund", '{"order_id": "ORD-1", "amount": NaN}', call_id="c1")
+    shop = Refunds([[nan], [assistant_message("sorry")]], rule=lambda check: True)
+    run = shop.harness.start_run("support", "refund", settings=SETTINGS, run_id="r", customer=CUSTOMER)
+    shop.harness.run(advance_timers=False)
+    assert run.status == "Completed", run.output
+    assert shop.checks == [] and shop.refunds == []
+    assert [name for name, _ in shop.harness.activity_calls] == ["invoke_model", "invoke_model"]
+    # NaN is no int: the SDK asks for approval without calling the rule, and the run refuses the call unasked.
+    assert function_outputs(shop.model.requests[1])["c1"] == (
+        "The call to 'refund' was not run: its arguments are not valid JSON (NaN is not valid JSON); "
+        "call it again with plain JSON numbers and strings.")
+    assert all(not status["pendingApprovals"] for status in run.custom_statuses)
+
+
 def _start_v1(shop: Refunds) -> Any:
     """A run started before version 2: a hand-made orchestration input without ``version`` (nor customer)."""
     return shop.harness.start("support", {"agent": "support", "input": "refund", "settings": SETTINGS}, "r")
@@ -218,11 +233,11 @@ def test_outside_an_orchestration_the_check_is_called_in_process(monkeypatch):
     shop = Refunds([], rule=lambda check: check.arguments["amount"] > int(check.setting("REFUND_APPROVAL_THRESHOLD")))
 
     big = SdkScriptedModel([[_refund("ORD-1", 500, "c1")], [assistant_message("waiting")]])
-    result = asyncio.run(Runner.run(shop.agent.clone(model=big), "refund"))
+    result = asyncio.run(Runner.run(shop.agent.clone(model=big), "refund", context={"customer": CUSTOMER}))
     assert [item.raw_item.call_id for item in result.interruptions] == ["c1"] and shop.refunds == []
     [check] = shop.checks
     assert (check.arguments, check.call, check.earlier) == (
-        {"order_id": "ORD-1", "amount": 500}, ToolCall("local", "c1", "refund", ""), ())
+        {"order_id": "ORD-1", "amount": 500}, ToolCall("local", "c1", "refund", "", customer=CUSTOMER), ())
 
     small = SdkScriptedModel([[_refund("ORD-2", 5, "c2")], [assistant_message("refunded")]])
     result = asyncio.run(Runner.run(shop.agent.clone(model=small), "refund"))
