@@ -16,7 +16,8 @@ from azure.core.exceptions import ResourceExistsError
 from azure.data.tables import TableClient, TableServiceClient
 
 from durable_agents import _audit
-from durable_agents._audit import AuditRecord, TableAuditStore, arguments_hash, get_audit_store
+from durable_agents._audit import AuditRecord, arguments_hash, get_audit_store
+from durable_agents._audit_table import TableAuditStore
 from tests.support.azurite import azurite_table, require_azurite
 from tests.unit.test_audit import AuditStoreContract, decided, expired, race, requested
 

@@ -25,13 +25,13 @@ from durable_agents._audit import (
     AuditRecord,
     AuditStore,
     SqliteAuditStore,
-    TableAuditStore,
     arguments_hash,
     audit_config,
     audit_key,
     audit_store_from_config,
     get_audit_store,
 )
+from durable_agents._audit_table import TableAuditStore
 
 ARGS = {"order_id": "ORD-1001", "amount": "250.00", "reason": "damaged"}
 ARGS_HASH = arguments_hash(ARGS)
