@@ -200,6 +200,19 @@ def test_model_retries_on_429_with_retry_after_and_500_then_succeeds():
     assert len(shop.model.requests) == 3
 
 
+def test_a_retry_after_beyond_five_minutes_waits_five_minutes_on_the_durable_timer():
+    # 1e15 s (a broken or hostile header) and one hour: both capped at 300 s, so the run is not parked for ages.
+    shop = Shop([model_error(429, retry_after=1e15), model_error(429, retry_after=3600), [assistant_message("ok")]])
+    inst = shop.start()
+    shop.harness.run()
+    assert inst.status == "Completed", inst.output
+    assert inst.output["finalOutput"] == "ok"
+    timers = [a["timer"] for episode in inst.episode_actions for a in episode if "timer" in a]
+    assert timers == ["2026-01-01T00:05:00.002Z", "2026-01-01T00:10:00.004Z"]
+    assert [e["retryAfter"] for e in (r["error"] for r in shop.model.results[:2])] == [1e15, 3600]
+    assert len(shop.model.requests) == 3
+
+
 def test_model_error_400_is_not_retried_and_fails_the_run():
     shop = Shop([model_error(400, message="bad request")])
     inst = shop.start()

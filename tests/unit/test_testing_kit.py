@@ -100,6 +100,28 @@ def test_start_run_gives_the_orchestration_input_the_http_api_gives(monkeypatch)
         harness.start_run("nobody", "hi")
 
 
+def test_start_run_takes_the_customer_and_starter_and_approve_sends_the_hash_and_the_decider():
+    harness = ReplayHarness(app, model=ScriptedModel(_refund_script()))
+    run = harness.start_run("support", "hi", settings={}, run_id="r2", customer="jordan.rivera@example.com",
+                            started_by={"id": "dev-sam", "name": "sam"})
+    started = json.loads(json.loads(run.input_text))
+    assert (started["version"], started["customer"], started["startedBy"]) == (
+        2, "jordan.rivera@example.com", {"id": "dev-sam", "name": "sam"})
+    harness.run(advance_timers=False)
+    [pending] = harness.pending_approvals(run)
+    harness.approve(run, "call_1", "fine", decided_by={"id": "dev-ana", "name": "ana"})
+    assert not [e for e in run.history if e["EventType"] == 15]  # queued, delivered by the next run()
+    harness.run()
+    [event] = [e for e in run.history if e["EventType"] == 15]  # EventRaised
+    payload = json.loads(event["Input"])
+    payload = json.loads(payload) if isinstance(payload, str) else payload
+    assert (event["Name"], payload) == ("approval:call_1", {
+        "approved": True, "comment": "fine", "decidedBy": {"id": "dev-ana", "name": "ana"},
+        "argumentsHash": pending["argumentsHash"]})
+    [refund_call] = [value["call"] for name, value in harness.activity_calls if name == "refund_order"]
+    assert (refund_call["customer"], refund_call["approved"]) == ("jordan.rivera@example.com", True)
+
+
 def test_approving_an_approval_the_run_does_not_wait_for_is_a_test_error():
     harness = ReplayHarness(app, model=ScriptedModel(_refund_script()))
     run = harness.start_run("support", "Please refund order A-1")
