@@ -54,6 +54,7 @@ class Scenario:
     decisions: tuple[tuple[str, bool, str | None], ...] = ()
     env: dict[str, str] = field(default_factory=dict)
     agent: str = AGENT
+    customer: str | None = None  # the start request's customer (version-2 runs are started with an identity)
 
 
 def _refund_script(final: str) -> list[dict[str, Any]]:
@@ -92,6 +93,17 @@ SCENARIOS = [
              [calls_step(call("transfer_to_refunds", {}, id="call_handoff")),
               calls_step(call("refund_order", {"order_id": "ORD-3", "amount": "20.00"}, id="call_refund")),
               text_step("Refunded 20.00 for ORD-3.")]),
+    Scenario("v2-approval-approved", "Version 2 of the run input: started by a developer identity for a customer; "
+             "the gated refund is written to the approval audit (durable_agents_audit) before the wait, another "
+             "identity approves it (decidedBy, argumentsHash); it runs with ToolCall.approved.",
+             "Please refund order ORD-1, the keyboard arrived broken.",
+             _refund_script("Refunded 250.00 for ORD-1."), decisions=(("call_refund", True, "Photos check out."),),
+             customer="jordan.rivera@example.com"),
+    Scenario("v2-approval-expired", "Version 2: nobody decides the gated refund; it expires after APPROVAL_TIMEOUT "
+             "(3 s) and the expiry is written to the approval audit (a second durable_agents_audit call).",
+             "Please refund order ORD-1, the keyboard arrived broken.",
+             _refund_script("The refund request timed out; a colleague will follow up."),
+             env={"APPROVAL_TIMEOUT": "PT3S"}, customer="jordan.rivera@example.com"),
     Scenario("workflow-approval", "A generator workflow: the support agent answers (one tool turn), a person approves "
              "the answer (a workflow approval), then the workflow checks the stock (its own activity).",
              "Is my keyboard from ORD-1 delivered?",
@@ -101,9 +113,17 @@ SCENARIOS = [
 ]
 
 
-def _http(method: str, url: str, body: Any = None) -> tuple[int, Any]:
+STARTER = "golden-starter"
+APPROVER = "golden-approver"
+"""Developer identities of the local runtime's App Service authentication emulation (``X-Dev-User`` on loopback,
+roles Approver and Support by default): the run is started by one and decided by the other (separation of
+duties)."""
+
+
+def _http(method: str, url: str, body: Any = None, user: str = STARTER) -> tuple[int, Any]:
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(url, data=data, method=method,
+                                     headers={"Content-Type": "application/json", "X-Dev-User": user})
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             status, raw = response.status, response.read()
@@ -123,14 +143,17 @@ def record(scenario: Scenario, tmp: Path) -> dict[str, Any]:
     server = ScriptedModelServer(scenario.script).start()
     settings = {"OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "test-key", "OPENAI_API": "responses",
                 "AGENT_MODEL": "scripted-model", "AZURE_OPENAI_ENDPOINT": "", "APPROVAL_TIMEOUT": "P1D",
-                "MODEL_MAX_ATTEMPTS": "6", "REFUND_APPROVAL_THRESHOLD": "100", **scenario.env}
+                "MODEL_MAX_ATTEMPTS": "6", "REFUND_APPROVAL_THRESHOLD": "100",
+                "AUDIT_PATH": str(tmp / f"{scenario.name}-audit.sqlite3"), **scenario.env}
     state = tmp / f"{scenario.name}.sqlite3"
     runtime = RuntimeProcess(APP_DIR, state=state, env=settings, log_path=tmp / f"{scenario.name}.log",
                              log_level="INFO")
     try:
         runtime.start()
-        status, started = _http("POST", runtime.url(f"/api/agents/{scenario.agent}/runs"),
-                                {"input": scenario.input, "runId": scenario.name})
+        body: dict[str, Any] = {"input": scenario.input, "runId": scenario.name}
+        if scenario.customer is not None:
+            body["customer"] = scenario.customer
+        status, started = _http("POST", runtime.url(f"/api/agents/{scenario.agent}/runs"), body)
         if status != 202:
             raise RuntimeError(f"{scenario.name}: start answered {status}: {started}")
         run_url = runtime.url(f"/api/runs/{scenario.name}")
@@ -138,7 +161,7 @@ def record(scenario: Scenario, tmp: Path) -> dict[str, Any]:
             wait_for(lambda a=approval_id: a in [p["id"] for p in (_http("GET", run_url)[1] or {}).get(
                 "pendingApprovals") or []], timeout=60, what=f"{scenario.name}: approval {approval_id} pending")
             status, answer = _http("POST", f"{run_url}/approvals/{approval_id}",
-                                   {"approved": approved, "comment": comment})
+                                   {"approved": approved, "comment": comment}, user=APPROVER)
             if status not in (200, 202):
                 raise RuntimeError(f"{scenario.name}: deciding {approval_id} answered {status}: {answer}")
         run = wait_for(lambda: (lambda r: r if r and r.get("status") in ("completed", "failed") else None)(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -200,3 +201,22 @@ def test_an_audit_store_that_cannot_be_written_does_not_hold_the_run(monkeypatch
     shop.harness.run(advance_timers=False)
     assert run.status == "Completed", run.output
     assert len(shop.refunds) == 1
+
+
+@pytest.mark.parametrize(("name", "audits", "decision"), [
+    ("v2-approval-approved", 1, ("approved", {"id": "dev-golden-approver", "name": "golden-approver"})),
+    ("v2-approval-expired", 2, ("expired", None)),
+])
+def test_the_recorded_version_2_histories_replay_with_their_audit_activities(name, audits, decision):
+    from durable_agents.testing import replay_history
+    from tests.golden.app.function_app import app
+
+    path = Path(__file__).resolve().parents[1] / "golden" / "histories" / f"{name}.json"
+    golden = json.loads(path.read_text(encoding="utf-8"))
+    assert (golden["input"]["version"], golden["input"]["customer"]) == (2, CUSTOMER)
+    scheduled = [e["Name"] for e in golden["history"] if e["EventType"] == 4]
+    assert scheduled.count("durable_agents_audit") == audits
+    result = replay_history(app, golden)
+    assert (result.status, result.output) == ("Completed", golden["expectedOutput"])
+    [decided] = result.custom_status["approvals"]
+    assert (decided["decision"], decided["decidedBy"]) == decision
