@@ -29,21 +29,22 @@ def replace_surrogates(text: str) -> str:
     return _SURROGATE.sub("\ufffd", text) if has_lone_surrogate(text) else text
 
 
-def json_safe(value: Any) -> Any:
+def json_safe(value: Any, *, floats: bool = True) -> Any:
     """A copy of the JSON value ``value`` that is valid JSON and UTF-8 encodable.
 
     Strings (and object member names) get lone surrogates replaced by U+FFFD; floats that are NaN or infinite
-    become ``None``; tuples become lists; other values are returned as they are (``json.dumps`` decides what it
-    can write). Values without such content are returned unchanged (not copied).
+    become ``None`` (unless ``floats`` is false: then only strings change); tuples become lists; other values are
+    returned as they are (``json.dumps`` decides what it can write).
     """
     if isinstance(value, str):
         return replace_surrogates(value)
     if isinstance(value, float):
-        return value if math.isfinite(value) else None
+        return value if not floats or math.isfinite(value) else None
     if isinstance(value, dict):
-        return {replace_surrogates(k) if isinstance(k, str) else k: json_safe(v) for k, v in value.items()}
+        return {replace_surrogates(k) if isinstance(k, str) else k: json_safe(v, floats=floats)
+                for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
+        return [json_safe(v, floats=floats) for v in value]
     return value
 
 

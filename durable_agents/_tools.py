@@ -406,6 +406,12 @@ class _EnvironmentSettings(Mapping[str, str]):
         return 0
 
 
+def _verdict(answer: Any) -> bool:
+    """An approval check's answer as "needs approval": a boolean as it is, anything else (``None`` from a forgotten
+    ``return``, ``1``, ``"yes"``) ``True`` (fail closed)."""
+    return answer if isinstance(answer, bool) else True
+
+
 def approval_check(
     bp: df.Blueprint,
     *,
@@ -442,7 +448,7 @@ def approval_check(
             if session is None:
                 call = ToolCall(run_id="local", call_id=call_id, tool=tool_name, agent="",
                                 customer=context_customer(run_context))
-                return fn(ApprovalCheck(args, call, (), _EnvironmentSettings())) is True
+                return _verdict(fn(ApprovalCheck(args, call, (), _EnvironmentSettings())))
             if session.version < 2 and legacy is not None:
                 if callable(legacy):
                     return bool(await legacy(run_context, arguments, call_id))
@@ -456,7 +462,7 @@ def approval_check(
         needs_approval.__doc__ = f"needs_approval of the activity-backed check {activity_name!r}."
 
         def run_check(payload: Any) -> bool:
-            return fn(ApprovalCheck.from_json(payload)) is True
+            return _verdict(fn(ApprovalCheck.from_json(payload)))
 
         run_check.__name__ = activity_name
         run_check.__qualname__ = activity_name

@@ -223,8 +223,8 @@ def fit_custom_status(status: dict[str, Any], budget: int = MAX_CUSTOM_STATUS_CH
     Steps, each only while the status is still too large: long strings of the pending approvals (their ``summary``
     and ``arguments``), of the decided approvals' comments and of the workflow's own members are cut to 2000, 500,
     200, then 60 characters (a cut pending approval gets ``"truncated": true``: the audit and the run's history
-    keep the whole value); then the oldest decided approvals are dropped; then the workflow's own members are
-    replaced by ``{"truncated": true}``; then the children list is cut to its last 20. The runner's members
+    keep the whole value); then the oldest decided approvals are dropped; then the workflow's own members give way
+    to ``"progressTruncated": true``; then the children list is cut to its last 20. The runner's members
     (``pendingApprovals`` ids, times and hashes) are never dropped.
     """
     if _status_size(status) <= budget:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import dataclasses
+import json
 from typing import Any
 
 from agents import Agent, RunConfig, RunResult, RunResultStreaming
@@ -21,10 +22,11 @@ from agents.model_settings import ModelSettings
 from agents.models.default_models import get_default_model_settings
 from agents.models.interface import Model, ModelProvider
 from agents.run import AgentRunner
+from openai.types.responses import ResponseFunctionToolCall
 
 from .._contracts import INVOKE_MODEL_ACTIVITY, ApprovalDecision, InvokeModelInput
 from .._errors import ModelCallError, NonDeterminismError
-from .._jsonsafe import dumps, json_safe, loads_strict
+from .._jsonsafe import dumps, has_lone_surrogate, json_safe, loads_strict, replace_surrogates
 from .._model_io import decode_model_response, encode_model_request
 from .._run_settings import current_session, run_setting
 from . import compat
@@ -116,7 +118,7 @@ class DurableModel(Model):
                     detail="the history holds a result that is not an invoke_model result at this step",
                 )
             if result.get("ok"):
-                response = decode_model_response(result["response"])
+                response = _safe_tool_arguments(decode_model_response(json_safe(result["response"])))
                 session.progress.turns += 1
                 session.progress.demo = bool(session.progress.demo or result.get("demo"))
                 usage = response.usage
@@ -134,6 +136,26 @@ class DurableModel(Model):
 
     def stream_response(self, *args: Any, **kwargs: Any):  # pragma: no cover - documented limitation
         raise UserError("Streaming (Runner.run_streamed) is not supported inside a durable orchestration")
+
+
+def _safe_tool_arguments(response: ModelResponse) -> ModelResponse:
+    """``response`` with every function call's ``arguments`` text free of lone surrogates: a model can write one as
+    a JSON escape (``"\\ud800"``), which the SDK parses and then fails to encode (its call fingerprint), failing
+    the run. Such arguments are re-written with U+FFFD (:mod:`durable_agents._jsonsafe`); others are untouched."""
+    for item in response.output:
+        if not isinstance(item, ResponseFunctionToolCall):
+            continue
+        arguments = item.arguments
+        if "\\u" not in arguments.lower() and not has_lone_surrogate(arguments):
+            continue
+        try:
+            value = json.loads(arguments)
+        except ValueError:
+            item.arguments = replace_surrogates(arguments)
+            continue
+        if has_lone_surrogate(arguments) or has_lone_surrogate(json.dumps(value, ensure_ascii=False)):
+            item.arguments = json.dumps(json_safe(value, floats=False), ensure_ascii=False)
+    return response
 
 
 def _retry_after(value: Any) -> float:

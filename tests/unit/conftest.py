@@ -18,3 +18,10 @@ def fresh_runner_cache() -> Iterator[None]:
     yield
     durable_runner.set_session_cache_size(64)
     durable_runner.clear_session_cache()
+
+
+@pytest.fixture(autouse=True)
+def _audit_in_tmp(monkeypatch, tmp_path):
+    """Version-2 runs append their approvals to the audit store: keep it in the test's ``tmp_path``, never under
+    the repository's ``.local/``."""
+    monkeypatch.setenv("AUDIT_PATH", str(tmp_path / "audit.sqlite3"))

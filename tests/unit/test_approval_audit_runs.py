@@ -28,9 +28,8 @@ TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
 @pytest.fixture(autouse=True)
-def _audit_in_tmp(monkeypatch, tmp_path):
-    """The audit store of these tests: a fresh SQLite file per test, never the repository's .local folder."""
-    monkeypatch.setenv("AUDIT_PATH", str(tmp_path / "audit.sqlite3"))
+def _sqlite_audit_only(monkeypatch):
+    """The audit store of these tests is the SQLite file of the conftest's ``_audit_in_tmp``, never a Table."""
     for name in ("AUDIT_TABLE_ENDPOINT", "AUDIT_TABLE_CONNECTION_STRING"):
         monkeypatch.delenv(name, raising=False)
 

@@ -21,12 +21,6 @@ SETTINGS = {"APPROVAL_TIMEOUT": "PT1H", "REFUND_APPROVAL_THRESHOLD": "100"}
 pytestmark = pytest.mark.usefixtures("fresh_runner_cache")
 
 
-@pytest.fixture(autouse=True)
-def _audit_in_tmp(monkeypatch, tmp_path):
-    """Version-2 runs write their approvals to the audit store: keep it out of the repo."""
-    monkeypatch.setenv("AUDIT_PATH", str(tmp_path / "audit.sqlite3"))
-
-
 class Refunds:
     """An app whose ``refund`` tool is gated by the activity-backed check ``over_limit``.
 
@@ -162,9 +156,6 @@ def test_a_check_that_fails_needs_approval_fail_closed():
     assert "not now" in function_outputs(shop.model.requests[1])["c1"]
 
 
-@pytest.mark.xfail(strict=True, reason="library bug reported to the integrator: the check activity "
-                   "(durable_agents/_tools.py run_check) turns every non-True answer into False, so the tool runs "
-                   "unapproved; approval_check's docstring says a non-boolean answer needs approval")
 @pytest.mark.parametrize("answer", [None, "yes", 1])
 def test_a_check_that_answers_something_other_than_a_boolean_needs_approval(answer):
     shop = Refunds([[_refund("ORD-1", 5, "c1")], [assistant_message("ok")]], rule=lambda check: answer)

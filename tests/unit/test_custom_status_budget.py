@@ -22,12 +22,6 @@ CUSTOMER = "jordan.rivera@example.com"
 SDK_LIMIT = 16 * 1024
 
 
-@pytest.fixture(autouse=True)
-def _audit_in_tmp(monkeypatch, tmp_path):
-    """Version-2 runs write their approvals to the audit store: keep it out of the repo."""
-    monkeypatch.setenv("AUDIT_PATH", str(tmp_path / "audit.sqlite3"))
-
-
 def _size(status: Any) -> int:
     """Characters of the custom status as the Durable SDK sends it (``json.dumps``, ASCII escapes)."""
     return len(json.dumps(status))

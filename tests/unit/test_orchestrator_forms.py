@@ -34,12 +34,6 @@ def _by_instructions(call):
 pytestmark = pytest.mark.usefixtures("fresh_runner_cache")
 
 
-@pytest.fixture(autouse=True)
-def _audit_in_tmp(monkeypatch, tmp_path):
-    """start_run starts version-2 runs, whose approvals are written to the audit store: keep it out of the repo."""
-    monkeypatch.setenv("AUDIT_PATH", str(tmp_path / "audit.sqlite3"))
-
-
 def _app() -> durable_agents.App:
     app = durable_agents.App(http_api=False)
 

@@ -43,12 +43,6 @@ app.register_functions(bp)
 pytestmark = pytest.mark.usefixtures("fresh_runner_cache")
 
 
-@pytest.fixture(autouse=True)
-def _audit_in_tmp(monkeypatch, tmp_path):
-    """start_run starts version-2 runs, whose approvals are written to the audit store: keep it out of the repo."""
-    monkeypatch.setenv("AUDIT_PATH", str(tmp_path / "audit.sqlite3"))
-
-
 def _refund_script(*extra) -> list:
     return [[function_call("refund_order", {"order_id": "A-1", "amount": 250}, call_id="call_1")], *extra,
             [assistant_message("Refunded 250.")]]
