@@ -29,6 +29,7 @@ from .._errors import ModelCallError, NonDeterminismError
 from .._jsonsafe import dumps, has_lone_surrogate, json_safe, loads_strict, replace_surrogates
 from .._model_io import decode_model_response, encode_model_request
 from .._run_settings import current_session, run_setting
+from .._sessions import durable_run_kwargs
 from . import compat
 from .bridge import Session
 from .episode import DEFAULT_APPROVAL_TIMEOUT
@@ -325,6 +326,7 @@ class DurableAgentRunner(AgentRunner):
             return await super().run(starting_agent, input, **kwargs)
         _check_models(starting_agent)
         kwargs["run_config"] = _durable_run_config(session, kwargs.get("run_config"))
+        kwargs = durable_run_kwargs(kwargs)
         result = await super().run(starting_agent, input, **kwargs)
         timeout_text = run_setting("APPROVAL_TIMEOUT", DEFAULT_APPROVAL_TIMEOUT) or DEFAULT_APPROVAL_TIMEOUT
         while result.interruptions:
