@@ -135,6 +135,9 @@ param refundApprovalThreshold string = '100'
 @description('Attempts per model call before the run fails (MODEL_MAX_ATTEMPTS).')
 param modelMaxAttempts string = '6'
 
+@description('Seconds the OpenAI / Azure OpenAI client waits for one model call before it is a retryable timeout (MODEL_TIMEOUT).')
+param modelTimeout string = '300'
+
 @description('How long the resolution workflow waits for a person to approve its plan (PLAN_APPROVAL_TIMEOUT).')
 param planApprovalTimeout string = 'P1D'
 
@@ -328,6 +331,7 @@ module functionApp './app/functionapp.bicep' = {
     approvalTimeout: approvalTimeout
     refundApprovalThreshold: refundApprovalThreshold
     modelMaxAttempts: modelMaxAttempts
+    modelTimeout: modelTimeout
     planApprovalTimeout: planApprovalTimeout
     messagePassingScore: messagePassingScore
     messageMaxRounds: messageMaxRounds

@@ -79,6 +79,9 @@ param refundApprovalThreshold string = '100'
 @description('Model call attempts before a run fails.')
 param modelMaxAttempts string = '6'
 
+@description('Seconds the model client waits for one model call (MODEL_TIMEOUT).')
+param modelTimeout string = '300'
+
 @description('ISO 8601 duration the resolution workflow waits for its plan approval.')
 param planApprovalTimeout string = 'P1D'
 
@@ -206,6 +209,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-11-01' = {
     AZURE_OPENAI_API_VERSION: openAiApiVersion
     OPENAI_API: openAiApi
     MODEL_MAX_ATTEMPTS: modelMaxAttempts
+    MODEL_TIMEOUT: modelTimeout
     // Approvals and the refund ledger (Azure Table over the managed identity).
     APPROVAL_TIMEOUT: approvalTimeout
     REFUND_APPROVAL_THRESHOLD: refundApprovalThreshold

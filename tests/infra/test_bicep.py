@@ -354,6 +354,14 @@ def test_model_settings_come_from_the_deployed_resources():
     assert decorator(_main()["parameters"]["openAiApi"], "allowed") == ["responses", "chat_completions"]
 
 
+def test_model_timeout_is_an_app_setting_passed_from_main_with_the_code_default():
+    # durable_agents._model_config.DEFAULT_MODEL_TIMEOUT_SECONDS: 300 s unless the deployment says otherwise.
+    assert _app_settings()["MODEL_TIMEOUT"] == "modelTimeout"
+    assert dotted(_module_params("functionApp")["modelTimeout"]) == "modelTimeout"
+    assert _param_default(_main(), "modelTimeout") == "300"
+    assert _param_default(_app("functionapp"), "modelTimeout") == "300"
+
+
 # ---------------------------------------------------------------- monitoring
 
 
