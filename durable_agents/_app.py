@@ -214,6 +214,7 @@ class App(_AgentDecorators, df.DFApp):
         from ._http import http_api_blueprint
         from ._model_activity import announce_model_configuration, register_model_activity
         from ._orchestrator import install
+        from ._sessions import register_session_activity
 
         install()
         self.app_dir = Path(app_dir) if app_dir is not None else _caller_dir(1)
@@ -225,6 +226,7 @@ class App(_AgentDecorators, df.DFApp):
         if model_activity:
             register_model_activity(self)
         register_audit_activity(self)
+        register_session_activity(self)
         if http_api:
             self.register_functions(
                 http_api_blueprint(
