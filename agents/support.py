@@ -31,6 +31,10 @@ You are the customer support agent of an online store. Be brief, friendly and ex
 - Amounts are decimals in the order's currency; always name the currency.
 - End with a short summary of what you did."""
 
+OUT_OF_TURNS = ("I could not finish your request within the steps I am allowed; a person from our team will "
+                "follow up with you.")
+"""The support run's final output when it runs out of model turns (the SDK's ``max_turns`` error handler)."""
+
 support_agent = Agent(
     name="support",
     instructions=INSTRUCTIONS,
@@ -47,5 +51,7 @@ bp = durable_agents.Blueprint(demo_responder=support_demo_responder)
     settings=("REFUND_APPROVAL_THRESHOLD",),
 )
 def support_agent_run(context):
-    """Orchestrator of one ``support`` run: input ``{"agent", "input", "settings"}`` (docs/internals.md)."""
-    return Runner.run_sync(support_agent, context.get_input()["input"])
+    """Orchestrator of one ``support`` run: input ``{"agent", "input", "settings"}`` (docs/internals.md). A run that
+    uses up its ``AGENT_MAX_TURNS`` model turns ends with :data:`OUT_OF_TURNS` instead of failing."""
+    return Runner.run_sync(support_agent, context.get_input()["input"],
+                           error_handlers={"max_turns": lambda _data: OUT_OF_TURNS})

@@ -34,7 +34,7 @@ from ._errors import DurableAgentsError, ModelCallError, NonDeterminismError, Ta
 from ._loader import load_app_agents
 from ._orchestrator import agent_orchestrator, install
 from ._run_settings import run_setting
-from ._tools import ActivityTool, ApprovalCheck, ToolCall, activity_tool, approval_check
+from ._tools import ActivityTool, ApprovalCheck, ToolCall, activity_tool, approval_check, as_activity_tool
 from ._version import __version__
 
 __all__ = [
@@ -72,6 +72,7 @@ __all__ = [
     "activity_tool",
     "agent_orchestrator",
     "approval_check",
+    "as_activity_tool",
     "get_setting",
     "install",
     "load_app_agents",

@@ -41,7 +41,9 @@ from ._contracts import ToolActivityInput, ToolCallInfo, ToolRetry
 from ._jsonsafe import dumps, has_non_finite, json_safe, loads_strict, replace_surrogates
 from ._run_settings import current_session
 
-__all__ = ["ActivityTool", "ApprovalCheck", "ToolCall", "ToolRetry", "activity_tool", "approval_check"]
+__all__ = [
+    "ActivityTool", "ApprovalCheck", "ToolCall", "ToolRetry", "activity_tool", "approval_check", "as_activity_tool",
+]
 
 NeedsApproval = bool | Callable[[RunContextWrapper[Any], dict[str, Any], str], Awaitable[bool]]
 
@@ -471,3 +473,57 @@ def approval_check(
         return needs_approval
 
     return decorator
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Any function tool as an activity
+
+
+def as_activity_tool(bp: df.Blueprint, tool: FunctionTool, *, name: str | None = None,
+                     retry: ToolRetry | None = None) -> ActivityTool:
+    """Turn an existing ``agents.FunctionTool`` (``@function_tool``, or one built by hand) into an activity tool,
+    without rewriting it: ``refund = durable_agents.as_activity_tool(bp, refund)``.
+
+    A plain function tool runs inside the orchestrator, on every replay of the agent loop: fine for deterministic,
+    cheap work only. The returned :class:`ActivityTool` has the same name, description, schema, ``strict`` and
+    ``needs_approval``; inside a durable run a call schedules the activity ``name`` (default ``tool.name``) with
+    ``retry`` (default ``ToolRetry()``), whose body calls the original ``on_invoke_tool`` in the activity worker with
+    a ``ToolContext`` holding the call id and arguments (``context`` is ``None``: an activity has no run context,
+    so a tool that reads ``ctx.context`` must not be converted). Outside a durable run it calls the original in
+    process. The result is what the tool returned (its text, as the model would see it); a tool whose own error
+    handling turns exceptions into text keeps doing so. Raises ``TypeError`` for something that is not a
+    ``FunctionTool``.
+    """
+    if not isinstance(tool, FunctionTool):
+        raise TypeError(f"as_activity_tool converts agents.FunctionTool objects, not {type(tool).__name__}")
+    activity_name = name or tool.name
+    original = tool.on_invoke_tool
+
+    async def on_invoke(ctx: ToolContext[Any], arguments: str) -> Any:
+        session = current_session()
+        if session is None:
+            return await original(ctx, arguments)
+        try:
+            args = loads_strict(arguments) if arguments and arguments.strip() else {}
+        except ValueError as exc:
+            return f"Tool '{tool.name}' failed: the arguments are not valid JSON ({exc}); send JSON numbers."
+        ok, value = await session.call_activity_tool(converted, json_safe(args) if isinstance(args, dict) else {}, ctx)
+        return value if ok else f"Tool '{tool.name}' failed: {value}"
+
+    init_values = {f.name: getattr(tool, f.name) for f in fields(FunctionTool) if f.init}
+    init_values["on_invoke_tool"] = on_invoke
+    converted = ActivityTool(**init_values, activity_name=activity_name, retry=retry or ToolRetry())
+
+    async def run(payload: Any) -> Any:
+        if isinstance(payload, str):
+            payload = json.loads(payload)
+        call = ToolCall.from_json(payload.get("call") or {})
+        text = json.dumps(payload.get("args") or {}, ensure_ascii=False)
+        ctx = ToolContext(context=None, tool_name=tool.name, tool_call_id=call.call_id, tool_arguments=text)
+        return _to_json(await original(ctx, text))
+
+    run.__name__ = activity_name
+    run.__qualname__ = activity_name
+    run.__doc__ = f"Durable activity for the function tool '{tool.name}' (durable_agents.as_activity_tool)."
+    bp.activity_trigger(input_name="payload", activity=activity_name)(run)
+    return converted

@@ -135,6 +135,9 @@ param refundApprovalThreshold string = '100'
 @description('Attempts per model call before the run fails (MODEL_MAX_ATTEMPTS).')
 param modelMaxAttempts string = '6'
 
+@description('Model turns per agent run before the SDK stops it (AGENT_MAX_TURNS; the SDK default is 10).')
+param agentMaxTurns string = '25'
+
 @description('Seconds the OpenAI / Azure OpenAI client waits for one model call before it is a retryable timeout (MODEL_TIMEOUT).')
 param modelTimeout string = '300'
 
@@ -331,6 +334,7 @@ module functionApp './app/functionapp.bicep' = {
     approvalTimeout: approvalTimeout
     refundApprovalThreshold: refundApprovalThreshold
     modelMaxAttempts: modelMaxAttempts
+    agentMaxTurns: agentMaxTurns
     modelTimeout: modelTimeout
     planApprovalTimeout: planApprovalTimeout
     messagePassingScore: messagePassingScore

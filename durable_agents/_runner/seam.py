@@ -21,7 +21,7 @@ from agents.items import ModelResponse, ToolApprovalItem
 from agents.model_settings import ModelSettings
 from agents.models.default_models import get_default_model_settings
 from agents.models.interface import Model, ModelProvider
-from agents.run import AgentRunner
+from agents.run import DEFAULT_MAX_TURNS, AgentRunner
 from openai.types.responses import ResponseFunctionToolCall
 
 from .._contracts import INVOKE_MODEL_ACTIVITY, ApprovalDecision, InvokeModelInput
@@ -157,6 +157,16 @@ def _safe_tool_arguments(response: ModelResponse) -> ModelResponse:
         if has_lone_surrogate(arguments) or has_lone_surrogate(json.dumps(value, ensure_ascii=False)):
             item.arguments = json.dumps(json_safe(value, floats=False), ensure_ascii=False)
     return response
+
+
+DEFAULT_AGENT_MAX_TURNS = 25
+"""``AGENT_MAX_TURNS`` when unset: model turns per ``Runner.run`` of a version-2 run (the SDK's own default is 10)."""
+
+
+def _max_turns_setting() -> int:
+    """The run's ``AGENT_MAX_TURNS`` setting (snapshot) as a positive integer, else :data:`DEFAULT_AGENT_MAX_TURNS`."""
+    text = run_setting("AGENT_MAX_TURNS") or ""
+    return int(text) if text.isascii() and text.isdigit() and 0 < int(text) <= 10_000 else DEFAULT_AGENT_MAX_TURNS
 
 
 def _retry_after(value: Any) -> float:
@@ -327,6 +337,9 @@ class DurableAgentRunner(AgentRunner):
         _check_models(starting_agent)
         kwargs["run_config"] = _durable_run_config(session, kwargs.get("run_config"))
         kwargs = durable_run_kwargs(kwargs)
+        if session.version >= 2 and kwargs.get("max_turns", DEFAULT_MAX_TURNS) == DEFAULT_MAX_TURNS:
+            # The SDK passes its default (10) when the caller gave none: the run's AGENT_MAX_TURNS replaces it.
+            kwargs["max_turns"] = _max_turns_setting()
         result = await super().run(starting_agent, input, **kwargs)
         timeout_text = run_setting("APPROVAL_TIMEOUT", DEFAULT_APPROVAL_TIMEOUT) or DEFAULT_APPROVAL_TIMEOUT
         while result.interruptions:

@@ -79,6 +79,9 @@ param refundApprovalThreshold string = '100'
 @description('Model call attempts before a run fails.')
 param modelMaxAttempts string = '6'
 
+@description('Model turns per agent run (AGENT_MAX_TURNS).')
+param agentMaxTurns string = '25'
+
 @description('Seconds the model client waits for one model call (MODEL_TIMEOUT).')
 param modelTimeout string = '300'
 
@@ -209,6 +212,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-11-01' = {
     AZURE_OPENAI_API_VERSION: openAiApiVersion
     OPENAI_API: openAiApi
     MODEL_MAX_ATTEMPTS: modelMaxAttempts
+    AGENT_MAX_TURNS: agentMaxTurns
     MODEL_TIMEOUT: modelTimeout
     // Approvals and the refund ledger (Azure Table over the managed identity).
     APPROVAL_TIMEOUT: approvalTimeout
