@@ -9,7 +9,9 @@ request alone, so a retried request gets the same answer:
   ``"toolOutputs"`` (int: number of tool-output items / tool messages in the input), ``"userContains"`` (text in
   the last user message, case-insensitive), ``"lastToolOutputContains"``, ``"instructionsContain"`` (text in the
   agent's instructions: the Responses ``instructions`` or the first system/developer message; tells the agents of a
-  workflow apart), ``"path"`` (``"responses"`` or ``"chat"``);
+  workflow apart), ``"path"`` (``"responses"`` or ``"chat"``), ``"inputHas"`` (a Responses input item type present
+  in the input, e.g. ``"mcp_approval_response"``), ``"toolTypes"`` (a tool type, or a list of them, that the
+  request's ``tools`` must all offer, e.g. ``"web_search"``);
 * otherwise the step at the conversation position among the steps without ``when``: the number of tool-calling
   model turns already in the input (runs of ``function_call`` items / assistant messages with ``tool_calls``;
   with one call per step this equals the number of tool outputs), clamped to the last step.
@@ -21,6 +23,10 @@ Step fields::
     {"calls": [{"name": "lookup_order", "arguments": {"order_id": "ORD-1001"}}, ...]}   function calls;
         arguments may be a dict or a JSON string; call ids are "call_<step>_<k>" unless "id" is given
     "text" may accompany "calls" (a message before the calls)
+    {"items": [{"type": "web_search_call", "id": "ws_1", "status": "completed", "action": {...}}, ...]}
+        Responses output items sent as given, before the message and the calls: the items of hosted tools
+        (web_search_call, file_search_call, code_interpreter_call, image_generation_call, mcp_list_tools, mcp_call,
+        mcp_approval_request, tool_search_call, tool_search_output...); the Chat Completions path ignores them
     {"failures": [{"status": 429, "headers": {"retry-after": "1"}, "body": {...}, "times": 1,
                    "delay": 0.0}, ...]}           the first requests that reach this step fail in order
                                                    (each spec "times" times, default 1); status 0 = drop the
@@ -29,7 +35,8 @@ Step fields::
     {"usage": {"input": 10, "output": 5}}         token counts (default: from the sizes of request and answer)
 
 A function call to a tool the request does not offer is answered with HTTP 400 (a script error surfaces in the
-test). Every request is recorded as ``{"path", "query", "headers", "body", "step", "status"}`` (headers: the
+test). Every request is recorded as ``{"path", "query", "headers", "body", "tools", "step", "status"}`` (``tools``:
+the body's ``tools`` list as sent, ``[]`` when absent; headers: the
 ``authorization``, ``api-key``, ``x-stainless-retry-count`` and ``user-agent`` ones) (``server.requests`` in-process,
 ``GET /_requests`` over HTTP, and ``--record FILE`` as JSON lines).
 
@@ -93,8 +100,8 @@ def _normalize_script(script: Any) -> list[dict[str, Any]]:
     for index, step in enumerate(script):
         if not isinstance(step, Mapping):
             raise ValueError(f"step {index} is not an object")
-        if not any(key in step for key in ("text", "json", "calls")):
-            raise ValueError(f"step {index} has none of 'text', 'json', 'calls'")
+        if not any(key in step for key in ("text", "json", "calls", "items")):
+            raise ValueError(f"step {index} has none of 'text', 'json', 'calls', 'items'")
         steps.append(copy.deepcopy(dict(step)))
     return steps
 
@@ -118,6 +125,8 @@ class _Conversation:
         self.last_tool_output = ""
         self.instructions = ""
         self.tools: set[str] = set()
+        self.tool_types: set[str] = set()
+        self.input_types: set[str] = set()
         if kind == "responses":
             self.instructions = str(body.get("instructions") or "")
             items = body.get("input")
@@ -128,6 +137,7 @@ class _Conversation:
                 if not isinstance(item, Mapping):
                     continue
                 item_type = item.get("type", "message")
+                self.input_types.add(str(item_type))
                 if item_type == "function_call" and previous_type != "function_call":
                     self.turns += 1
                 elif item_type == "function_call_output":
@@ -139,6 +149,8 @@ class _Conversation:
             for tool in body.get("tools") or []:
                 if isinstance(tool, Mapping) and tool.get("name"):
                     self.tools.add(str(tool["name"]))
+                if isinstance(tool, Mapping) and tool.get("type"):
+                    self.tool_types.add(str(tool["type"]))
         else:
             for message in body.get("messages") or []:
                 if not isinstance(message, Mapping):
@@ -265,6 +277,8 @@ class ScriptedModelServer:
             "lastToolOutputContains": lambda v: str(v).lower() in conv.last_tool_output.lower(),
             "instructionsContain": lambda v: str(v).lower() in conv.instructions.lower(),
             "path": lambda v: v == conv.kind,
+            "inputHas": lambda v: str(v) in conv.input_types,
+            "toolTypes": lambda v: {str(t) for t in ([v] if isinstance(v, str) else v)} <= conv.tool_types,
         }
         return all(checks[key](value) for key, value in when.items() if key in checks)
 
@@ -294,8 +308,9 @@ class ScriptedModelServer:
 
     def _record(self, request: web.Request, body: Any, step: int | None, status: int) -> None:
         headers = {name: request.headers[name] for name in _RECORDED_HEADERS if name in request.headers}
+        tools = body.get("tools") if isinstance(body, Mapping) else None
         entry = {"path": request.path, "query": dict(request.query), "headers": headers, "body": body,
-                 "step": step, "status": status}
+                 "tools": tools if isinstance(tools, list) else [], "step": step, "status": status}
         with self._lock:
             self.requests.append(entry)
             if self._record_path is not None:
@@ -387,7 +402,7 @@ def _usage(step: Mapping[str, Any], body: Any, answer: Any) -> tuple[int, int]:
 
 
 def _responses_answer(step: Mapping[str, Any], index: int, number: int, body: Mapping[str, Any]) -> dict:
-    output: list[dict[str, Any]] = []
+    output: list[dict[str, Any]] = [copy.deepcopy(dict(item)) for item in step.get("items") or []]
     text = _step_text(step)
     if text is not None:
         output.append({"type": "message", "id": f"msg_{index}_{number}", "status": "completed",

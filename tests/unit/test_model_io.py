@@ -149,9 +149,16 @@ def test_retry_settings_are_not_sent_because_the_orchestrator_owns_retries():
     assert "retry" not in payload["modelSettings"]
 
 
-def test_hosted_tool_is_rejected_with_its_name():
-    with pytest.raises(TypeError, match="web_search.*WebSearchTool"):
-        encode_model_request(**_request(tools=[lookup_order, WebSearchTool()]))
+def test_a_tool_that_runs_locally_is_rejected_with_its_name_and_the_reason():
+    from agents import LocalShellTool
+
+    with pytest.raises(TypeError, match="'local_shell' \\(LocalShellTool\\).*shell commands in the orchestrator"):
+        encode_model_request(**_request(tools=[lookup_order, LocalShellTool(executor=lambda request: "")]))
+
+
+def test_a_hosted_tool_is_encoded_instead_of_rejected():
+    payload = encode_model_request(**_request(tools=[lookup_order, WebSearchTool()]))
+    assert payload["tools"][1] == {"type": "web_search", "fields": {"search_context_size": "medium"}}
 
 
 def test_input_with_pydantic_items_and_nan():
