@@ -212,6 +212,7 @@ class App(_AgentDecorators, df.DFApp):
         super().__init__(http_auth_level=http_auth_level)
         from ._approval_audit import register_audit_activity
         from ._http import http_api_blueprint
+        from ._mcp import register_mcp_activities
         from ._model_activity import announce_model_configuration, register_model_activity
         from ._orchestrator import install
         from ._sessions import register_session_activity
@@ -226,6 +227,7 @@ class App(_AgentDecorators, df.DFApp):
         if model_activity:
             register_model_activity(self)
         register_audit_activity(self)
+        register_mcp_activities(self)
         register_session_activity(self)
         if http_api:
             self.register_functions(
