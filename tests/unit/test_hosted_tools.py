@@ -420,3 +420,47 @@ def test_a_hosted_mcp_approval_is_a_durable_approval_and_its_answer_reaches_the_
     assert [d["decision"] for d in run.custom_status["approvals"]] == ["approved" if approve else "rejected"]
     assert [name for name, _ in harness.activity_calls] == [
         "invoke_model", "durable_agents_audit", "invoke_model"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The real invoke_model activity (replay harness, real OpenAI client, scripted model server in-process)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def model_server_env(monkeypatch):
+    def configure(api, script):
+        server = ScriptedModelServer(script).start()
+        for name, value in {"OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "test-key", "OPENAI_API": api,
+                            "AGENT_MODEL": "scripted-model", "AZURE_OPENAI_ENDPOINT": ""}.items():
+            monkeypatch.setenv(name, value)
+        servers.append(server)
+        return server
+
+    servers: list[ScriptedModelServer] = []
+    yield configure
+    for server in servers:
+        server.stop()
+
+
+def test_through_invoke_model_the_responses_request_is_the_one_the_sdk_sends(cache_size, model_server_env):
+    server = model_server_env("responses", [{"items": [HOSTED_OUTPUT_ITEMS[0]], "text": "Found it."}])
+    harness = ReplayHarness(app)  # the app's own invoke_model activity
+    run = harness.start_run("researcher", "What is new?")
+    harness.run()
+    assert run.status == "Completed" and run.output["finalOutput"] == "Found it."
+    [through] = server.requests
+    direct = _sent(server, researcher.tools)
+    assert through["tools"] == direct["tools"] == [
+        {"type": "web_search", "filters": None, "user_location": None, "search_context_size": "low"},
+        {"type": "code_interpreter", "container": {"type": "auto"}}]
+
+
+def test_through_invoke_model_chat_completions_fails_the_run_at_once_naming_the_tool(cache_size, model_server_env):
+    server = model_server_env("chat_completions", [{"text": "never"}])
+    harness = ReplayHarness(app)
+    run = harness.start_run("researcher", "What is new?")
+    harness.run()
+    assert run.status == "Failed"
+    assert "after 1 attempt" in run.output and "WebSearchTool" in run.output and "ChatCompletions" in run.output
+    assert [name for name, _ in harness.activity_calls] == ["invoke_model"] and server.requests == []
