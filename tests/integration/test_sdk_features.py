@@ -78,6 +78,8 @@ SCRIPT: list[dict[str, Any]] = [
     step("[sdk-approve]", 1, text="Archived."),
     step("[sdk-reject]", 0, calls=calls(("archive_file", {"path": "/data/keep.txt"}))),
     step("[sdk-reject]", 1, text="Not archived."),
+    step("[sdk-approve-fn]", 0, calls=calls(("forget", {"topic": "lunch"}))),
+    step("[sdk-approve-fn]", 1, text="Forgotten."),
     step("[sdk-handoff]", None, instructions="billing agent", text="Invoice 42 is paid."),
     step("[sdk-handoff]", 0, calls=calls(("transfer_to_billing", {}))),
     step("[sdk-as-tool]", 0, calls=calls(("translate", {"input": "Hello world"}))),
@@ -121,13 +123,14 @@ RUNS: dict[str, RunSpec] = {
     "hooks": RunSpec("hooked", "5*5. [sdk-hooks]"),
     "approve": RunSpec("gated", "Archive the report. [sdk-approve]"),
     "reject": RunSpec("gated", "Archive the keeper. [sdk-reject]"),
+    "approve-fn": RunSpec("gated", "Forget lunch. [sdk-approve-fn]"),
     "handoff": RunSpec("triage", "Is invoice 42 paid? [sdk-handoff]"),
     "as-tool": RunSpec("planner", "Say hello world in French. [sdk-as-tool]"),
     "gather": RunSpec("pair", "A poem about durability. [sdk-gather]"),
 }
 """Runs started on the cached runtime."""
 
-UNCACHED_RUNS = ("activity", "function", "parallel", "hooks", "approve", "reject", "handoff")
+UNCACHED_RUNS = ("activity", "function", "parallel", "hooks", "approve", "reject", "approve-fn", "handoff")
 """Runs also started on the uncached runtime (their text + ``#nocache``)."""
 
 
@@ -483,6 +486,19 @@ def test_needs_approval_tool_runs_after_an_approval_over_http(stack, cached):
     assert rt.activities("approve") == ["invoke_model", "durable_agents_audit", "archive_file", "invoke_model"]
     _, second = stack.requests("[sdk-approve]", cached=cached)
     assert [json.loads(o) for o in tool_outputs_of(second)] == [{"archived": "/data/report.txt"}]
+
+
+@CACHE
+def test_needs_approval_function_tool_runs_after_an_approval_over_http(stack, cached):
+    rt = runtime_of(stack, cached)
+    pending = _decide(rt, "approve-fn", True, "Go ahead.")
+    assert pending["tool"] == "forget" and pending["arguments"] == {"topic": "lunch"}
+    run = rt.wait("approve-fn")
+    assert run["status"] == "completed", run
+    assert run["output"] == "Forgotten."
+    assert rt.activities("approve-fn") == ["invoke_model", "durable_agents_audit", "invoke_model"]
+    _, second = stack.requests("[sdk-approve-fn]", cached=cached)
+    assert tool_outputs_of(second) == ["forgot lunch"]
 
 
 @CACHE
