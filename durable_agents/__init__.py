@@ -33,7 +33,9 @@ from ._demo import DEMO_PREFIX, DemoReply, DemoResponder, DemoToolCall, DemoTurn
 from ._errors import DurableAgentsError, ModelCallError, NonDeterminismError, TaskFailedError
 from ._loader import load_app_agents
 from ._orchestrator import agent_orchestrator, install
+from ._providers import RegisteredModel, RegisteredModelProvider, register_model, register_model_provider
 from ._run_settings import run_setting
+from ._sessions import DurableSessionError, in_memory_session
 from ._tools import ActivityTool, ApprovalCheck, ToolCall, activity_tool, approval_check, as_activity_tool
 from ._version import __version__
 
@@ -53,6 +55,7 @@ __all__ = [
     "DemoToolCall",
     "DemoTurn",
     "DurableAgentsError",
+    "DurableSessionError",
     "InvokeModelInput",
     "InvokeModelResult",
     "ModelCallError",
@@ -62,6 +65,8 @@ __all__ = [
     "OrchestrationOutput",
     "PendingApproval",
     "Principal",
+    "RegisteredModel",
+    "RegisteredModelProvider",
     "TaskFailedError",
     "ToolActivityInput",
     "ToolCall",
@@ -74,7 +79,10 @@ __all__ = [
     "approval_check",
     "as_activity_tool",
     "get_setting",
+    "in_memory_session",
     "install",
     "load_app_agents",
+    "register_model",
+    "register_model_provider",
     "run_setting",
 ]

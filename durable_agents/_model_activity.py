@@ -3,7 +3,11 @@
 Every model call of every agent run is this activity (name :data:`durable_agents._contracts.INVOKE_MODEL_ACTIVITY`,
 shapes :class:`~durable_agents._contracts.InvokeModelInput` / :class:`~durable_agents._contracts.InvokeModelResult`,
 docs/internals.md "Activities"). The model comes from settings (:mod:`durable_agents._model_config`); with
-nothing configured it is the demo model (:mod:`durable_agents._demo`).
+nothing configured it is the demo model (:mod:`durable_agents._demo`). A call whose input names a registered
+provider (``"provider"``) or model (``"registeredModel"``) is made with the app's registered factory
+(:mod:`durable_agents._providers`), built here, in the activity worker, never in the orchestrator; model names
+with a prefix (``litellm/...``, ``<registered name>/...``) are resolved by the SDK's ``MultiProvider``
+(:func:`durable_agents._model_config.get_model`).
 
 Retries belong to the orchestrator: the OpenAI client is built with ``max_retries=0``, the activity calls
 ``Model.get_response`` once (the SDK's runner-level retries are not involved), and failures come back as
@@ -22,12 +26,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import openai
-from agents.models.interface import ModelTracing
+from agents.exceptions import UserError
+from agents.models.interface import Model, ModelTracing
 
 from ._contracts import INVOKE_MODEL_ACTIVITY, InvokeModelResult, ModelErrorInfo
 from ._jsonsafe import json_safe
 from ._model_config import get_model, load_model_config
 from ._model_io import decode_model_request, encode_model_response
+from ._providers import build_model, build_provider
 
 __all__ = [
     "announce_model_configuration",
@@ -110,47 +116,81 @@ async def invoke_model(payload: Any) -> InvokeModelResult:
     """Body of the ``invoke_model`` activity: one model call, with the result or a classified API error.
 
     Input: an :class:`~durable_agents._contracts.InvokeModelInput`, ``{"model": <name or null>, "request":
-    <model_io request>}``, as a dict or a JSON string. Output: an
-    :class:`~durable_agents._contracts.InvokeModelResult`, ``{"ok": true, "response": <model_io response>, "demo":
-    bool}`` or ``{"ok": false, "error": {"type", "message", "status", "retryable", "retryAfter"}}`` for ``openai``
-    API errors (see :func:`classify_model_error`).
+    <model_io request>}``, plus ``"provider": <registered provider name>`` or ``"registeredModel": <registered
+    model name>`` when the run uses them (:class:`durable_agents._providers.ProviderInvokeModelInput`), as a dict
+    or a JSON string. Output: an :class:`~durable_agents._contracts.InvokeModelResult`, ``{"ok": true,
+    "response": <model_io response>, "demo": bool}`` or ``{"ok": false, "error": {"type", "message", "status",
+    "retryable", "retryAfter"}}`` for ``openai`` API errors (see :func:`classify_model_error`; LiteLLM's errors
+    are ``openai`` errors too) and, with ``type`` ``"UserError"`` and ``retryable`` false, for a model that cannot
+    be built here (a provider or model not registered in this process, ``litellm/...`` without ``litellm``).
 
-    The request is made JSON-safe first (lone surrogates → U+FFFD, NaN / Infinity → ``null``). Raises
-    ``TypeError`` for a payload of another shape, ``ValueError`` for invalid JSON or a bad ``OPENAI_API``
-    setting; any other exception (bugs, a demo responder's error) propagates too, so the activity fails. Logs one
-    line per call: model, API, latency in ms, tokens (never keys).
+    With ``provider`` the model is ``build_provider(provider).get_model(model)``; with ``registeredModel`` it is
+    ``build_model(registeredModel)``; otherwise :func:`~durable_agents._model_config.get_model` on the settings
+    (and the SDK's ``MultiProvider`` for prefixed names). The request is made JSON-safe first (lone surrogates →
+    U+FFFD, NaN / Infinity → ``null``). Raises ``TypeError`` for a payload of another shape, ``ValueError`` for
+    invalid JSON or a bad ``OPENAI_API`` / ``MODEL_TIMEOUT`` setting; any other exception (bugs, a demo
+    responder's error, a registered factory's or model's own non-``openai`` error) propagates too, so the activity
+    fails. Logs one line per call: model, API, latency in ms, tokens (never keys).
     """
     if isinstance(payload, str):
         payload = json.loads(payload)
     if not isinstance(payload, Mapping) or not isinstance(payload.get("request"), Mapping):
         raise TypeError("invoke_model expects {'model': <name or null>, 'request': <model_io request>}")
+    for member in ("provider", "registeredModel"):
+        if member in payload and not isinstance(payload[member], str):
+            raise TypeError(f"invoke_model's {member!r} must be a registered name (str)")
     # Lone surrogates (a tool result cut from a document) and NaN (a tool's float) never reach the model API: the
     # request body must be UTF-8 JSON (durable_agents._jsonsafe).
     kwargs = decode_model_request(json_safe(payload["request"]))
     request_model = kwargs.pop("model", None)
-    config = load_model_config()
-    model, demo = get_model(payload.get("model") or request_model, config)
-    name = "demo" if demo else (payload.get("model") or request_model or config.model)
-    api = "demo" if demo else config.api
+    try:
+        model, demo, name, api, mode = _resolve_model(payload, request_model)
+    except UserError as exc:
+        error: ModelErrorInfo = {"type": "UserError", "message": str(exc)[:_MAX_ERROR_MESSAGE], "status": None,
+                                 "retryable": False, "retryAfter": None}
+        logger.error("model call failed: the model could not be built here: %s", error["message"])
+        return {"ok": False, "error": error}
     started = time.perf_counter()
     try:
         response = await model.get_response(tracing=ModelTracing.DISABLED, **kwargs)
     except openai.APIError as exc:
-        error = classify_model_error(exc)
-        assert error is not None
+        classified = classify_model_error(exc)
+        assert classified is not None
+        error = classified
         logger.warning(
             "model call failed: model=%s api=%s mode=%s latency_ms=%d error=%s status=%s retryable=%s "
-            "retry_after=%s", name, api, config.mode, (time.perf_counter() - started) * 1000, error["type"],
+            "retry_after=%s", name, api, mode, (time.perf_counter() - started) * 1000, error["type"],
             error["status"], error["retryable"], error["retryAfter"],
         )
         return {"ok": False, "error": error}
     usage = response.usage
     logger.info(
         "model call: model=%s api=%s mode=%s latency_ms=%d input_tokens=%d output_tokens=%d total_tokens=%d "
-        "items=%d demo=%s", name, api, config.mode, (time.perf_counter() - started) * 1000, usage.input_tokens,
+        "items=%d demo=%s", name, api, mode, (time.perf_counter() - started) * 1000, usage.input_tokens,
         usage.output_tokens, usage.total_tokens, len(response.output), demo,
     )
     return {"ok": True, "response": encode_model_response(response), "demo": demo}
+
+
+def _resolve_model(payload: Mapping[str, Any], request_model: Any) -> tuple[Model, bool, str, str, str]:
+    """``(model, is_demo, model label, api label, mode)`` for one call (labels for the log line only).
+
+    Settings are read only for calls on the configured API: a registered provider or model does not depend on
+    ``OPENAI_API`` / ``MODEL_TIMEOUT``. Raises ``agents.UserError`` for what cannot be built in this process.
+    """
+    model_name = payload.get("model") or request_model
+    registered = payload.get("registeredModel")
+    if registered is not None:
+        return build_model(registered), False, f"registered:{registered}", "registered", "registered"
+    provider = payload.get("provider")
+    if provider is not None:
+        model = build_provider(provider).get_model(payload.get("model"))
+        return model, False, str(model_name or "(provider default)"), f"provider:{provider}", "provider"
+    config = load_model_config()
+    model, demo = get_model(model_name, config)
+    name = "demo" if demo else (model_name or config.model)
+    api = "demo" if demo else config.api
+    return model, demo, name, api, config.mode
 
 
 def register_model_activity(bp: Any) -> None:

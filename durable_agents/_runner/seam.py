@@ -4,7 +4,9 @@
 ``Runner.run_sync`` delegate to it. Outside an agent orchestrator (no session bound to the thread) it is the SDK's
 runner unchanged. Inside, it forces a ``RunConfig`` whose model provider returns :class:`DurableModel` (every model
 call becomes the ``invoke_model`` activity), disables tracing, and resolves tool approvals (SDK interruptions)
-durably through the session (:mod:`.bridge`).
+durably through the session (:mod:`.bridge`). A ``RunConfig.model_provider`` or an ``Agent(model=<Model>)`` is
+honoured only when registered (:mod:`durable_agents._providers`: the activity builds it by name); anything else
+that would have to run in the orchestrator fails at once with a ``UserError`` saying what to do.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from agents.items import ModelResponse, ToolApprovalItem
 from agents.model_settings import ModelSettings
 from agents.models.default_models import get_default_model_settings
 from agents.models.interface import Model, ModelProvider
+from agents.models.multi_provider import MultiProvider
 from agents.run import DEFAULT_MAX_TURNS, AgentRunner
 from openai.types.responses import ResponseFunctionToolCall
 
@@ -28,6 +31,14 @@ from .._contracts import INVOKE_MODEL_ACTIVITY, ApprovalDecision, InvokeModelInp
 from .._errors import ModelCallError, NonDeterminismError
 from .._jsonsafe import dumps, has_lone_surrogate, json_safe, loads_strict, replace_surrogates
 from .._model_io import decode_model_response, encode_model_request
+from .._providers import (
+    ProviderInvokeModelInput,
+    missing_prefix_package,
+    registered_model_name,
+    registered_provider_name,
+    unregistered_model_message,
+    unregistered_provider_message,
+)
 from .._run_settings import current_session, run_setting
 from .._sessions import durable_run_kwargs
 from . import compat
@@ -65,11 +76,19 @@ class DurableModel(Model):
     Retryable errors wait on a durable timer of ``min(300 s, max(retryAfter, 2 s * 2**attempt))`` and call again,
     up to ``MODEL_MAX_ATTEMPTS`` calls (run setting, default 6); then, or for a non-retryable error,
     :class:`ModelCallError` is raised and the run fails. Streaming is not supported.
+
+    ``provider`` (a :func:`durable_agents.register_model_provider` name) or ``registered_model`` (a
+    :func:`durable_agents.register_model` name) adds ``"provider"`` / ``"registeredModel"`` to the activity input,
+    which then builds the model from the registered factory; without them the input is exactly ``{"model",
+    "request"}``, as in runs recorded before these existed.
     """
 
-    def __init__(self, model_name: str | None, run_model_settings: ModelSettings | None = None) -> None:
+    def __init__(self, model_name: str | None, run_model_settings: ModelSettings | None = None, *,
+                 provider: str | None = None, registered_model: str | None = None) -> None:
         self.model_name = model_name
         self.run_model_settings = run_model_settings
+        self.provider = provider
+        self.registered_model = registered_model
 
     async def get_response(
         self,
@@ -88,7 +107,7 @@ class DurableModel(Model):
         session = _session()
         if session is None:
             raise UserError("DurableModel can only be used inside an agent_orchestrator run")
-        if self.model_name is None:
+        if self.model_name is None and self.registered_model is None:
             model_settings = _without_implicit_defaults(_CURRENT_AGENT.get(), model_settings, self.run_model_settings)
         request = encode_model_request(
             model=self.model_name,
@@ -106,7 +125,12 @@ class DurableModel(Model):
         attempt = 0
         while True:
             attempt += 1
-            activity_input: InvokeModelInput = {"model": self.model_name, "request": request}
+            activity_input: InvokeModelInput | ProviderInvokeModelInput = {"model": self.model_name,
+                                                                            "request": request}
+            if self.provider is not None:
+                activity_input = {**activity_input, "provider": self.provider}
+            elif self.registered_model is not None:
+                activity_input = {**activity_input, "registeredModel": self.registered_model}
             outcome: CallOutcome = await session.call(ActivityCall(name=INVOKE_MODEL_ACTIVITY, input=activity_input))
             if not outcome.ok:
                 raise ModelCallError({"type": "activity_failed", "message": outcome.error or ""}, attempt)
@@ -181,14 +205,16 @@ class DurableModelProvider(ModelProvider):
 
     ``run_model_settings`` is the run's ``RunConfig.model_settings`` (the overrides the caller set explicitly);
     the models keep them when they drop the SDK's environment-derived defaults (see
-    :func:`_without_implicit_defaults`).
+    :func:`_without_implicit_defaults`). ``provider`` is the registered name of the run's
+    ``RunConfig.model_provider`` (``None``: the built-in APIs of the settings), passed to every model.
     """
 
-    def __init__(self, run_model_settings: ModelSettings | None = None) -> None:
+    def __init__(self, run_model_settings: ModelSettings | None = None, provider: str | None = None) -> None:
         self.run_model_settings = run_model_settings
+        self.provider = provider
 
     def get_model(self, model_name: str | None) -> Model:
-        return DurableModel(model_name, self.run_model_settings)
+        return DurableModel(model_name, self.run_model_settings, provider=self.provider)
 
 
 _CURRENT_AGENT: contextvars.ContextVar[Agent[Any] | None] = contextvars.ContextVar(
@@ -229,15 +255,19 @@ def _without_implicit_defaults(
 
 
 def _check_models(agent: Agent[Any], seen: set[int] | None = None) -> None:
+    """Raise ``UserError`` at once when ``agent`` or an agent it hands off to (transitively) has a model a durable
+    run cannot call in the ``invoke_model`` activity: a ``Model`` object that is not a
+    :class:`durable_agents._providers.RegisteredModel`, or a ``litellm/...`` / ``any-llm/...`` name whose package
+    is not installed. The message says what to do instead."""
     seen = seen if seen is not None else set()
     if id(agent) in seen:
         return
     seen.add(id(agent))
-    if isinstance(agent.model, Model):
-        raise UserError(
-            f"Agent '{agent.name}' has a Model instance as its model; durable runs need a model name (str) or "
-            "None, because the model is called in the invoke_model activity"
-        )
+    if isinstance(agent.model, Model) and registered_model_name(agent.model) is None:
+        raise UserError(unregistered_model_message(f"Agent '{agent.name}' model", agent.model))
+    problem = missing_prefix_package(agent.model)
+    if problem is not None:
+        raise UserError(f"Agent '{agent.name}': {problem}")
     for handoff in agent.handoffs or []:
         target = handoff if isinstance(handoff, Agent) else getattr(handoff, "_agent_ref", None)
         if isinstance(target, Agent):
@@ -245,11 +275,22 @@ def _check_models(agent: Agent[Any], seen: set[int] | None = None) -> None:
 
 
 def _durable_run_config(session: Session, run_config: RunConfig | dict[str, Any] | None) -> RunConfig:
+    """The run's ``RunConfig`` with the durable model provider, tracing off and the agent-tracking input filter.
+
+    ``RunConfig.model`` may be a name or a registered model; ``RunConfig.model_provider`` may be the SDK's default
+    (a plain ``MultiProvider()``), a registered provider (:func:`durable_agents.register_model_provider`: its name
+    goes into every model call's activity input) or the durable provider of an enclosing run (agents as tools).
+    Anything else raises ``UserError`` at once, with what to do (never silently replaced).
+    """
     if isinstance(run_config, dict):
         run_config = RunConfig(**run_config)
     base = run_config or RunConfig()
-    if isinstance(base.model, Model):
-        raise UserError("RunConfig.model must be a model name inside a durable orchestration")
+    if isinstance(base.model, Model) and registered_model_name(base.model) is None:
+        raise UserError(unregistered_model_message("RunConfig.model", base.model))
+    problem = missing_prefix_package(base.model)
+    if problem is not None:
+        raise UserError(f"RunConfig.model: {problem}")
+    provider = _provider_name(base.model_provider)
     user_filter = base.call_model_input_filter
 
     async def track_agent(data: Any) -> Any:
@@ -264,10 +305,40 @@ def _durable_run_config(session: Session, run_config: RunConfig | dict[str, Any]
 
     return dataclasses.replace(
         base,
-        model_provider=DurableModelProvider(base.model_settings),
+        model_provider=DurableModelProvider(base.model_settings, provider),
         tracing_disabled=True,
         call_model_input_filter=track_agent,
     )
+
+
+def _provider_name(provider: Any) -> str | None:
+    """The registered name of a run's ``model_provider`` (``None``: the built-in APIs); ``UserError`` when it is
+    neither the SDK's default, nor registered, nor an enclosing durable run's provider."""
+    if isinstance(provider, DurableModelProvider):  # an agent run as a tool inherits the enclosing run's config
+        return provider.provider
+    name = registered_provider_name(provider)
+    if name is not None:
+        return name
+    if _is_sdk_default_provider(provider):
+        return None
+    raise UserError(unregistered_provider_message(provider))
+
+
+_PLAIN = (type(None), bool, int, float, str)
+
+
+def _is_sdk_default_provider(provider: Any) -> bool:
+    """True for the ``MultiProvider()`` a ``RunConfig`` gets when the caller sets no provider: no provider map
+    and every plain option (API key, base URL, organisation, API choice, prefix modes...) as in a fresh
+    ``MultiProvider()``. Anything configured differently is the caller's own provider."""
+    if type(provider) is not MultiProvider or provider.provider_map is not None:
+        return False
+    fresh = MultiProvider()
+    for mine, default in ((provider, fresh), (provider.openai_provider, fresh.openai_provider)):
+        for key, value in vars(default).items():
+            if isinstance(value, _PLAIN) and vars(mine).get(key, value) != value:
+                return False
+    return True
 
 
 def _approval_item(item: ToolApprovalItem) -> ApprovalItem:

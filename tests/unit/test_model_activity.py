@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
@@ -25,6 +26,7 @@ from tests.unit.model_testing import reset_model_state, run_support
 @pytest.fixture(autouse=True)
 def clean_model_env(monkeypatch):
     reset_model_state(monkeypatch)
+    monkeypatch.delenv("MODEL_TIMEOUT", raising=False)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -96,14 +98,28 @@ def test_connection_refused_is_retryable(monkeypatch):
     assert result["error"]["type"] == "APIConnectionError" and result["error"]["retryable"] is True
 
 
-def test_timeout_is_retryable(monkeypatch):
-    monkeypatch.setattr(_model_config, "CLIENT_TIMEOUT_SECONDS", 0.3)
+@pytest.mark.parametrize("api", ["responses", "chat_completions"])
+def test_model_timeout_setting_times_the_call_out_as_a_retryable_error(monkeypatch, api):
+    monkeypatch.setenv("MODEL_TIMEOUT", "0.3")
+    monkeypatch.setenv("OPENAI_API", api)
     with ScriptedModelServer([text_step("slow", delay=3)]) as server:
         monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
         request = encode_model_request(model=None, system_instructions=None, input="hi",
                                        model_settings=ModelSettings(), tools=[], output_schema=None, handoffs=[])
+        started = time.monotonic()
         result = asyncio.run(invoke_model({"model": None, "request": request}))
+        elapsed = time.monotonic() - started
     assert result["error"]["type"] == "APITimeoutError" and result["error"]["retryable"] is True
+    assert elapsed < 2.5  # the 0.3 s setting, not the 300 s default nor the server's 3 s delay
+
+
+def test_a_bad_model_timeout_fails_the_activity_naming_the_setting(monkeypatch):
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    monkeypatch.setenv("MODEL_TIMEOUT", "soon")
+    request = encode_model_request(model=None, system_instructions=None, input="hi",
+                                   model_settings=ModelSettings(), tools=[], output_schema=None, handoffs=[])
+    with pytest.raises(ValueError, match="MODEL_TIMEOUT must be a positive number of seconds, got 'soon'"):
+        asyncio.run(invoke_model({"model": None, "request": request}))
 
 
 def test_classify_ignores_non_api_errors_and_bugs_propagate(monkeypatch):
@@ -145,8 +161,9 @@ def test_real_models_through_scripted_server_and_runner(monkeypatch):
 
 
 def test_invoke_model_activity_registration_and_worker_style_invocation():
-    """An App without its HTTP API holds two activities, invoke_model and the approval audit's durable_agents_audit;
-    invoke_model is invoked like the worker (JSON in, JSON out)."""
+    """An App without its HTTP API holds only the library's activities, invoke_model first and the approval
+    audit's durable_agents_audit next (then those of MCP servers and sessions); invoke_model is invoked like the
+    worker (JSON in, JSON out)."""
     import azure.durable_functions as df
     import azure.functions as func
     from azure.functions.durable_functions import ActivityTriggerConverter
@@ -156,7 +173,8 @@ def test_invoke_model_activity_registration_and_worker_style_invocation():
 
     app = durable_agents.App(http_api=False)
     functions = {f.get_function_name(): f for f in app.get_functions()}
-    assert list(functions) == ["invoke_model", "durable_agents_audit"] == [INVOKE_MODEL_ACTIVITY, AUDIT_ACTIVITY]
+    assert list(functions)[:2] == ["invoke_model", "durable_agents_audit"] == [INVOKE_MODEL_ACTIVITY, AUDIT_ACTIVITY]
+    assert all(name.startswith("durable_agents_") for name in list(functions)[1:])
     for name in functions:
         bindings = [json.loads(b.get_dict_repr()) if isinstance(b.get_dict_repr(), str) else b.get_dict_repr()
                     for b in functions[name].get_bindings()]

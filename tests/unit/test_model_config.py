@@ -9,11 +9,19 @@ from datetime import UTC, datetime, timedelta
 import openai
 import pytest
 from agents import ModelSettings
+from agents.exceptions import UserError
 from azure.core.credentials import AccessToken
 
+from durable_agents import _providers
 from durable_agents._demo import DemoModel
 from durable_agents._model_activity import invoke_model
-from durable_agents._model_config import AZURE_TOKEN_SCOPE, get_model, get_openai_client, load_model_config
+from durable_agents._model_config import (
+    AZURE_TOKEN_SCOPE,
+    DEFAULT_MODEL_TIMEOUT_SECONDS,
+    get_model,
+    get_openai_client,
+    load_model_config,
+)
 from durable_agents._model_io import encode_model_request
 from tests.support.model_server import ScriptedModelServer, text_step
 from tests.unit.model_testing import reset_model_state
@@ -22,6 +30,9 @@ from tests.unit.model_testing import reset_model_state
 @pytest.fixture(autouse=True)
 def clean_model_env(monkeypatch):
     reset_model_state(monkeypatch)
+    monkeypatch.delenv("MODEL_TIMEOUT", raising=False)
+    monkeypatch.setattr(_providers, "_providers", {})
+    monkeypatch.setattr(_providers, "_built", {})
 
 
 def test_nothing_configured_is_demo_mode(monkeypatch):
@@ -143,3 +154,73 @@ def test_demo_mode_warns_once_and_is_labelled(caplog):
     assert isinstance(model, DemoModel) and isinstance(again, DemoModel) and demo and demo_again
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "DEMO model" in warnings[0].getMessage()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# MODEL_TIMEOUT
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_model_timeout_defaults_to_300_seconds_and_reaches_both_clients(monkeypatch):
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    config = load_model_config()
+    assert config.timeout == DEFAULT_MODEL_TIMEOUT_SECONDS == 300.0
+
+    async def build(config):
+        return get_openai_client(config)
+
+    assert asyncio.run(build(config)).timeout == 300.0
+    monkeypatch.setenv("MODEL_TIMEOUT", "42.5")
+    config = load_model_config()
+    assert config.timeout == 42.5 and asyncio.run(build(config)).timeout == 42.5
+    monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", "https://contoso.openai.azure.com")
+    azure = load_model_config()
+    assert azure.mode == "azure" and azure.timeout == 42.5
+    assert asyncio.run(build(azure)).timeout == 42.5
+    monkeypatch.setenv("MODEL_TIMEOUT", " ")  # blank = unset
+    assert load_model_config().timeout == 300.0
+
+
+@pytest.mark.parametrize("text", ["0", "-1", "nan", "inf", "5m", "PT5M"])
+def test_model_timeout_must_be_a_positive_number_of_seconds(monkeypatch, text):
+    monkeypatch.setenv("MODEL_TIMEOUT", text)
+    with pytest.raises(ValueError, match=f"MODEL_TIMEOUT must be a positive number of seconds, got {text!r}"):
+        load_model_config()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Prefixed model names (the SDK's MultiProvider) on the configured API
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("api", ["responses", "chat_completions"])
+def test_prefixed_names_reach_the_configured_endpoint_by_the_multiprovider_rules(monkeypatch, api):
+    with ScriptedModelServer([text_step("ok")]) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+        monkeypatch.setenv("OPENAI_API", api)
+        monkeypatch.setenv("MODEL_TIMEOUT", "7")
+        request = encode_model_request(model=None, system_instructions=None, input="hi",
+                                       model_settings=ModelSettings(), tools=[], output_schema=None, handoffs=[])
+
+        async def calls():
+            return [await invoke_model({"model": name, "request": request})
+                    for name in ("openai/gpt-4.1", "meta-llama/Llama-3.1-8B", "plain-name")]
+
+        results = asyncio.run(calls())
+    assert all(r["ok"] and r["demo"] is False for r in results), results
+    # openai/ is the SDK's alias for its OpenAI provider (stripped); an unknown prefix is a model id the endpoint
+    # gets whole, as before prefixes were resolved; the configured client (key, no retries) served all three.
+    assert [r["body"]["model"] for r in server.requests] == ["gpt-4.1", "meta-llama/Llama-3.1-8B", "plain-name"]
+    assert {r["headers"]["authorization"] for r in server.requests} == {"Bearer sk-test"}
+    models = [get_model(name)[0] for name in ("openai/gpt-4.1", "x/y")]
+    assert all(m._client.timeout == 7.0 and m._client.max_retries == 0 for m in models)
+
+
+def test_prefixed_names_in_demo_mode_are_the_demo_model_but_litellm_needs_its_package():
+    model, demo = get_model("openai/gpt-4.1")
+    assert isinstance(model, DemoModel) and demo
+    with pytest.raises(UserError, match=r"add 'openai-agents\[litellm\]' to requirements.txt"):
+        get_model("litellm/anthropic/claude-3-5-sonnet")
+    with pytest.raises(UserError, match=r"openai-agents\[any-llm\]"):
+        get_model("any-llm/openrouter/openai/gpt-4.1")
