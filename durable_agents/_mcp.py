@@ -21,8 +21,9 @@ replay, with no retry and no checkpoint. The seam moves the server's I/O into tw
 "maxRetryAttempts", "retryBackoffSecondsBase", "retryBackoffSecondsMax", "maxListPages"}``; ``params`` are the
 server's params as JSON (``url``, ``headers``, ``timeout`` / ``sse_read_timeout`` in seconds, ``terminate_on_close``;
 ``command``, ``args``, ``env``, ``cwd``, ``encoding``, ``encoding_error_handler`` for stdio). The spec is in the
-run's history, so a header or an environment value of the form ``%NAME%`` is replaced by the app setting ``NAME``
-in the activity worker (the Functions convention for app settings), and secrets stay out of the history.
+run's history, so ``%NAME%`` in a header or an environment value is replaced by the app setting ``NAME`` in the
+activity worker (the Functions convention for app settings) and secrets stay out of the history; a credential-looking
+header or env entry with a literal value is refused (:func:`server_spec`).
 
 Connections live only in the activity worker: each activity connects, does its one request and cleans up (no pool:
 a retried activity never reuses a broken connection, a stdio server process lives only as long as its call, and an
@@ -134,12 +135,28 @@ def _string_map(value: Any, server: Any, key: str) -> dict[str, str] | None:
     return dict(value)
 
 
+_SECRET_NAME = re.compile(r"authorization|cookie|key|token|secret|password|credential", re.IGNORECASE)
+
+
+def _no_literal_secrets(values: dict[str, str] | None, server: Any, key: str) -> None:
+    """Refuse a credential-looking header / env entry whose value holds no ``%NAME%`` app-setting reference: the
+    spec is stored in the run's history."""
+    for name, value in (values or {}).items():
+        if _SECRET_NAME.search(name) and not _SETTING_REFERENCE.search(value):
+            raise _refuse(server, f"params[{key!r}][{name!r}] looks like a credential and is a literal value; "
+                                  f"write it as an app-setting reference such as \"%MCP_{key.upper()}_SECRET%\" "
+                                  "(resolved in the activity worker, never stored in the run's history)")
+
+
 def server_spec(server: MCPServer) -> McpServerSpec:
     """The JSON spec of ``server`` (module docstring).
 
     Raises ``agents.exceptions.UserError`` for what JSON cannot carry: a server class other than the SDK's three
     (custom subclasses included: their code would not run in the worker), a ``message_handler``, params with
-    ``auth`` / ``httpx_client_factory`` / ``ignore_initialized_notification_failure`` or non-string headers / env.
+    ``auth`` / ``httpx_client_factory`` / ``ignore_initialized_notification_failure``, non-string headers / env,
+    and a header or env entry whose name looks like a credential (``Authorization``, ``Cookie``, ``*key*``,
+    ``*token*``, ``*secret*``, ``*password*``, ``*credential*``) with a literal value instead of a ``%NAME%``
+    reference.
     """
     kind = _KINDS.get(type(server))
     if kind is None:
@@ -181,6 +198,8 @@ def server_spec(server: MCPServer) -> McpServerSpec:
                                    else float(with_session.retry_backoff_seconds_max)),
         "maxListPages": with_session.max_list_pages,
     }
+    _no_literal_secrets(params.get("headers"), server, "headers")
+    _no_literal_secrets(params.get("env"), server, "env")
     try:
         json.dumps(spec, allow_nan=False)
     except (TypeError, ValueError) as exc:

@@ -429,6 +429,20 @@ def test_the_spec_carries_json_params_and_settings_are_resolved_in_the_worker_on
     assert isinstance(_mcp.build_server(stdio), MCPServerStdio)
 
 
+def test_literal_credentials_in_headers_or_env_are_refused_and_references_are_accepted(tmp_path):
+    for headers in ({"Authorization": "Bearer abc"}, {"X-Api-Key": "abc"}):
+        with pytest.raises(UserError, match="looks like a credential"):
+            _mcp.server_spec(MCPServerStreamableHttp({"url": "http://127.0.0.1:1/mcp", "headers": headers}))
+    params = stdio_params(tmp_path / "c.jsonl")
+    with pytest.raises(UserError, match=r"params\['env'\]\['GITHUB_TOKEN'\]"):
+        _mcp.server_spec(MCPServerStdio({**params, "env": {**params["env"], "GITHUB_TOKEN": "ghp_x"}}))
+    spec = _mcp.server_spec(MCPServerStdio({**params, "env": {**params["env"], "GITHUB_TOKEN": "%GH_TOKEN%"}}))
+    assert spec["params"]["env"]["GITHUB_TOKEN"] == "%GH_TOKEN%"
+    assert _mcp.server_spec(MCPServerStreamableHttp(
+        {"url": "http://127.0.0.1:1/mcp", "headers": {"X-Tenant": "contoso"}}))["params"]["headers"] == {
+        "X-Tenant": "contoso"}
+
+
 def test_install_is_idempotent():
     before = (MCPServerStdio.list_tools, MCPServerStreamableHttp.call_tool, MCPUtil.get_all_function_tools)
     _mcp.install_mcp_seam()
