@@ -32,7 +32,7 @@ from agents.models.interface import Model, ModelTracing
 from ._contracts import INVOKE_MODEL_ACTIVITY, InvokeModelResult, ModelErrorInfo
 from ._jsonsafe import json_safe
 from ._model_config import get_model, load_model_config
-from ._model_io import decode_model_request, encode_model_response
+from ._model_io import decode_model_request, encode_model_response, prepare_model_call
 from ._providers import build_model, build_provider
 
 __all__ = [
@@ -145,6 +145,8 @@ async def invoke_model(payload: Any) -> InvokeModelResult:
     request_model = kwargs.pop("model", None)
     try:
         model, demo, name, api, mode = _resolve_model(payload, request_model)
+        # Hosted tools on Chat Completions: a clear UserError; %SETTING% hosted MCP credentials filled in here.
+        prepare_model_call(kwargs, api=api)
     except UserError as exc:
         error: ModelErrorInfo = {"type": "UserError", "message": str(exc)[:_MAX_ERROR_MESSAGE], "status": None,
                                  "retryable": False, "retryAfter": None}

@@ -352,8 +352,12 @@ def _approval_item(item: ToolApprovalItem) -> ApprovalItem:
             pass
     arguments = json_safe(arguments)
     tool = str(item.tool_name or item.name)
+    raw: Any = item.raw_item
+    fields = raw if isinstance(raw, dict) else vars(raw) if hasattr(raw, "__dict__") else {}
+    server = fields.get("server_label") if fields.get("type") == "mcp_approval_request" else None
+    where = f" on MCP server '{server}'" if server else ""  # a hosted MCP tool's approval request
     return ApprovalItem(id=str(item.call_id), tool=tool, arguments=arguments, kind="tool",
-                        summary=_summary(f"Call {tool} with {dumps(arguments)}"))
+                        summary=_summary(f"Call {tool}{where} with {dumps(arguments)}"))
 
 
 def _invalid_arguments(item: ToolApprovalItem) -> str | None:
@@ -430,11 +434,10 @@ class DurableAgentRunner(AgentRunner):
                         state.approve(item)
                     else:
                         state.reject(item, rejection_message=_rejection_message(decision, timeout_text))
-            resume_kwargs = {
-                k: v
-                for k, v in kwargs.items()
-                if k in ("run_config", "hooks", "max_turns", "error_handlers")
-            }
+            kept: tuple[str, ...] = ("run_config", "hooks", "max_turns", "error_handlers")
+            if session.version >= 2:
+                kept += ("session",)  # the session records the resumed turns too
+            resume_kwargs = {k: v for k, v in kwargs.items() if k in kept}
             result = await super().run(starting_agent, state, **resume_kwargs)
         return result
 

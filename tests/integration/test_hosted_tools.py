@@ -197,8 +197,6 @@ def test_on_chat_completions_a_hosted_tool_fails_the_run_at_once_naming_the_tool
     assert chat_stack.model.requests == []  # refused before any request, never retried
 
 
-@pytest.mark.xfail(strict=True, reason="needs durable_agents/_model_activity.py to call "
-                                       "_model_io.prepare_model_call (see the issue 9 part 1 report)")
 def test_on_chat_completions_the_error_says_to_use_the_responses_api(chat_stack):
     run_id = chat_stack.start_run("researcher", "What is new?")
     run = chat_stack.wait_status(run_id, "completed", "failed")

@@ -462,5 +462,6 @@ def test_through_invoke_model_chat_completions_fails_the_run_at_once_naming_the_
     run = harness.start_run("researcher", "What is new?")
     harness.run()
     assert run.status == "Failed"
-    assert "after 1 attempt" in run.output and "WebSearchTool" in run.output and "ChatCompletions" in run.output
+    assert "after 1 attempt" in run.output and "WebSearchTool" in run.output and "Chat Completions" in run.output
+    assert "OPENAI_API=responses" in run.output  # the activity's prepare_model_call names the fix
     assert [name for name, _ in harness.activity_calls] == ["invoke_model"] and server.requests == []
