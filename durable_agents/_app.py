@@ -23,6 +23,7 @@ adds to the app's :class:`~durable_agents._registry.AgentRegistry`, the registry
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -178,6 +179,22 @@ class Blueprint(_AgentDecorators, df.Blueprint):
         return list(self._agent_entries())
 
 
+def _apply_run_cache_setting() -> None:
+    """Apply ``AGENT_RUN_CACHE_SIZE`` (live runs this process keeps between episodes; default 64, ``0``: every
+    episode replays the run from history, as after a restart). Raises ``ValueError`` for a value that is not a
+    whole number >= 0."""
+    from ._config import get_setting
+    from ._runner import set_session_cache_size
+
+    value = get_setting("AGENT_RUN_CACHE_SIZE")
+    if value is None:
+        return
+    if not (value.isascii() and value.isdigit()):
+        raise ValueError(f"AGENT_RUN_CACHE_SIZE must be a whole number >= 0 (live runs kept in memory), not {value!r}")
+    set_session_cache_size(int(value))
+    logging.getLogger("durable_agents").info("AGENT_RUN_CACHE_SIZE: live-run cache size %d", int(value))
+
+
 class App(_AgentDecorators, df.DFApp):
     """The function app: a ``df.DFApp`` that registers the model activity and the HTTP API once.
 
@@ -192,7 +209,8 @@ class App(_AgentDecorators, df.DFApp):
             offline demo model (used when no model is configured); added to the process's responders before those
             of blueprints registered later. Raises ``TypeError`` when it is not callable.
 
-    Creating an App installs the durable runner into the OpenAI Agents SDK (``Runner.run`` / ``run_sync``
+    Creating an App applies the ``AGENT_RUN_CACHE_SIZE`` setting (live runs kept between episodes, default 64; ``0``
+    turns the cache off), installs the durable runner into the OpenAI Agents SDK (``Runner.run`` / ``run_sync``
     become durable inside agent orchestrators, unchanged elsewhere) and the history timestamp memo
     (:func:`durable_agents.install`; idempotent), and logs the model configuration once.
     """
@@ -218,6 +236,7 @@ class App(_AgentDecorators, df.DFApp):
         from ._sessions import register_session_activity
 
         install()
+        _apply_run_cache_setting()
         self.app_dir = Path(app_dir) if app_dir is not None else _caller_dir(1)
         self.registry = AgentRegistry()
         """The agents this app serves (filled by :meth:`agent` and :meth:`register_functions`)."""

@@ -138,6 +138,9 @@ param modelMaxAttempts string = '6'
 @description('Model turns per agent run before the SDK stops it (AGENT_MAX_TURNS; the SDK default is 10).')
 param agentMaxTurns string = '25'
 
+@description('Live agent runs each worker process keeps in memory between episodes (AGENT_RUN_CACHE_SIZE; 0: replay every episode).')
+param agentRunCacheSize string = '64'
+
 @description('Seconds the OpenAI / Azure OpenAI client waits for one model call before it is a retryable timeout (MODEL_TIMEOUT).')
 param modelTimeout string = '300'
 
@@ -335,6 +338,7 @@ module functionApp './app/functionapp.bicep' = {
     refundApprovalThreshold: refundApprovalThreshold
     modelMaxAttempts: modelMaxAttempts
     agentMaxTurns: agentMaxTurns
+    agentRunCacheSize: agentRunCacheSize
     modelTimeout: modelTimeout
     planApprovalTimeout: planApprovalTimeout
     messagePassingScore: messagePassingScore

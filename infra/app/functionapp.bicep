@@ -82,6 +82,9 @@ param modelMaxAttempts string = '6'
 @description('Model turns per agent run (AGENT_MAX_TURNS).')
 param agentMaxTurns string = '25'
 
+@description('Live agent runs kept in memory per worker process (AGENT_RUN_CACHE_SIZE).')
+param agentRunCacheSize string = '64'
+
 @description('Seconds the model client waits for one model call (MODEL_TIMEOUT).')
 param modelTimeout string = '300'
 
@@ -213,6 +216,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-11-01' = {
     OPENAI_API: openAiApi
     MODEL_MAX_ATTEMPTS: modelMaxAttempts
     AGENT_MAX_TURNS: agentMaxTurns
+    AGENT_RUN_CACHE_SIZE: agentRunCacheSize
     MODEL_TIMEOUT: modelTimeout
     // Approvals and the refund ledger (Azure Table over the managed identity).
     APPROVAL_TIMEOUT: approvalTimeout

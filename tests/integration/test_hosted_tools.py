@@ -24,11 +24,9 @@ from agents import (Agent, CodeInterpreterTool, FileSearchTool, HostedMCPTool, I
                     WebSearchTool)
 
 import durable_agents
-from durable_agents import _runner
+from durable_agents._runner import cache
 
-CACHE = int(os.environ.get("HOSTED_TOOLS_SESSION_CACHE", "64"))
-_runner.set_session_cache_size(CACHE)
-logging.getLogger("hosted_tools_app").warning("hosted tools app: session cache size %d", CACHE)
+logging.getLogger("hosted_tools_app").warning("hosted tools app: session cache size %d", cache._size)
 
 bp = durable_agents.Blueprint()
 researcher = Agent(name="researcher", instructions="Research with the hosted tools.", tools=[
@@ -105,7 +103,7 @@ class HostedToolsStack:
         self.model = ScriptedModelServer(SCRIPT).start()
         env = {"OPENAI_BASE_URL": self.model.base_url, "OPENAI_API_KEY": "test-key", "OPENAI_API": api,
                "AGENT_MODEL": "scripted-model", "AZURE_OPENAI_ENDPOINT": "", "APPROVAL_TIMEOUT": "P1D",
-               "AUDIT_PATH": str(tmp / "audit.sqlite3"), "HOSTED_TOOLS_SESSION_CACHE": str(cache)}
+               "AUDIT_PATH": str(tmp / "audit.sqlite3"), "AGENT_RUN_CACHE_SIZE": str(cache)}
         self.runtime = RuntimeProcess(app_dir, state=tmp / "state.sqlite3", env=env, log_path=tmp / "runtime.log")
         try:
             self.runtime.start()

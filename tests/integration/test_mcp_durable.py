@@ -100,9 +100,12 @@ class McpStack:
             self.model.stop()
 
 
-@pytest.fixture(scope="module", params=["responses", "chat_completions"])
+@pytest.fixture(scope="module", params=[("responses", "64"), ("chat_completions", "64"), ("responses", "0")],
+                ids=["responses", "chat_completions", "responses-cache-off"])
 def stack(request, tmp_path_factory) -> Iterator[McpStack]:
-    app = McpStack(tmp_path_factory.mktemp(f"mcp-{request.param}"), api=request.param)
+    api, cache_size = request.param  # cache off: every episode replays the run from history with a fresh worker
+    app = McpStack(tmp_path_factory.mktemp(f"mcp-{api}-{cache_size}"), api=api,
+                   env={"AGENT_RUN_CACHE_SIZE": cache_size})
     yield app
     app.close()
 
@@ -126,6 +129,8 @@ def test_a_run_with_an_mcp_server_lists_once_and_runs_every_call_once_as_an_acti
                                    {"op": "call", "tool": "lookup", "arguments": {"id": "nope"}}])
     scheduled = stack.scheduled(run_id)
     print(f"\n[{agent}] TaskScheduled:", scheduled)
+    cache_size = stack.runtime.env.get("AGENT_RUN_CACHE_SIZE")
+    assert f"live-run cache size {cache_size}" in (stack.tmp / "rt.log").read_text(encoding="utf-8")
     assert scheduled == [LIST_TOOLS_ACTIVITY, "invoke_model", CALL_TOOL_ACTIVITY, CALL_TOOL_ACTIVITY,
                          "invoke_model", CALL_TOOL_ACTIVITY, "invoke_model"]
     # What the model read: the results, and the server's error result for the unknown id.

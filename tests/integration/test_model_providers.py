@@ -91,7 +91,7 @@ class Stack:
         self.cached = Runtime(RuntimeProcess(APP_DIR, state=tmp / "state-cached.sqlite3", env=settings,
                                              log_path=tmp / "runtime-cached.log"))
         self.uncached = Runtime(RuntimeProcess(APP_DIR, state=tmp / "state-uncached.sqlite3",
-                                               env={**settings, "PROVIDER_APP_SESSION_CACHE_SIZE": "0"},
+                                               env={**settings, "AGENT_RUN_CACHE_SIZE": "0"},
                                                log_path=tmp / "runtime-uncached.log"))
         starters = [threading.Thread(target=rt.process.start) for rt in (self.cached, self.uncached)]
         for thread in starters:

@@ -3,7 +3,7 @@ local runtime (a separate process hosting tests/fixtures/sdk_app) with the real 
 talking to the scripted model server, on both APIs (``OPENAI_API``: ``responses``, ``chat_completions``).
 
 One model server and two runtime processes per API: ``cached`` (the default live-run cache) and ``uncached``
-(``SDK_APP_SESSION_CACHE_SIZE=0``: every episode replays the run from history with a fresh worker). Every run is
+(``AGENT_RUN_CACHE_SIZE=0``: every episode replays the run from history with a fresh worker). Every run is
 started by the fixture at once, so the runs proceed in parallel; each test then waits for its own. A run's user
 text carries a tag (``[sdk-x]``) that the model server's script matches; runs on the uncached runtime also carry
 ``#nocache``, which tells their model requests apart.
@@ -193,7 +193,7 @@ class Stack:
             "AUDIT_PATH": str(tmp / "audit.sqlite3"),
         }
         self.cached = self._runtime(tmp, "cached", settings)
-        self.uncached = self._runtime(tmp, "uncached", {**settings, "SDK_APP_SESSION_CACHE_SIZE": "0"})
+        self.uncached = self._runtime(tmp, "uncached", {**settings, "AGENT_RUN_CACHE_SIZE": "0"})
         starters = [threading.Thread(target=rt.process.start) for rt in (self.cached, self.uncached)]
         for thread in starters:
             thread.start()

@@ -181,3 +181,17 @@ def test_register_agent_modules_imports_the_agents_folder_and_registers_every_bl
     app = durable_agents.App(app_dir=tmp_path, http_api=False)
     assert app.register_agent_modules() == ["helper"]
     assert [e.name for e in app.registry.list()] == ["helper"] and "helper_run" in _functions(app)
+
+
+def test_agent_run_cache_size_sets_the_live_run_cache(tmp_path, monkeypatch, fresh_runner_cache):
+    from durable_agents._runner import cache
+
+    monkeypatch.setenv("AGENT_RUN_CACHE_SIZE", "0")
+    durable_agents.App(app_dir=tmp_path, http_api=False)
+    assert cache._size == 0
+    monkeypatch.setenv("AGENT_RUN_CACHE_SIZE", "12")
+    durable_agents.App(app_dir=tmp_path, http_api=False)
+    assert cache._size == 12
+    monkeypatch.setenv("AGENT_RUN_CACHE_SIZE", "-1")
+    with pytest.raises(ValueError, match="AGENT_RUN_CACHE_SIZE must be a whole number"):
+        durable_agents.App(app_dir=tmp_path, http_api=False)
