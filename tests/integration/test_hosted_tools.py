@@ -17,16 +17,10 @@ from tests.support.runtime_process import RuntimeProcess
 
 APP = '''
 """Test app: agents with hosted tools (tests/integration/test_hosted_tools.py)."""
-import logging
-import os
-
 from agents import (Agent, CodeInterpreterTool, FileSearchTool, HostedMCPTool, ImageGenerationTool, Runner,
                     WebSearchTool)
 
 import durable_agents
-from durable_agents._runner import cache
-
-logging.getLogger("hosted_tools_app").warning("hosted tools app: session cache size %d", cache._size)
 
 bp = durable_agents.Blueprint()
 researcher = Agent(name="researcher", instructions="Research with the hosted tools.", tools=[
@@ -143,7 +137,7 @@ def stack(request, tmp_path_factory):
 
 
 def test_the_app_runs_with_the_cache_size_asked_for(stack):
-    assert f"hosted tools app: session cache size {stack.cache}" in stack.runtime.log_text()
+    assert f"AGENT_RUN_CACHE_SIZE: live-run cache size {stack.cache}" in stack.runtime.log_text()
 
 
 def test_hosted_tools_reach_the_responses_api_and_their_items_come_back(stack):

@@ -19,6 +19,7 @@ import pytest
 
 from tests.integration.conftest import SUPPORT_USER, http
 from tests.support.model_server import ScriptedModelServer, call
+from tests.support.parallel import started_together
 from tests.support.polling import wait_for
 from tests.support.runtime_process import REPO_ROOT, RuntimeProcess
 
@@ -129,27 +130,9 @@ APIS = ("responses", "chat_completions")
 
 @pytest.fixture(scope="module")
 def stacks(tmp_path_factory):
-    built: dict[str, Stack] = {}
-    errors: list[BaseException] = []
-
-    def build(api: str) -> None:
-        try:
-            built[api] = Stack(tmp_path_factory.mktemp(f"providers-{api}"), api)
-        except BaseException as exc:  # noqa: BLE001 - re-raised below, after both builders ended
-            errors.append(exc)
-
-    builders = [threading.Thread(target=build, args=(api,)) for api in APIS]
-    for thread in builders:
-        thread.start()
-    for thread in builders:
-        thread.join()
-    try:
-        if errors:
-            raise errors[0]
+    with started_together({api: (lambda api=api: Stack(tmp_path_factory.mktemp(f"providers-{api}"), api))
+                           for api in APIS}) as built:
         yield built
-    finally:
-        for stack in built.values():
-            stack.close()
 
 
 @pytest.fixture(params=APIS)
