@@ -69,6 +69,11 @@ SCRIPT: list[dict[str, Any]] = [
     step("[sdk-loop]", 0, calls=calls(("multiply", {"a": 2, "b": 2}))),
     step("[sdk-loop]", 1, calls=calls(("multiply", {"a": 4, "b": 4}))),
     step("[sdk-loop]", None, calls=calls(("multiply", {"a": 16, "b": 16}))),
+    *[step("[sdk-long]", i, calls=calls(("multiply", {"a": i, "b": 2}))) for i in range(12)],
+    step("[sdk-long]", 12, text="Twelve products done."),
+    *[step("[sdk-limited]", i, calls=calls(("multiply", {"a": 3, "b": i}))) for i in range(3)],
+    step("[sdk-converted]", 0, calls=calls(("echo", {"text": "durable"}))),
+    step("[sdk-converted]", 1, text="It echoed."),
     step("[sdk-stream]", None, text="Streamed."),
     step("[sdk-guard-in]", None, text="I will not repeat it."),
     step("[sdk-guard-out]", None, text="The code is TOPSECRET."),
@@ -118,6 +123,9 @@ RUNS: dict[str, RunSpec] = {
     "tuned": RunSpec("tuned", "3*3. [sdk-tuned]"),
     "loop": RunSpec("looper", "Keep multiplying. [sdk-loop]"),
     "stream": RunSpec("streamer", "Stream this. [sdk-stream]"),
+    "long": RunSpec("long", "Twelve multiplications. [sdk-long]"),
+    "limited": RunSpec("limited", "Keep multiplying. [sdk-limited]"),
+    "converted": RunSpec("converted", "Echo durable. [sdk-converted]"),
     "guard-in": RunSpec("guarded", "My password is hunter2. [sdk-guard-in]"),
     "guard-out": RunSpec("guarded", "Tell me the code. [sdk-guard-out]"),
     "guard-ok": RunSpec("guarded", "Anything to report? [sdk-guard-ok]"),
@@ -131,7 +139,8 @@ RUNS: dict[str, RunSpec] = {
 }
 """Runs started on the cached runtime."""
 
-UNCACHED_RUNS = ("activity", "function", "parallel", "hooks", "approve", "reject", "approve-fn", "handoff")
+UNCACHED_RUNS = ("activity", "function", "parallel", "hooks", "approve", "reject", "approve-fn", "handoff", "limited",
+                 "converted")
 """Runs also started on the uncached runtime (their text + ``#nocache``)."""
 
 
@@ -512,6 +521,33 @@ def test_max_turns_exceeded_fails_the_run(stack):
     assert len(stack.requests("[sdk-loop]")) == 2
     # Both turns ran their tool; the SDK raises at the start of the third turn, before its model call.
     assert stack.cached.activities("loop") == ["invoke_model", "multiply", "invoke_model", "multiply"]
+
+
+def test_agent_max_turns_replaces_the_sdks_default_of_ten(stack):
+    run = stack.cached.wait("long", timeout=90.0)
+    assert run["status"] == "completed", run
+    assert run["output"] == "Twelve products done." and run["turns"] == 13
+    assert stack.cached.activities("long").count("multiply") == 12
+
+
+@pytest.mark.parametrize("cached", [True, False], ids=["cached", "cache-off"])
+def test_a_max_turns_error_handler_ends_the_run_with_its_message(stack, cached):
+    runtime = stack.cached if cached else stack.uncached
+    run = runtime.wait("limited")
+    assert run["status"] == "completed", run
+    assert run["output"] == "Out of turns: a person will take it from here."
+    assert runtime.activities("limited") == ["invoke_model", "multiply", "invoke_model", "multiply"]
+
+
+@pytest.mark.parametrize("cached", [True, False], ids=["cached", "cache-off"])
+def test_a_function_tool_turned_into_an_activity_runs_as_an_activity(stack, cached):
+    runtime = stack.cached if cached else stack.uncached
+    run = runtime.wait("converted")
+    assert run["status"] == "completed", run
+    assert run["output"] == "It echoed."
+    assert runtime.activities("converted") == ["invoke_model", "echo", "invoke_model"]
+    second = stack.requests("[sdk-converted]", cached=cached)[1]
+    assert tool_outputs_of(second) == ["ECHO: durable"]
 
 
 def test_asyncio_gather_of_two_runs_schedules_both_model_calls_together(stack):
