@@ -3,47 +3,52 @@
 :func:`http_api_blueprint` returns a ``df.Blueprint`` that ``durable_agents.App`` registers. Routes are relative to
 the host's route prefix (host.json ``extensions.http.routePrefix``, ``api`` by default); the links and ``Location``
 headers the API answers start with the ``route_prefix`` the blueprint was built with. The auth level is inherited
-from the app (``FUNCTION``), so callers pass a function key (``?code=`` or ``x-functions-key``) in Azure.
+from the app (``FUNCTION``), so callers pass a function key (``x-functions-key``) in Azure; every route but
+``GET agents`` also needs an authenticated caller (App Service authentication, :mod:`durable_agents._identity`;
+401 otherwise) and applies the rules of :mod:`durable_agents._http.access` (403 / 404).
 
-| function name           | method, route                                | answers                                     |
-|-------------------------|----------------------------------------------|---------------------------------------------|
-| ``api_list_agents``     | ``GET agents``                               | 200 ``{"agents": [<agent>]}``               |
-| ``api_start_run``       | ``POST agents/{agent}/runs``                 | 202 ``<started>``; 400, 404, 409, 413       |
-| ``api_list_runs``       | ``GET runs?agent=&status=&top=``             | 200 ``{"runs": [<run>]}``; 400              |
-| ``api_get_run``         | ``GET runs/{runId}``                         | 200 ``<run>``; 404                          |
-| ``api_decide_approval`` | ``POST runs/{runId}/approvals/{approvalId}`` | 202/200 ``<decision>``; 400/404/409/410/413 |
-| ``api_cancel_run``      | ``POST runs/{runId}/cancel``                 | 202 ``<cancel>``; 400, 404, 410, 413        |
+| function name           | method, route                                | answers                                          |
+|-------------------------|----------------------------------------------|--------------------------------------------------|
+| ``api_list_agents``     | ``GET agents``                               | 200 ``{"agents": [<agent>]}``                    |
+| ``api_start_run``       | ``POST agents/{agent}/runs``                 | 202 ``<started>``; 400, 401, 403, 404, 409, 413, 415 |
+| ``api_list_runs``       | ``GET runs?agent=&status=&top=&continuationToken=`` | 200 ``{"runs": [<run>], "continuationToken"}``; 400, 401 |
+| ``api_get_run``         | ``GET runs/{runId}``                         | 200 ``<run>``; 401, 404                          |
+| ``api_decide_approval`` | ``POST runs/{runId}/approvals/{approvalId}`` | 202/200 ``<decision>``; 400/401/403/404/409/410/413/415 |
+| ``api_cancel_run``      | ``POST runs/{runId}/cancel``                 | 202 ``<cancel>``; 400, 401, 403, 404, 410, 413, 415 |
+| ``api_get_audit``       | ``GET runs/{runId}/audit``                   | 200 ``{"runId", "records": [<audit record>]}``; 401, 404 |
 
-Shapes (all JSON, UTF-8; ``<p>`` is the route prefix; times the API writes are UTC ISO 8601 with milliseconds and
-``Z``, :func:`durable_agents._contracts.format_time`; times from the custom status are passed through):
+Shapes (all JSON, UTF-8, never NaN or lone surrogates: :mod:`durable_agents._jsonsafe`; ``<p>`` is the route
+prefix; times the API writes are UTC ISO 8601 with milliseconds and ``Z``, :func:`durable_agents._contracts.
+format_time`; times from the custom status are passed through):
 
 * ``<agent>``: ``{"name", "description", "approvalTools": [{"name", "approval": "always"|"conditional"}],
   "links": {"runs": "<p>/agents/<name>/runs"}}`` (:meth:`durable_agents._registry.RegisteredAgent.to_json`).
-* ``<started>``: ``{"id", "agent", "status": "pending", "links": {"self", "approvals", "cancel"},
-  "management": <the Durable management URLs from client.create_http_management_payload(id)>}`` plus header
-  ``Location: <p>/runs/{id}``.
-* ``<run>``: ``{"id", "agent", "status", "output", "error", "pendingApprovals": [PendingApproval],
-  "approvals": [ApprovalDecision], "lastAgent", "turns", "usage", "demo", "progress", "createdAt", "updatedAt",
-  "links"}`` (``progress``: the members a workflow published with ``context.set_custom_status``).
+* ``<started>``: ``{"id", "agent", "status": "pending", "customer", "startedBy": {"id", "name"}, "links": {"self",
+  "approvals", "cancel", "audit"}}`` plus header ``Location: <p>/runs/{id}``; never the Durable management URLs
+  (they carry the task hub's system key).
+* ``<run>``: ``{"id", "agent", "customer", "startedBy", "status", "output", "error", "pendingApprovals":
+  [PendingApproval], "approvals": [ApprovalDecision], "lastAgent", "turns", "usage", "demo", "progress", "createdAt",
+  "updatedAt", "links"}`` (``progress``: the members a workflow published with ``context.set_custom_status``).
   ``status`` is one of :data:`RUN_STATUSES`, mapped from the Durable runtime status as docs/internals.md says.
   ``output`` is the :class:`~durable_agents._contracts.OrchestrationOutput` ``finalOutput`` once completed, else
   ``null``. ``error`` is the failure text of a failed run (without the extension's ``Orchestrator function
   '<name>' failed: `` prefix) or the termination reason of a cancelled run, else ``null``.
   ``lastAgent``/``turns``/``demo`` come from the output when completed, else from the
   :class:`~durable_agents._contracts.CustomStatus`; ``usage`` only from the output.
-* ``<decision>``: ``{"runId", "approvalId", "decision": "approved"|"rejected", "comment", "decidedAt",
+* ``<decision>``: ``{"runId", "approvalId", "decision": "approved"|"rejected", "comment", "decidedAt", "decidedBy",
   "recorded": bool, "status": <run status>, "links": {"run"}}``. ``recorded`` is false when the orchestration had
   not recorded the decision within the wait bound (the event is queued and will be processed).
 * ``<cancel>``: ``{"id", "agent", "cancelRequested": true, "reason", "links": {"run"}}``.
 
 Errors are ``application/problem+json`` (:mod:`durable_agents._problems`) for every caller mistake; a bad request
 is rejected before any call that changes state. Request bodies and the ``GET runs`` query are strict
-(:mod:`durable_agents._http.bodies`): one JSON object of at most :data:`MAX_BODY_BYTES` bytes, no member the route
-does not define (400 naming it in the problem member ``fields``), no type coercion; ``null`` counts as absent for
-optional members. ``Content-Type`` is not checked. Path ids that cannot be run ids (not matching
-:data:`RUN_ID_PATTERN`) are answered 404, never passed to the Durable client.
+(:mod:`durable_agents._http.bodies`): one JSON object of at most :data:`MAX_BODY_BYTES` bytes, sent as
+``application/json`` (415 otherwise), no lone surrogates, no member the route does not define (400 naming it in the
+problem member ``fields``), no type coercion; ``null`` counts as absent for optional members. Path ids that cannot
+be run ids (not matching :data:`RUN_ID_PATTERN`) are answered 404, never passed to the Durable client.
 
-Modules: :mod:`~durable_agents._http.handlers` (one ``async def`` per route), :mod:`~durable_agents._http.bodies`
+Modules: :mod:`~durable_agents._http.handlers` (one ``async def`` per route), :mod:`~durable_agents._http.access`
+(who may do what), :mod:`~durable_agents._http.listing` (paging), :mod:`~durable_agents._http.bodies`
 (strict JSON reader, pydantic request models, the one ``ValidationError`` translator),
 :mod:`~durable_agents._http.views` (the run JSON).
 """

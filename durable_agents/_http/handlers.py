@@ -23,7 +23,6 @@ from azure.durable_functions import DurableOrchestrationClient, OrchestrationRun
 from azure.durable_functions.models.DurableOrchestrationStatus import DurableOrchestrationStatus
 
 from durable_agents._audit import AuditRecord, arguments_hash, get_audit_store
-from durable_agents._config import get_setting
 from durable_agents._contracts import (
     RUN_VERSION,
     ApprovalDecision,
@@ -32,6 +31,7 @@ from durable_agents._contracts import (
     approval_event_name,
     format_time,
 )
+from durable_agents._http.access import check_may_decide, may_read, require_caller, started_by_id
 from durable_agents._http.bodies import (
     RUN_ID_PATTERN,
     CancelBody,
@@ -57,7 +57,7 @@ from durable_agents._http.views import (
     run_status,
     run_url,
 )
-from durable_agents._identity import Caller, caller_from_request, setting_list
+from durable_agents._identity import Caller, setting_list
 from durable_agents._jsonsafe import dumps, json_safe
 from durable_agents._problems import Problem, request_path
 from durable_agents._registry import AGENT_NAME_PATTERN, AgentRegistry
@@ -71,8 +71,7 @@ __all__ = [
     "cancel_run",
     "decide_approval",
     "get_audit",
-    "may_read",
-    "require_caller",
+
     "get_run",
     "list_agents",
     "list_runs",
@@ -159,36 +158,11 @@ def _path_run_id(req: func.HttpRequest) -> str:
     return run_id
 
 
-def require_caller(req: func.HttpRequest) -> Caller:
-    """The authenticated caller (:func:`durable_agents._identity.caller_from_request`); 401 ``unauthenticated``
-    when there is none."""
-    caller = caller_from_request(req)
-    if caller is None:
-        raise Problem("unauthenticated",
-                      "This route needs an authenticated caller: in Azure a Microsoft Entra ID token (App Service "
-                      "authentication); on the local runtime the developer identity header X-Dev-User.")
-    return caller
-
-
-def _started_by_id(run_input: OrchestrationInput) -> str | None:
-    started = run_input.get("startedBy")
-    return started.get("id") if isinstance(started, dict) and isinstance(started.get("id"), str) else None
-
-
-def may_read(caller: Caller, run_input: OrchestrationInput) -> bool:
-    """Whether ``caller`` may see a run: support staff and approvers see every run; others the runs they started
-    and the runs that act for them (``customer`` equal to their email)."""
-    if caller.is_support or caller.is_approver:
-        return True
-    customer = run_input.get("customer")
-    return _started_by_id(run_input) == caller.id or (caller.email is not None and customer == caller.email)
-
-
 async def _load_run(
     client: DurableOrchestrationClient, run_id: str, caller: Caller
 ) -> tuple[DurableOrchestrationStatus, OrchestrationInput]:
     """Status and agent-run input of ``run_id``; 404 when unknown, not an agent run, or not visible to ``caller``
-    (:func:`may_read`; 404 rather than 403 so that run ids cannot be probed)."""
+    (:func:`~durable_agents._http.access.may_read`; 404 rather than 403 so that run ids cannot be probed)."""
     status = await client.get_status(run_id, show_input=True)
     run_input = agent_run_input(status.input_) if status else None
     if run_input is None or not may_read(caller, run_input):
@@ -271,7 +245,7 @@ async def list_runs(api: HttpApi, req: func.HttpRequest, client: DurableOrchestr
     page (:mod:`durable_agents._http.listing`: every run is reachable, filters included). 401 without an identity;
     400 ``invalid-query`` for unknown parameters (other than the host's ``code``), a bad agent name, unknown
     statuses or a ``top`` that is not 1..100 in ASCII digits; 400 ``invalid-continuation-token``. Only agent runs
-    the caller may see (:func:`may_read`) are listed.
+    the caller may see (:func:`~durable_agents._http.access.may_read`) are listed.
     """
     caller = require_caller(req)
     query = validate(ListRunsQuery, req.params)
@@ -312,7 +286,7 @@ async def _children(
 
 async def get_run(api: HttpApi, req: func.HttpRequest, client: DurableOrchestrationClient) -> func.HttpResponse:
     """``GET runs/{runId}`` → 200 ``<run>``; 401 without an identity; 404 for unknown ids, for instances that are
-    not agent runs and for runs the caller may not see (:func:`may_read`).
+    not agent runs and for runs the caller may not see (:func:`~durable_agents._http.access.may_read`).
 
     The pending approvals of the run's running sub-orchestrations are listed too, each with ``runId`` (the child's
     instance id), and make the run ``awaiting_approval``; they are decided through this run's approvals route.
@@ -333,24 +307,6 @@ async def get_run(api: HttpApi, req: func.HttpRequest, client: DurableOrchestrat
 # POST runs/{runId}/approvals/{approvalId}
 
 
-def _check_may_decide(caller: Caller, run_input: OrchestrationInput) -> None:
-    """403 ``not-an-approver`` unless the caller has an approver role or group (``APPROVER_ROLES`` /
-    ``APPROVER_GROUPS``); 403 ``own-run`` when ``SEPARATION_OF_DUTIES`` (default true) and the caller started the
-    run or is its customer."""
-    if not caller.is_approver:
-        raise Problem("not-an-approver",
-                      "Deciding approvals needs an approver role "
-                      f"({', '.join(sorted(setting_list('APPROVER_ROLES', 'Approver'))) or 'none configured'}) "
-                      "or group.")
-    if (get_setting("SEPARATION_OF_DUTIES", "true") or "true").lower() not in ("false", "0", "no", "off"):
-        if _started_by_id(run_input) == caller.id:
-            raise Problem("own-run", "You started this run, so you may not decide its approvals (separation of "
-                          "duties); ask another approver.")
-        if caller.email is not None and run_input.get("customer") == caller.email:
-            raise Problem("own-run", "This run acts for you, so you may not decide its approvals (separation of "
-                          "duties); ask another approver.")
-
-
 async def decide_approval(
     api: HttpApi, req: func.HttpRequest, client: DurableOrchestrationClient
 ) -> func.HttpResponse:
@@ -358,7 +314,7 @@ async def decide_approval(
 
     Checks, in order: 401 without an identity; 413 (over 1 MiB); 415 unless ``application/json``; 400 (bad body);
     404 unknown run (or one the caller may not see); 403 ``not-an-approver`` / ``own-run``
-    (:func:`_check_may_decide`); 410 run finished (completed, failed or
+    (:func:`~durable_agents._http.access.check_may_decide`); 410 run finished (completed, failed or
     cancelled), except that repeating the decision the run recorded is 200 even then (a retry after a lost
     answer stays idempotent); for an approval already in the custom status ``approvals``: 200 ``<decision>``
     when the same decision is repeated, 409 when it differs (``approval-expired`` when it expired); 404 when
@@ -379,7 +335,7 @@ async def decide_approval(
     approval_id = req.route_params.get("approvalId") or ""
     wanted = "approved" if body.approved else "rejected"
     status, run_input = await _load_run(client, run_id, caller)
-    _check_may_decide(caller, run_input)
+    check_may_decide(caller, run_input)
     custom = read_custom_status(status)
     target = run_id  # the instance that waits for this approval: the run, or one of its sub-orchestrations
     if find_decided(custom, approval_id) is None and find_pending(custom, approval_id) is None:
@@ -522,7 +478,7 @@ async def cancel_run(api: HttpApi, req: func.HttpRequest, client: DurableOrchest
     body = validate(CancelBody, read_object(req, required=False) or {})
     run_id = _path_run_id(req)
     status, run_input = await _load_run(client, run_id, caller)
-    if not (caller.is_support or caller.is_approver or _started_by_id(run_input) == caller.id):
+    if not (caller.is_support or caller.is_approver or started_by_id(run_input) == caller.id):
         raise Problem("not-allowed", "Only the principal who started a run, support staff and approvers may "
                       "cancel it.")
     if status.runtime_status in TERMINAL:
