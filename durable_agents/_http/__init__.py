@@ -7,15 +7,17 @@ from the app (``FUNCTION``), so callers pass a function key (``x-functions-key``
 ``GET agents`` also needs an authenticated caller (App Service authentication, :mod:`durable_agents._identity`;
 401 otherwise) and applies the rules of :mod:`durable_agents._http.access` (403 / 404).
 
-| function name           | method, route                                | answers                                          |
-|-------------------------|----------------------------------------------|--------------------------------------------------|
-| ``api_list_agents``     | ``GET agents``                               | 200 ``{"agents": [<agent>]}``                    |
-| ``api_start_run``       | ``POST agents/{agent}/runs``                 | 202 ``<started>``; 400, 401, 403, 404, 409, 413, 415 |
-| ``api_list_runs``       | ``GET runs?agent=&status=&top=&continuationToken=`` | 200 ``{"runs": [<run>], "continuationToken"}``; 400, 401 |
-| ``api_get_run``         | ``GET runs/{runId}``                         | 200 ``<run>``; 401, 404                          |
-| ``api_decide_approval`` | ``POST runs/{runId}/approvals/{approvalId}`` | 202/200 ``<decision>``; 400/401/403/404/409/410/413/415 |
-| ``api_cancel_run``      | ``POST runs/{runId}/cancel``                 | 202 ``<cancel>``; 400, 401, 403, 404, 410, 413, 415 |
-| ``api_get_audit``       | ``GET runs/{runId}/audit``                   | 200 ``{"runId", "records": [<audit record>]}``; 401, 404 |
+Function name, method and route, answers:
+
+* ``api_list_agents``: ``GET agents`` → 200 ``{"agents": [<agent>]}``.
+* ``api_start_run``: ``POST agents/{agent}/runs`` → 202 ``<started>``; 400, 401, 403, 404, 409, 413, 415.
+* ``api_list_runs``: ``GET runs?agent=&status=&top=&continuationToken=`` → 200 ``{"runs": [<run>],
+  "continuationToken"}``; 400, 401.
+* ``api_get_run``: ``GET runs/{runId}`` → 200 ``<run>``; 401, 404.
+* ``api_decide_approval``: ``POST runs/{runId}/approvals/{approvalId}`` → 202/200 ``<decision>``; 400, 401, 403,
+  404, 409, 410, 413, 415.
+* ``api_cancel_run``: ``POST runs/{runId}/cancel`` → 202 ``<cancel>``; 400, 401, 403, 404, 410, 413, 415.
+* ``api_get_audit``: ``GET runs/{runId}/audit`` → 200 ``{"runId", "records": [<audit record>]}``; 401, 404.
 
 Shapes (all JSON, UTF-8, never NaN or lone surrogates: :mod:`durable_agents._jsonsafe`; ``<p>`` is the route
 prefix; times the API writes are UTC ISO 8601 with milliseconds and ``Z``, :func:`durable_agents._contracts.
