@@ -24,7 +24,9 @@ Request payload (``encode_model_request``)::
      "input": "<text>" | [<Responses input item as JSON>, ...],
      "modelSettings": {<non-null ModelSettings fields as JSON, without "retry">},
      "tools": [{"type": "function", "name", "description", "paramsJsonSchema", "strict",
-                "deferLoading"?, "allowedCallers"?, "outputJsonSchema"?, "namespace"?, "namespaceDescription"?}],
+                "deferLoading"?, "allowedCallers"?, "outputJsonSchema"?, "namespace"?, "namespaceDescription"?}
+               | {"type": "<Responses tool type>", "fields": {...}}  # hosted tools: durable_agents._hosted_tools
+               , ...],
      "outputSchema": null | {"plainText": bool, "name", "jsonSchema" (null when plain text), "strict"},
      "handoffs": [{"toolName", "toolDescription", "inputJsonSchema", "strict", "agentName"}],
      "previousResponseId": null | str, "conversationId": null | str, "prompt": null | {...}}
@@ -38,12 +40,9 @@ Response payload (``encode_model_response``)::
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import math
-import os
-import re
 import typing
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -54,20 +53,18 @@ from agents.exceptions import ModelBehaviorError, UserError
 from agents.handoffs import Handoff
 from agents.items import ModelResponse
 from agents.model_settings import ModelSettings
-from agents.tool import (
-    CodeInterpreterTool,
-    FileSearchTool,
-    FunctionTool,
-    HostedMCPTool,
-    ImageGenerationTool,
-    ProgrammaticToolCallingTool,
-    ShellTool,
-    ToolSearchTool,
-    WebSearchTool,
-)
+from agents.tool import FunctionTool
 from agents.usage import deserialize_usage, serialize_usage
 from openai._models import construct_type
 from openai.types.responses.response_output_item import ResponseOutputItem
+
+from ._hosted_tools import (
+    decode_hosted_tool,
+    encode_hosted_tool,
+    is_hosted_tool,
+    prepare_model_call,  # re-exported: the invoke_model activity and tests import it from here
+    unsupported_tool_error,
+)
 
 __all__ = [
     "EncodedOutputSchema",
@@ -212,94 +209,11 @@ def _decode_output_schema(data: Mapping[str, Any] | None) -> EncodedOutputSchema
 # ----------------------------------------------------------------------------------------------------------------
 
 
-# Hosted tools: the model provider runs them, so the request only describes them. Each one crosses the activity as
-# ``{"type": <Responses tool type>, "fields": {<the SDK dataclass's fields, non-null, as JSON>}}`` and is rebuilt as
-# the same SDK class, which the SDK's own converter (agents.models.openai_responses.Converter) then turns into the
-# Responses ``tools`` entry exactly as it would have without durability.
-_HOSTED_TOOLS: dict[str, type[Any]] = {
-    "web_search": WebSearchTool,
-    "file_search": FileSearchTool,
-    "code_interpreter": CodeInterpreterTool,
-    "image_generation": ImageGenerationTool,
-    "mcp": HostedMCPTool,
-    "tool_search": ToolSearchTool,
-    "programmatic_tool_calling": ProgrammaticToolCallingTool,
-    "shell": ShellTool,  # hosted container environments only (_encode_hosted_tool)
-}
-_HOSTED_TYPE_BY_CLASS = {cls: type_name for type_name, cls in _HOSTED_TOOLS.items()}
-
-# Fields that are callbacks run by the SDK in the orchestrator (never by the model call): not sent.
-_CALLBACK_FIELDS = frozenset({"on_approval_request", "executor", "on_approval", "needs_approval"})
-
-# Tools whose work is done by the caller's code (an executor, a computer, an editor) inside the orchestrator,
-# again on every replay: refused until they run as activities.
-_LOCAL_TOOL_REASONS = {
-    "ComputerTool": "it drives a local computer from the orchestrator (screenshots and clicks would run again on "
-                    "every replay)",
-    "LocalShellTool": "its executor would run shell commands in the orchestrator, again on every replay",
-    "ApplyPatchTool": "its editor would change files from the orchestrator, again on every replay",
-    "CustomTool": "its raw-text executor has no activity form yet; use a function tool (@activity_tool)",
-}
-
-_SETTING_REFERENCE = re.compile(r"%([A-Za-z_][A-Za-z0-9_]*)%")
-
-
-def _is_setting_reference(value: Any) -> bool:
-    return isinstance(value, str) and _SETTING_REFERENCE.fullmatch(value) is not None
-
-
-def _check_mcp_secrets(config: Mapping[str, Any], where: str) -> None:
-    """Refuse credentials written literally in a hosted MCP tool's config: the request is the ``invoke_model``
-    activity's input, kept in the run's history (storage, not a secret store)."""
-    secrets: list[tuple[str, Any]] = []
-    if config.get("authorization") is not None:
-        secrets.append(("authorization", config["authorization"]))
-    headers = config.get("headers")
-    if isinstance(headers, Mapping):
-        secrets.extend((f"headers[{name!r}]", value) for name, value in headers.items())
-    for name, value in secrets:
-        if not _is_setting_reference(value):
-            raise TypeError(
-                f"{where}: tool_config {name} would be stored in plain text in the run's history (the "
-                "invoke_model activity's input); write it as '%SETTING_NAME%', the name of an app setting that "
-                "the invoke_model activity reads when it calls the model"
-            )
-
-
-def _encode_hosted_tool(tool: Any, index: int) -> dict[str, Any]:
-    type_name = _HOSTED_TYPE_BY_CLASS[type(tool)]
-    where = f"tools[{index}]({type(tool).__name__})"
-    if isinstance(tool, ShellTool):
-        environment: Mapping[str, Any] = tool.environment or {}
-        if environment.get("type") == "local":
-            raise TypeError(
-                f"{where}: a ShellTool with a local environment cannot be used by durable agents: its executor "
-                "would run shell commands in the orchestrator, again on every replay (hosted container "
-                "environments, 'container_auto' / 'container_reference', are supported)"
-            )
-    fields = {}
-    for field in dataclasses.fields(tool):
-        value = getattr(tool, field.name)
-        if field.name in _CALLBACK_FIELDS or value is None:
-            continue
-        fields[field.name] = to_json_value(value, where=f"{where}.{field.name}")
-    if isinstance(tool, HostedMCPTool):
-        _check_mcp_secrets(fields["tool_config"], where)
-    return {"type": type_name, "fields": fields}
-
-
 def _encode_tool(tool: Any, index: int) -> dict[str, Any]:
-    if type(tool) in _HOSTED_TYPE_BY_CLASS:
-        return _encode_hosted_tool(tool, index)
+    if is_hosted_tool(tool):
+        return encode_hosted_tool(tool, index)
     if not isinstance(tool, FunctionTool):
-        name = getattr(tool, "name", None) or type(tool).__name__
-        reason = _LOCAL_TOOL_REASONS.get(type(tool).__name__, "it is not a tool type durable agents know")
-        raise TypeError(
-            f"tool {name!r} ({type(tool).__name__}) cannot be sent to the invoke_model activity: {reason}. "
-            "Durable agents support function tools (@function_tool, @activity_tool) and the hosted tools "
-            "(WebSearchTool, FileSearchTool, CodeInterpreterTool, ImageGenerationTool, HostedMCPTool, "
-            "ToolSearchTool, ProgrammaticToolCallingTool, ShellTool with a hosted environment)"
-        )
+        raise unsupported_tool_error(tool)
     where = f"tools[{index}]({tool.name})"
     out: dict[str, Any] = {
         "type": "function",
@@ -331,9 +245,9 @@ async def _never_invoked_tool(_context: Any, _arguments: str) -> Any:
 
 
 def _decode_tool(data: Mapping[str, Any]) -> Any:
-    hosted = _HOSTED_TOOLS.get(data.get("type", "function"))
+    hosted = decode_hosted_tool(data)
     if hosted is not None:
-        return hosted(**copy.deepcopy(dict(data.get("fields") or {})))
+        return hosted
     tool = FunctionTool(
         name=data["name"],
         description=data.get("description", ""),
@@ -423,9 +337,9 @@ def encode_model_request(
     ``model`` is the model name string (``Agent.model`` when it is a string) or ``None`` for the configured
     default. ``tracing`` is not encoded (tracing is a per-process concern of the activity).
 
-    Raises ``TypeError`` naming the tool for a tool that is not a ``FunctionTool`` (hosted tools such as web
-    search, computer use or MCP cannot be described as JSON here), and ``TypeError`` / ``ValueError`` for input
-    that is not JSON-representable (e.g. NaN). The shape is in the module docstring.
+    Raises ``TypeError`` naming the tool for a tool that is neither a ``FunctionTool`` nor a supported hosted tool
+    (rules in :mod:`durable_agents._hosted_tools`), and ``TypeError`` / ``ValueError`` for input that is not
+    JSON-representable (e.g. NaN). The shape is in the module docstring.
     """
     return {
         "model": model,
@@ -446,9 +360,10 @@ def decode_model_request(payload: Mapping[str, Any]) -> dict[str, Any]:
 
     Returns ``{"model", "system_instructions", "input", "model_settings", "tools", "output_schema", "handoffs",
     "previous_response_id", "conversation_id", "prompt"}``: pop ``"model"`` (the name, or ``None``) and pass the
-    rest, plus ``tracing``, to ``OpenAIResponsesModel`` / ``OpenAIChatCompletionsModel.get_response``. Tools
-    become ``FunctionTool`` objects and handoffs ``Handoff`` objects whose invoke callbacks raise if ever called
-    (the model adapters only read their names and schemas). Raises ``KeyError`` / ``pydantic.ValidationError`` for
+    rest, plus ``tracing``, to ``OpenAIResponsesModel`` / ``OpenAIChatCompletionsModel.get_response``, after
+    :func:`prepare_model_call`. Function tools become ``FunctionTool`` objects (hosted tools their SDK classes)
+    and handoffs ``Handoff`` objects whose invoke callbacks raise if ever called (the model adapters only read
+    their names and schemas). Raises ``KeyError`` / ``pydantic.ValidationError`` for
     a malformed payload.
     """
     raw_input = payload.get("input", [])
@@ -465,63 +380,6 @@ def decode_model_request(payload: Mapping[str, Any]) -> dict[str, Any]:
         "conversation_id": payload.get("conversationId"),
         "prompt": payload.get("prompt"),
     }
-
-
-def prepare_model_call(kwargs: dict[str, Any], *, api: str, environ: Mapping[str, str] | None = None) -> None:
-    """Make decoded request arguments ready for one model call on ``api``, in place (the activity, after decoding).
-
-    ``kwargs`` is :func:`decode_model_request` output; ``api`` the configured ``OPENAI_API`` (``"responses"``,
-    ``"chat_completions"``, or ``"demo"`` for the offline model). Two rules:
-
-    * Chat Completions has no hosted tools (the SDK's ``ChatCmplConverter.tool_to_openai`` accepts function tools
-      only): with ``api == "chat_completions"`` a hosted tool raises ``agents.exceptions.UserError`` naming every
-      such tool and saying to set ``OPENAI_API=responses``, before any request is made (not retryable).
-    * ``HostedMCPTool`` credentials are written as ``%SETTING_NAME%`` (:func:`encode_model_request` refuses literal
-      ones, which the run's history would keep in plain text): each ``authorization`` and ``headers`` value is
-      replaced by that setting from ``environ`` (default ``os.environ``: the activity's app settings). A missing
-      setting raises ``UserError`` naming it (never a value).
-    """
-    tools = kwargs.get("tools") or []
-    hosted = [tool for tool in tools if type(tool) in _HOSTED_TYPE_BY_CLASS]
-    if hosted and api == "chat_completions":
-        names = ", ".join(f"{_tool_label(tool)} ({type(tool).__name__})" for tool in hosted)
-        raise UserError(
-            f"Hosted tools are not supported with the Chat Completions API: {names}. They are tools of the "
-            "Responses API, run by the model provider; set OPENAI_API=responses (the default) to use them, or "
-            "remove them from the agent"
-        )
-    env = os.environ if environ is None else environ
-    resolved = []
-    for tool in tools:
-        if isinstance(tool, HostedMCPTool):
-            config: dict[str, Any] = dict(tool.tool_config)
-            if config.get("authorization") is not None:
-                config["authorization"] = _resolve_reference(config["authorization"], env, tool)
-            if isinstance(config.get("headers"), Mapping):
-                config["headers"] = {name: _resolve_reference(value, env, tool)
-                                     for name, value in config["headers"].items()}
-            tool = dataclasses.replace(tool, tool_config=typing.cast(Any, config))
-        resolved.append(tool)
-    kwargs["tools"] = resolved
-
-
-def _tool_label(tool: Any) -> str:
-    if isinstance(tool, HostedMCPTool):
-        return f"hosted MCP server {tool.tool_config.get('server_label', '?')!r}"
-    return repr(str(tool.name))
-
-
-def _resolve_reference(value: Any, environ: Mapping[str, str], tool: HostedMCPTool) -> Any:
-    match = _SETTING_REFERENCE.fullmatch(value) if isinstance(value, str) else None
-    if match is None:
-        return value
-    setting = match.group(1)
-    if setting not in environ:
-        raise UserError(
-            f"{_tool_label(tool)}: the app setting {setting} named in its tool_config is not set in the "
-            "invoke_model activity's environment"
-        )
-    return environ[setting]
 
 
 # ----------------------------------------------------------------------------------------------------------------
