@@ -30,7 +30,7 @@ from .durable_api import DurableApi, client_json
 from .engine import Engine
 from .http_triggers import HttpTriggers, to_http_request, to_web_response, unsafe_path
 from .identity import InvalidDevIdentity, identity_headers
-from .problems import PARSER_LIMITS, NoQueryLogFilter, limits_middleware, problem
+from .problems import NoQueryLogFilter, ProblemAppRunner, limits_middleware, problem
 from .store import Store
 from .worker import invoke
 
@@ -145,8 +145,7 @@ async def build_host(opts: HostOptions) -> tuple[_Host, web.AppRunner]:
     server_log = logging.getLogger("aiohttp.server")
     if not any(isinstance(f, NoQueryLogFilter) for f in server_log.filters):
         server_log.addFilter(NoQueryLogFilter())
-    runner = web.AppRunner(host.make_app(), access_log=None, max_line_size=PARSER_LIMITS.max_line_size,
-                           max_field_size=PARSER_LIMITS.max_field_size, max_headers=PARSER_LIMITS.max_headers)
+    runner = ProblemAppRunner(host.make_app(), access_log=None)   # PARSER_LIMITS; problem+json for unparsable
     await runner.setup()
     site = web.TCPSite(runner, opts.host, opts.port)
     try:

@@ -1,6 +1,6 @@
 """The local runtime's HTTP-trigger front: App Service authentication emulation (principal headers stripped, a
 developer identity from ``X-Dev-User`` on loopback only), problem+json for unrouted paths, wrong methods and
-over-long requests, and no query string in answers or logs.
+over-long requests, requests aiohttp's parser cannot parse, and no query string in answers or logs.
 
 A small function app is written to a temporary folder and served by ``python -m local_runtime`` (a separate
 process); requests go over real HTTP on loopback (raw sockets where a client library would normalise the path).
@@ -8,8 +8,10 @@ process); requests go over real HTTP on loopback (raw sockets where a client lib
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import logging
 import socket
 import textwrap
 import urllib.error
@@ -17,7 +19,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
+from local_runtime import problems
 from local_runtime.identity import (
     DEFAULT_DEV_ROLES,
     NAMEIDENTIFIER_CLAIM,
@@ -25,7 +29,7 @@ from local_runtime.identity import (
     identity_headers,
     is_loopback_peer,
 )
-from local_runtime.problems import MAX_URL_BYTES
+from local_runtime.problems import MAX_URL_BYTES, PARSER_LIMITS, ProblemAppRunner
 from tests.support.runtime_process import RuntimeProcess
 
 SECRET = "Zq7SecretKey"   # goes into query strings; must never come back in a body or a log line
@@ -128,13 +132,13 @@ def principal(seen: dict) -> dict:
     return json.loads(base64.b64decode(seen["headers"]["x-ms-client-principal"]))
 
 
-def assert_problem(status: int, headers: dict, body: bytes, code: int, kind: str, instance: str) -> dict:
+def assert_problem(status: int, headers: dict, body: bytes, code: int, kind: str, instance: str | None) -> dict:
     assert status == code, body
     ctype = {k.lower(): v for k, v in headers.items()}["content-type"]
     assert ctype.startswith("application/problem+json"), ctype
     doc = json.loads(body)
     assert doc["type"] == f"urn:durable-agents:problem:{kind}" and doc["status"] == code
-    assert doc["title"] and doc["detail"] and doc["instance"] == instance
+    assert doc["title"] and doc["detail"] and doc.get("instance") == instance
     assert SECRET not in body.decode()
     return doc
 
@@ -319,3 +323,123 @@ def test_logs_never_contain_a_query_string(rt):
     assert "Executing HTTP function 'run' (GET /api/runs/r-9)" in log
     assert "Error handling a request (" in log
     assert marker not in log
+
+
+# ---------------- requests aiohttp's parser rejects ----------------
+
+MALFORMED = [   # (id, raw request, status, problem code); every one carries SECRET somewhere
+    ("request-line-over-parser-limit",
+     b"GET /api/echo/" + b"a" * (300 * 1024) + f"?code={SECRET} HTTP/1.1\r\nHost: x\r\n\r\n".encode(),
+     414, "uri-too-long"),
+    ("header-line-over-parser-limit",
+     f"GET /api/echo/x?code={SECRET} HTTP/1.1\r\nHost: x\r\nX-Big: {SECRET}".encode()
+     + b"b" * (PARSER_LIMITS.max_field_size + 1) + b"\r\n\r\n", 431, "headers-too-large"),
+    ("more-headers-than-the-parser-takes",
+     f"GET /api/echo/x?code={SECRET} HTTP/1.1\r\nHost: x\r\n".encode()
+     + b"".join(b"X-H%d: v\r\n" % i for i in range(PARSER_LIMITS.max_headers + 10)) + b"\r\n",
+     431, "headers-too-large"),
+    ("space-in-header-name",
+     f"GET /api/echo/x?code={SECRET} HTTP/1.1\r\nHost: x\r\nBad Name: {SECRET}\r\n\r\n".encode(),
+     400, "bad-request"),
+    ("non-numeric-content-length",
+     f"POST /api/echo/x?code={SECRET} HTTP/1.1\r\nHost: x\r\nContent-Length: 1{SECRET}\r\n\r\n".encode(),
+     400, "bad-request"),
+    ("unknown-http-version", f"GET /api/echo/x?code={SECRET} HTTP/9.9\r\nHost: x\r\n\r\n".encode(),
+     400, "bad-request"),
+    ("control-byte-in-request-target",
+     f"GET /api/echo/x?code={SECRET}\x01 HTTP/1.1\r\nHost: x\r\n\r\n".encode(), 400, "bad-request"),
+    ("garbage", b"\x16\x03\x01\x00\xff" + SECRET.encode() + b"\x00 not http\r\n\r\n", 400, "bad-request"),
+]
+
+
+@pytest.mark.parametrize(("request_bytes", "code", "kind"), [m[1:] for m in MALFORMED],
+                         ids=[m[0] for m in MALFORMED])
+def test_unparsable_requests_are_problems_without_the_request_in_body_or_log(rt, request_bytes, code, kind):
+    status, headers, body = raw_http(rt.port, request_bytes)
+    doc = assert_problem(status, headers, body, code, kind, None)   # the path is not known: no instance
+    assert "code=" not in doc["detail"] and "/api/echo" not in body.decode()
+    assert headers.get("connection", "close").lower() != "keep-alive"
+    assert get(rt.port, "/api/echo/x")[0] == 200                     # the host keeps serving
+    log = rt.log_text()
+    assert "Error handling a request (" in log
+    assert SECRET not in log
+
+
+async def _serve_and_send(requests: list[bytes]) -> tuple[list[bytes], str]:
+    """Serve a bare app (``GET /`` ok, ``GET /boom`` raises) with :class:`ProblemAppRunner`; send each raw
+    request on its own connection; return the raw answers and what ``aiohttp.server`` logged."""
+    async def ok(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def boom(request: web.Request) -> web.Response:
+        raise RuntimeError(f"handler failed {SECRET}")
+
+    app = web.Application()
+    app.router.add_get("/", ok)
+    app.router.add_get("/boom", boom)
+    records: list[str] = []
+
+    class _Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(self.format(record))
+
+    collect = _Collect(logging.DEBUG)
+    collect.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    server_log = logging.getLogger("aiohttp.server")
+    server_log.addHandler(collect)
+    old_level = server_log.level
+    server_log.setLevel(logging.DEBUG)
+    runner = ProblemAppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    answers = []
+    try:
+        for raw in requests:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(raw)
+            await writer.drain()
+            answers.append(await asyncio.wait_for(reader.read(), 30))
+            writer.close()
+    finally:
+        await runner.cleanup()
+        server_log.removeHandler(collect)
+        server_log.setLevel(old_level)
+    return answers, "\n".join(records)
+
+
+def _parse(raw: bytes) -> tuple[int, dict[str, str], bytes]:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    return int(lines[0].split()[1]), {k.strip().lower(): v.strip() for k, _, v in
+                                      (ln.partition(":") for ln in lines[1:])}, body
+
+
+def test_problem_app_runner_answers_unparsable_requests_without_a_log_filter():
+    """The aiohttp app alone (no host, no NoQueryLogFilter): the handler itself keeps the request out of the log;
+    well-formed requests and a handler's 500 are aiohttp's own answers."""
+    answers, log = asyncio.run(_serve_and_send(
+        [m[1].replace(b"/api/echo/", b"/") for m in MALFORMED]
+        + [b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+           b"GET /boom HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"]))
+    for (_, _, code, kind), raw in zip(MALFORMED, answers[:len(MALFORMED)], strict=True):
+        status, headers, body = _parse(raw)
+        assert_problem(status, headers, body, code, kind, None)
+    assert _parse(answers[-2])[::2] == (200, b"ok")
+    status, headers, body = _parse(answers[-1])
+    assert status == 500 and headers["content-type"].startswith("text/plain") and SECRET.encode() not in body
+    assert log.count("Error handling a request (") == len(MALFORMED)
+    assert "DEBUG Error handling a request (BadHttpMethod)" in log      # non-HTTP traffic: debug, as aiohttp
+    assert SECRET not in log.replace(f"handler failed {SECRET}", "")   # only the app's own exception text
+
+
+def test_problem_app_runner_defaults_to_the_parser_limits_and_checks_the_aiohttp_version(monkeypatch):
+    assert PARSER_LIMITS.max_line_size != PARSER_LIMITS.max_field_size    # LineTooLong's limit tells 414 from 431
+    assert problems._hook_supported("3.14.5") and problems._hook_supported("3.8.0")
+    assert not problems._hook_supported("4.0.0a1") and not problems._hook_supported("3.7.4")
+    assert not problems._hook_supported("dev")
+    monkeypatch.setattr(problems, "_hook_supported", lambda version="": False)
+    answers, _ = asyncio.run(_serve_and_send([MALFORMED[3][1].replace(b"/api/echo/", b"/")]))
+    status, headers, _ = _parse(answers[0])
+    assert status == 400 and headers["content-type"].startswith("text/plain")   # the documented fallback
