@@ -8,8 +8,14 @@ Locally, ``local.settings.json`` ``Values`` become environment variables; in Azu
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Callable
 
-__all__ = ["get_setting"]
+__all__ = ["SETTING_REFERENCE", "expand_setting_references", "get_setting"]
+
+SETTING_REFERENCE = re.compile(r"%([A-Za-z_][A-Za-z0-9_]*)%")
+"""An app-setting reference inside a value: ``%NAME%`` (the Functions convention), used where a value is kept in
+a run's history (hosted MCP credentials, MCP server headers and environment) so the secret itself is not."""
 
 
 def get_setting(name: str, default: str | None = None) -> str | None:
@@ -25,3 +31,20 @@ def get_setting(name: str, default: str | None = None) -> str | None:
     if value is None or not value.strip():
         return default
     return value.strip()
+
+
+def expand_setting_references(
+    text: str, lookup: Callable[[str], str | None] | None = None, *, missing: Callable[[str], Exception]
+) -> str:
+    """``text`` with every ``%NAME%`` (:data:`SETTING_REFERENCE`) replaced by ``lookup(NAME)`` (default
+    :func:`get_setting`). Raises ``missing(NAME)`` for a setting ``lookup`` gives ``None`` for; the error names the
+    setting, never a value."""
+    find = lookup or get_setting
+
+    def value_of(match: re.Match[str]) -> str:
+        found = find(match.group(1))
+        if found is None:
+            raise missing(match.group(1))
+        return found
+
+    return SETTING_REFERENCE.sub(value_of, text)

@@ -33,7 +33,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
-import re
 import typing
 from collections.abc import Mapping
 from typing import Any
@@ -49,6 +48,8 @@ from agents.tool import (
     ToolSearchTool,
     WebSearchTool,
 )
+
+from ._config import SETTING_REFERENCE, expand_setting_references
 
 __all__ = [
     "decode_hosted_tool",
@@ -84,7 +85,6 @@ _LOCAL_TOOL_REASONS = {
     "CustomTool": "its raw-text executor has no activity form yet; use a function tool (@activity_tool)",
 }
 
-_SETTING_REFERENCE = re.compile(r"%([A-Za-z_][A-Za-z0-9_]*)%")
 
 
 def is_hosted_tool(tool: Any) -> bool:
@@ -109,7 +109,7 @@ def unsupported_tool_error(tool: Any) -> TypeError:
 
 
 def _is_setting_reference(value: Any) -> bool:
-    return isinstance(value, str) and _SETTING_REFERENCE.fullmatch(value) is not None
+    return isinstance(value, str) and SETTING_REFERENCE.fullmatch(value) is not None
 
 
 def _check_mcp_secrets(config: Mapping[str, Any], where: str) -> None:
@@ -215,13 +215,9 @@ def _tool_label(tool: Any) -> str:
 
 
 def _resolve_reference(value: Any, environ: Mapping[str, str], tool: HostedMCPTool) -> Any:
-    match = _SETTING_REFERENCE.fullmatch(value) if isinstance(value, str) else None
-    if match is None:
+    """A ``%NAME%`` value (the only form :func:`encode_hosted_tool` lets through) replaced from ``environ``."""
+    if not isinstance(value, str):
         return value
-    setting = match.group(1)
-    if setting not in environ:
-        raise UserError(
-            f"{_tool_label(tool)}: the app setting {setting} named in its tool_config is not set in the "
-            "invoke_model activity's environment"
-        )
-    return environ[setting]
+    return expand_setting_references(value, environ.get, missing=lambda setting: UserError(
+        f"{_tool_label(tool)}: the app setting {setting} named in its tool_config is not set in the "
+        "invoke_model activity's environment"))

@@ -62,7 +62,7 @@ from agents.mcp import MCPServer, MCPServerSse, MCPServerStdio, MCPServerStreama
 from agents.mcp import _compat as mcp_compat  # the SDK's own MCP v1 / v2 shim (openai-agents 0.24)
 from mcp import types as mcp_types
 
-from ._config import get_setting
+from ._config import SETTING_REFERENCE, expand_setting_references
 from ._contracts import ToolRetry
 from ._jsonsafe import has_non_finite, json_safe
 from ._run_settings import current_session
@@ -99,7 +99,6 @@ _HTTP_KEYS = {
     "streamable_http": ("url", "headers", "timeout", "sse_read_timeout", "terminate_on_close"),
     "sse": ("url", "headers", "timeout", "sse_read_timeout"),
 }
-_SETTING_REFERENCE = re.compile(r"%([A-Za-z_][A-Za-z0-9_]*)%")
 _WORKER_FLAG = "_durable_agents_worker"  # set on servers rebuilt in the activity worker: the seam lets them be
 _SEAM_FLAG = "_durable_agents_mcp_seam"
 
@@ -142,7 +141,7 @@ def _no_literal_secrets(values: dict[str, str] | None, server: Any, key: str) ->
     """Refuse a credential-looking header / env entry whose value holds no ``%NAME%`` app-setting reference: the
     spec is stored in the run's history."""
     for name, value in (values or {}).items():
-        if _SECRET_NAME.search(name) and not _SETTING_REFERENCE.search(value):
+        if _SECRET_NAME.search(name) and not SETTING_REFERENCE.search(value):
             raise _refuse(server, f"params[{key!r}][{name!r}] looks like a credential and is a literal value; "
                                   f"write it as an app-setting reference such as \"%MCP_{key.upper()}_SECRET%\" "
                                   "(resolved in the activity worker, never stored in the run's history)")
@@ -210,14 +209,8 @@ def server_spec(server: MCPServer) -> McpServerSpec:
 def _resolve_settings(value: str) -> str:
     """``value`` with every ``%NAME%`` replaced by the app setting ``NAME``. Raises ``ValueError`` for a setting that
     is not set (the activity fails with that message, naming the setting, never its value)."""
-
-    def setting(match: re.Match[str]) -> str:
-        found = get_setting(match.group(1))
-        if found is None:
-            raise ValueError(f"the app setting {match.group(1)} named in an MCP server's params is not set")
-        return found
-
-    return _SETTING_REFERENCE.sub(setting, value)
+    return expand_setting_references(value, missing=lambda name: ValueError(
+        f"the app setting {name} named in an MCP server's params is not set"))
 
 
 def build_server(spec: Mapping[str, Any]) -> MCPServer:
