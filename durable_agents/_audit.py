@@ -48,6 +48,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from ._config import get_setting
 from ._contracts import format_time
+from ._jsonsafe import json_safe, replace_surrogates
 
 __all__ = [
     "AUDIT_EVENTS",
@@ -75,49 +76,21 @@ DEFAULT_AUDIT_TABLE_NAME = "approvalaudit"
 
 _TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 _HASH_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
-_SURROGATE_PAIR_RE = re.compile("[\ud800-\udbff][\udc00-\udfff]")
-_SURROGATE_RE = re.compile("[\ud800-\udfff]")
 
 
 # --------------------------------------------------------------------------------------------------- canonical JSON
 
 
-def _join_pair(match: re.Match[str]) -> str:
-    pair = match.group(0)
-    high, low = pair[0], pair[1]
-    return chr(0x10000 + ((ord(high) - 0xD800) << 10) + (ord(low) - 0xDC00))
-
-
-def _replace_surrogates(text: str) -> str:
-    """``text`` with no surrogate code points: a high+low pair becomes the character it encodes (what a JSON
-    reader makes of ``"\\ud83d\\ude00"``), every lone surrogate becomes U+FFFD."""
-    if not _SURROGATE_RE.search(text):
-        return text
-    return _SURROGATE_RE.sub("\ufffd", _SURROGATE_PAIR_RE.sub(_join_pair, text))
-
-
 def _as_stored(value: Any) -> Any:
     """A copy of the JSON value ``value`` as a store gives it back: through ``json.dumps`` / ``json.loads`` (tuples
     become lists, non-string object keys strings; ``ValueError`` for NaN / Infinity, ``TypeError`` for non-JSON
-    values), then surrogates replaced (:func:`_clean`). Object key order is kept."""
-    return _clean(json.loads(json.dumps(value, ensure_ascii=False, allow_nan=False)))
-
-
-def _clean(value: Any) -> Any:
-    """A copy of the JSON value ``value`` with every string (and object key) passed through
-    :func:`_replace_surrogates`; tuples become lists. Other values are returned as they are."""
-    if isinstance(value, str):
-        return _replace_surrogates(value)
-    if isinstance(value, dict):
-        return {(_replace_surrogates(k) if isinstance(k, str) else k): _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    return value
+    values), then surrogates replaced (:func:`durable_agents._jsonsafe.json_safe`). Object key order is kept."""
+    return json_safe(json.loads(json.dumps(value, ensure_ascii=False, allow_nan=False)), floats=False)
 
 
 def _canonical_json(value: Any) -> str:
     text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    return _replace_surrogates(text)
+    return replace_surrogates(text)
 
 
 def arguments_hash(value: Any) -> str:
@@ -202,7 +175,7 @@ class AuditRecord:
             if value is not None and not isinstance(value, str):
                 raise ValueError(f"audit record {name} must be a string, not {type(value).__name__}")
             if isinstance(value, str):
-                object.__setattr__(self, name, _replace_surrogates(value))
+                object.__setattr__(self, name, replace_surrogates(value))
         for name in ("run_id", "approval_id", "tool"):
             if not getattr(self, name):
                 raise ValueError(f"audit record {name} must not be empty")

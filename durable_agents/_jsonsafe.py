@@ -17,6 +17,7 @@ from typing import Any
 __all__ = ["dumps", "has_lone_surrogate", "has_non_finite", "json_safe", "loads_strict", "replace_surrogates"]
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_PAIR = re.compile("[\ud800-\udbff][\udc00-\udfff]")
 
 
 def has_lone_surrogate(text: str) -> bool:
@@ -24,9 +25,18 @@ def has_lone_surrogate(text: str) -> bool:
     return _SURROGATE.search(text) is not None
 
 
+def _join_pair(match: re.Match[str]) -> str:
+    pair = match.group(0)
+    high, low = pair[0], pair[1]
+    return chr(0x10000 + ((ord(high) - 0xD800) << 10) + (ord(low) - 0xDC00))
+
+
 def replace_surrogates(text: str) -> str:
-    """``text`` with every surrogate code point replaced by U+FFFD (the replacement character)."""
-    return _SURROGATE.sub("\ufffd", text) if has_lone_surrogate(text) else text
+    """``text`` with no surrogate code points: a high+low pair becomes the character it encodes (what a JSON reader
+    makes of ``"\\ud83d\\ude00"``), every other surrogate U+FFFD (the replacement character)."""
+    if not has_lone_surrogate(text):
+        return text
+    return _SURROGATE.sub("\ufffd", _SURROGATE_PAIR.sub(_join_pair, text))
 
 
 def json_safe(value: Any, *, floats: bool = True) -> Any:
