@@ -27,21 +27,26 @@ import azure.durable_functions as df
 __all__ = [
     "APPROVAL_EVENT_PREFIX",
     "AUDIT_ACTIVITY",
-    "INVOKE_MODEL_ACTIVITY",
-    "MAX_DECIDED_APPROVALS",
     "ApprovalDecision",
     "ApprovalEvent",
     "ApprovalKind",
+    "CONVERSATION_IDLE_TIMEOUT_SETTING",
+    "CONVERSATION_ORCHESTRATOR",
     "CustomStatus",
+    "DEFAULT_CONVERSATION_IDLE_TIMEOUT",
+    "DEFAULT_TURNS_PER_GENERATION",
     "Decision",
+    "INVOKE_MODEL_ACTIVITY",
     "InvokeModelInput",
     "InvokeModelResult",
+    "MAX_DECIDED_APPROVALS",
     "ModelErrorInfo",
     "OrchestrationInput",
     "OrchestrationOutput",
     "PendingApproval",
     "Principal",
     "RUN_VERSION",
+    "TURNS_PER_GENERATION_SETTING",
     "ToolActivityInput",
     "ToolCallInfo",
     "ToolRetry",
@@ -82,10 +87,29 @@ class Principal(TypedDict):
     name: str | None
 
 
-RUN_VERSION = 2
+RUN_VERSION = 3
 """``version`` of the runs this library starts. Version 2 (``OrchestrationInput.version``) adds the approval audit
-activity and activity-backed approval checks; runs without ``version`` (started before) replay as version 1,
-without them, so an in-flight run survives the deploy that adds them."""
+activity and activity-backed approval checks; version 3 continues-as-new every
+:data:`TURNS_PER_GENERATION_SETTING` model turns. Runs without ``version`` (started before) replay as version 1,
+without them, and each version replays without what later versions add, so an in-flight run survives the deploy
+that adds them."""
+
+TURNS_PER_GENERATION_SETTING = "AGENT_TURNS_PER_GENERATION"
+"""The run setting K: a version-3 agent run or conversation continues-as-new after K model turns of one generation
+(one execution), carrying its SDK state, so that no episode replays more than K turns."""
+
+DEFAULT_TURNS_PER_GENERATION = 8
+"""K when :data:`TURNS_PER_GENERATION_SETTING` is unset (see docs/internals.md "Bounded history" for the measurement
+behind it)."""
+
+CONVERSATION_IDLE_TIMEOUT_SETTING = "CONVERSATION_IDLE_TIMEOUT"
+"""ISO 8601 duration after the last message (or answer) at which an idle conversation closes itself."""
+
+DEFAULT_CONVERSATION_IDLE_TIMEOUT = "P7D"
+""":data:`CONVERSATION_IDLE_TIMEOUT_SETTING` when unset."""
+
+CONVERSATION_ORCHESTRATOR = "durable_agents_conversation"
+"""The Durable orchestrator function of every conversation (one instance per conversation, any agent)."""
 
 
 class OrchestrationInput(TypedDict):

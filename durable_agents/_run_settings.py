@@ -17,7 +17,8 @@ from ._config import get_setting
 
 __all__ = ["GLOBAL_RUN_SETTINGS", "bind_session", "current_session", "run_setting", "settings_snapshot"]
 
-GLOBAL_RUN_SETTINGS = ("APPROVAL_TIMEOUT", "MODEL_MAX_ATTEMPTS", "AGENT_MAX_TURNS")
+GLOBAL_RUN_SETTINGS = ("APPROVAL_TIMEOUT", "MODEL_MAX_ATTEMPTS", "AGENT_MAX_TURNS", "AGENT_TURNS_PER_GENERATION",
+                       "CONVERSATION_IDLE_TIMEOUT")
 """Settings snapshotted into every run's input (docs/internals.md), before the agent's registered ones."""
 
 _local = threading.local()
