@@ -251,7 +251,10 @@ class FileBlobStore:
         raise AssertionError("unreachable")
 
     def _put_once(self, path: Path, data: bytes, overwrite: bool) -> bool:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except FileExistsError as exc:  # a folder on the way is a blob's file
+            raise NotADirectoryError(errno.ENOTDIR, "is a file", str(path.parent)) from exc
         if path.is_dir():
             raise IsADirectoryError(errno.EISDIR, "is a folder", str(path))
         fd, temp = tempfile.mkstemp(prefix="~tmp-", dir=path.parent)
