@@ -15,6 +15,13 @@ status word is the existing instance's). The real client's ``start_new`` then ra
 only argument is that body as a dict. A Completed, Failed, Terminated or Canceled instance is replaced. Check and
 write are one SQLite transaction, so of concurrent starts of one new id exactly one gets 202.
 
+**Payloads over the limit** (:mod:`.limits`; docs/internals.md "Payload limits (local runtime)"): a start or
+restart whose orchestration input, or a raise-event whose payload, is over ``LOCAL_RUNTIME_MAX_PAYLOAD_BYTES`` is
+refused before anything is written, as the extension answers a backend refusal: the catch-all **500**
+``{"Message": "Something went wrong while processing your request", "ExceptionMessage": "The orchestration input is
+1,048,577 bytes of UTF-8 JSON, more than the Durable Task Scheduler's payload limit of 1,048,576 bytes (...)",
+"ExceptionType": "Grpc.Core.RpcException", "StackTrace": null}``.
+
 **Paging of** ``GET instances/`` (filters ``createdTimeFrom``, ``createdTimeTo``, ``runtimeStatus``,
 ``instanceIdPrefix``, ``showInput``; protocol §5.2):
 
@@ -49,6 +56,7 @@ from aiohttp import web
 from . import events as ev
 from .engine import Engine, from_us, to_us
 from .events import ET, STATUS_NAMES, compact
+from .limits import PayloadTooLarge
 from .store import ACTIVE, TERMINAL, Instance, InstanceExistsError
 
 __all__ = ["DurableApi", "client_json", "page_token", "parse_page_token", "WEBHOOK_BASE", "RPC_BASE"]
@@ -118,6 +126,11 @@ def _already_exists(exc: InstanceExistsError) -> web.Response:
     """The extension's answer to ``OrchestrationAlreadyExistsException`` (module docstring)."""
     return _error(500, "Something went wrong while processing your request", str(exc),
                   "DurableTask.Core.Exceptions.OrchestrationAlreadyExistsException")
+
+
+def _too_large(exc: PayloadTooLarge) -> web.Response:
+    """The extension's catch-all answer to the scheduler refusing a payload (module docstring)."""
+    return _error(500, "Something went wrong while processing your request", str(exc), "Grpc.Core.RpcException")
 
 
 def page_token(seq: int) -> str:
@@ -277,7 +290,8 @@ class DurableApi:
 
     # ---- routes ----
     async def start(self, request: web.Request) -> web.Response:
-        """``POST orchestrators/{name}[/{instanceId}]``: 202 check-status, 400 bad id/body/unknown name."""
+        """``POST orchestrators/{name}[/{instanceId}]``: 202 check-status, 400 bad id/body/unknown name, 500
+        already active or input over the payload limit (module docstring)."""
         name = request.match_info["name"]
         instance_id = request.match_info.get("instance_id") or uuid.uuid4().hex
         if (instance_id.startswith("@") or re.search(r"[/\\?#\x00-\x1f\x7f]", instance_id)
@@ -301,6 +315,8 @@ class DurableApi:
             self.engine.start_instance(info.durable, instance_id, input_text)
         except InstanceExistsError as exc:
             return _already_exists(exc)
+        except PayloadTooLarge as exc:
+            return _too_large(exc)
         timeout = request.query.get("timeout")
         if timeout is not None:
             return await self._wait(request, instance_id, float(timeout),
@@ -386,7 +402,7 @@ class DurableApi:
         return _json({"instancesDeleted": n})
 
     async def raise_event(self, request: web.Request) -> web.Response:
-        """``POST instances/{id}/raiseEvent/{name}``: 404 / 410 / 400 non-JSON / 202."""
+        """``POST instances/{id}/raiseEvent/{name}``: 404 / 410 / 400 non-JSON / 500 payload over the limit / 202."""
         iid = request.match_info["instance_id"]
         inst = self.store.instance(iid)
         if inst is None:
@@ -402,6 +418,10 @@ class DurableApi:
                 input_text = compact(json.loads(raw))
             except ValueError:
                 return _bad_argument("Invalid JSON content")
+        try:
+            self.engine.check_event_payload(input_text)
+        except PayloadTooLarge as exc:
+            return _too_large(exc)
         self.engine.send_event(iid, ev.event_raised(request.match_info["event"], input_text, ev.utcnow()))
         return web.Response(status=202)
 
@@ -478,6 +498,8 @@ class DurableApi:
             self.engine.start_instance(inst.name, new_id, inst.input)
         except InstanceExistsError as exc:
             return _already_exists(exc)
+        except PayloadTooLarge as exc:
+            return _too_large(exc)
         return self._check_status_response(request, new_id)
 
     async def entities(self, request: web.Request) -> web.Response:

@@ -8,6 +8,11 @@
 * Activities run once per work item; the result message and the deletion of the work item are one transaction, so
   after a crash exactly the activities without a recorded result run again (at-least-once).
 * Timers are messages whose ``visible_us`` is their ``FireAt``; the scheduler sleeps until the next one is due.
+* Payload limits (:mod:`.limits`; docs/internals.md "Payload limits (local runtime)"): an oversized orchestration
+  input or event payload is refused by :meth:`Engine.start_instance` / :meth:`Engine.check_event_payload` before
+  anything is written; an oversized activity output fails that activity task (``TaskFailed``); an oversized
+  payload in what an episode decided (activity or sub-orchestration input, event sent, output, continue-as-new
+  input, custom status) fails the orchestration instead of committing the actions.
 
 All SQLite access happens on the event loop thread; user code runs in thread pools (or on the loop when async).
 """
@@ -27,6 +32,7 @@ from typing import TypeVar
 from . import events as ev
 from .app_loader import Registry
 from .events import ET
+from .limits import PayloadLimits, PayloadTooLarge
 from .replay import Decision, NewAction, Outcome, replay, unknown_function_message
 from .store import TERMINAL, Instance, InstanceExistsError, Store, WorkItem
 from .worker import call_orchestrator, run_activity
@@ -78,11 +84,13 @@ class Engine:
     """Runs episodes and activities for the app in ``registry`` with state in ``store``.
 
     ``orchestrator_threads``/``activity_threads`` size the two thread pools (orchestrators and sync activities).
+    ``limits``: the payload limits to enforce (default :meth:`PayloadLimits.from_env`, read now).
     """
 
     def __init__(self, store: Store, registry: Registry, app_dir: Path, *, orchestrator_threads: int = 4,
-                 activity_threads: int = 16):
+                 activity_threads: int = 16, limits: PayloadLimits | None = None):
         self.store = store
+        self.limits = limits if limits is not None else PayloadLimits.from_env()
         self.registry = registry
         self.app_dir = str(app_dir)
         self.orch_pool = ThreadPoolExecutor(orchestrator_threads, thread_name_prefix="orchestrator")
@@ -145,8 +153,12 @@ class Engine:
         ``ExecutionStarted``.
 
         ``input_text`` is the ``ExecutionStarted.Input`` JSON text (protocol §1). Raises
+        :class:`~local_runtime.limits.PayloadTooLarge` when the input is over the payload limit and
         :class:`~local_runtime.store.InstanceExistsError` when the id is Pending, Running, Suspended or
         ContinuedAsNew (the extension's default ``NonRunningStates``); nothing is written then."""
+        refusal = self.limits.payload_error("orchestration input", input_text)
+        if refusal is not None:
+            raise PayloadTooLarge(refusal)
         now = ev.utcnow()
         execution_id = uuid.uuid4().hex
         inst = Instance(instance_id, name, execution_id, "Pending", input_text, None, None, to_us(now),
@@ -155,6 +167,13 @@ class Engine:
         self.store.create_instance(inst, started, to_us(now))
         log.info("Started orchestration '%s' instance %s", name, instance_id)
         self.wake()
+
+    def check_event_payload(self, input_text: str | None) -> None:
+        """Raise :class:`~local_runtime.limits.PayloadTooLarge` when an external event's payload (its JSON text)
+        is over the payload limit."""
+        refusal = self.limits.payload_error("external event payload", input_text)
+        if refusal is not None:
+            raise PayloadTooLarge(refusal)
 
     def send_event(self, instance_id: str, event: dict) -> None:
         """Enqueue an instance-level message (external event, terminate, suspend, resume) and wake up."""
@@ -234,12 +253,36 @@ class Engine:
                                   activities=[f.durable for f in self.registry.activities.values()],
                                   orchestrators=[f.durable for f in self.registry.orchestrators.values()],
                                   entities=[f.durable for f in self.registry.entities.values()])
-                if decision.custom_status is not None and len(decision.custom_status) > 16 * 1024:
+                refusal = self._oversized(decision)
+                if refusal is not None:
+                    log.warning("Orchestration '%s' instance %s fails: %s", inst.name, iid, refusal)
                     decision.new_actions = []
-                    decision.outcome = Outcome(
-                        "failed", f"Orchestrator function '{inst.name}' failed: The UTF-16 size of the JSON-"
-                        "serialized custom status exceeds 16 KB.", decision.next_id)
+                    decision.outcome = Outcome("failed", f"Orchestrator function '{inst.name}' failed: {refusal}",
+                                               decision.next_id)
         await self._commit(inst, ts, os_event, new_events, consumed, decision, state, started_clock)
+
+    def _oversized(self, decision: Decision) -> str | None:
+        """Why the scheduler would refuse what this episode decided (the first oversized payload: custom status,
+        then the new actions in id order, then the output or continue-as-new input), or None."""
+        limits = self.limits
+        refusal = limits.custom_status_error(decision.custom_status)
+        if refusal is not None:
+            return refusal
+        kinds = {"activity": "activity input", "suborchestration": "sub-orchestration input",
+                 "event_sent": "external event payload"}
+        for a in decision.new_actions:
+            if a.kind in kinds and a.input is not None:
+                # As the scheduler gets them: TaskScheduled.Input is the object[] holding the action's input
+                # string (protocol §1); a child's or a sent event's input is that string serialized again.
+                text = ev.compact([a.input]) if a.kind == "activity" else _child_input(a.input)
+                refusal = limits.payload_error(f"{kinds[a.kind]} of {a.name or a.kind} (task {a.id})", text)
+                if refusal is not None:
+                    return refusal
+        out = decision.outcome
+        if out is not None and out.kind in ("completed", "continued_as_new"):
+            kind = "orchestration output" if out.kind == "completed" else "continue-as-new input"
+            return limits.payload_error(kind, out.result)
+        return None
 
     async def _commit(self, inst: Instance, ts, os_event: dict, new_events: list[dict], consumed: list[int],
                       decision: Decision, state: dict | None, started_clock: float) -> None:
@@ -267,7 +310,7 @@ class Engine:
                 child_iid = _field(a, "an instance id", a.instance_id)
                 append.append(ev.suborch_created(a.id, fn_name, child_iid, ts))
                 child_exec = uuid.uuid4().hex
-                child_input = None if a.input is None else ev.compact(a.input)
+                child_input = None if a.input is None else _child_input(a.input)
                 parent = {"Name": inst.name, "OrchestrationInstance": {"InstanceId": iid, "ExecutionId": exec_id},
                           "TaskScheduleId": a.id, "Version": ""}
                 info = self.registry.orchestrator(fn_name)
@@ -347,6 +390,11 @@ class Engine:
                 ok, a, b = False, f"Activity function '{w.name}' failed:  ArgumentException: {msg}", None
             else:
                 ok, a, b = await run_activity(info, w.input, self.act_pool, self.app_dir)
+                refusal = self.limits.payload_error("activity output", a) if ok else None
+                if refusal is not None:
+                    log.warning("Activity '%s' (instance %s, task %d) fails: %s", w.name, w.instance_id,
+                                w.task_id, refusal)
+                    ok, a, b = False, f"Activity function '{w.name}' failed: {refusal}", None
             if self._stopping:
                 return
             ts = ev.utcnow()
@@ -365,6 +413,11 @@ class Engine:
             self.wake()
         finally:
             self._active_work.discard(w.id)
+
+
+def _child_input(value) -> str:
+    """``ExecutionStarted.Input`` of a sub-orchestration for the action's input (compact JSON text)."""
+    return ev.compact(value)
 
 
 def _refusal(iid: str, exec_id: str, task_id: int, child_iid: str, ts) -> Callable[[str], tuple]:

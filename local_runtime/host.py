@@ -30,6 +30,7 @@ from .durable_api import DurableApi, client_json
 from .engine import Engine
 from .http_triggers import HttpTriggers, to_http_request, to_web_response, unsafe_path
 from .identity import InvalidDevIdentity, identity_headers
+from .limits import ENV_MAX_PAYLOAD_BYTES, PayloadLimits
 from .problems import NoQueryLogFilter, ProblemAppRunner, limits_middleware, problem
 from .store import Store
 from .worker import invoke
@@ -42,13 +43,18 @@ log = logging.getLogger("local_runtime")
 @dataclass
 class HostOptions:
     """CLI options: ``port`` (7071), ``state`` (default ``<app_dir>/.local/durable-state.sqlite3``), ``app_dir``,
-    ``host`` (listen address, 127.0.0.1), ``auth`` (App Service authentication emulation, on; ``--no-auth``)."""
+    ``host`` (listen address, 127.0.0.1), ``auth`` (App Service authentication emulation, on; ``--no-auth``),
+    ``max_payload_bytes`` / ``max_custom_status_kb`` (``--max-payload-bytes`` / ``--max-custom-status-kb``; None:
+    ``LOCAL_RUNTIME_MAX_PAYLOAD_BYTES`` / ``LOCAL_RUNTIME_MAX_CUSTOM_STATUS_KB``, else the production defaults;
+    :mod:`.limits`)."""
 
     app_dir: Path
     port: int = 7071
     state: Path | None = None
     host: str = "127.0.0.1"
     auth: bool = True
+    max_payload_bytes: int | None = None
+    max_custom_status_kb: int | None = None
 
 
 class _Host:
@@ -139,8 +145,20 @@ async def build_host(opts: HostOptions) -> tuple[_Host, web.AppRunner]:
     _set_auth_env(opts.auth)   # after local settings: the CLI decides, like App Service's platform setting
     _, registry = load_functions(app_dir)
     state = opts.state or app_dir / ".local" / "durable-state.sqlite3"
+    try:  # after local settings: local.settings.json may set the variables, the CLI flags win
+        limits = PayloadLimits.from_env(max_payload_bytes=opts.max_payload_bytes,
+                                        max_custom_status_kb=opts.max_custom_status_kb)
+    except ValueError as exc:
+        raise AppLoadError(str(exc)) from exc
+    if limits.max_payload_bytes:
+        log.info("Payload limit: %s bytes per payload (%s), custom status %s", f"{limits.max_payload_bytes:,}",
+                 ENV_MAX_PAYLOAD_BYTES,
+                 f"{limits.max_custom_status_kb} KB of UTF-16" if limits.max_custom_status_kb else "unlimited")
+    else:
+        log.warning("Payload limit off (%s=0): payloads the Durable Task Scheduler refuses pass here",
+                    ENV_MAX_PAYLOAD_BYTES)
     store = Store(Path(state))
-    engine = Engine(store, registry, app_dir)
+    engine = Engine(store, registry, app_dir, limits=limits)
     host = _Host(opts, registry, store, engine, cfg.hub_name, cfg.route_prefix)
     server_log = logging.getLogger("aiohttp.server")
     if not any(isinstance(f, NoQueryLogFilter) for f in server_log.filters):
