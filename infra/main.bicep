@@ -236,6 +236,8 @@ module storage './app/storage.bicep' = {
     deploymentContainerName: deploymentContainerName
     refundLedgerTableName: refundLedgerTableName
     auditTableName: auditTableName
+    // Payload blobs live as long as the scheduler keeps its longest-kept runs (failed, terminated, canceled).
+    payloadRetentionDays: failedRetentionDays
     publicNetworkAccess: enableVirtualNetwork ? 'Disabled' : 'Enabled'
   }
 }
@@ -345,6 +347,7 @@ module functionApp './app/functionapp.bicep' = {
     messageMaxRounds: messageMaxRounds
     storeLinkHosts: storeLinkHosts
     auditTableName: storage.outputs.auditTableName
+    payloadContainerName: storage.outputs.payloadContainerName
     approverRoles: approverRole
     supportRoles: supportRole
     approverGroups: approverGroups
@@ -393,6 +396,8 @@ output APPLICATIONINSIGHTS_CONNECTION_STRING string = monitoring.outputs.connect
 output REFUND_LEDGER_TABLE_ENDPOINT string = storage.outputs.tableEndpoint
 output AUDIT_TABLE_ENDPOINT string = storage.outputs.tableEndpoint
 output AUDIT_TABLE_NAME string = storage.outputs.auditTableName
+output PAYLOAD_BLOB_ENDPOINT string = storage.outputs.blobEndpoint
+output PAYLOAD_BLOB_CONTAINER string = storage.outputs.payloadContainerName
 // Entra ID app registration of the API (README "Security in Azure": assigning the Approver / Support roles).
 output AUTH_CLIENT_ID string = appRegistration.outputs.clientId
 output AUTH_IDENTIFIER_URI string = appRegistrationUris.outputs.identifierUri

@@ -100,6 +100,9 @@ param messageMaxRounds string = '3'
 @description('Approval audit table name (AUDIT_TABLE_NAME).')
 param auditTableName string = 'approvalaudit'
 
+@description('Blob container of agent payloads passed by reference (PAYLOAD_BLOB_CONTAINER), in the storage account of storageBlobEndpoint.')
+param payloadContainerName string = 'agentpayloads'
+
 @description('Comma-separated app roles whose members may decide approvals (APPROVER_ROLES).')
 param approverRoles string = 'Approver'
 
@@ -231,6 +234,9 @@ resource appSettings 'Microsoft.Web/sites/config@2024-11-01' = {
     // Approval audit (append-only by the code's contract; it outlives orchestration purge) and who may do what.
     AUDIT_TABLE_ENDPOINT: storageTableEndpoint
     AUDIT_TABLE_NAME: auditTableName
+    // Large payloads passed by reference (Azure Blob over the managed identity; storage.bicep, rbac.bicep).
+    PAYLOAD_BLOB_ENDPOINT: storageBlobEndpoint
+    PAYLOAD_BLOB_CONTAINER: payloadContainerName
     APPROVER_ROLES: approverRoles
     SUPPORT_ROLES: supportRoles
     APPROVER_GROUPS: approverGroups

@@ -55,6 +55,8 @@ LOCAL_ONLY_SETTINGS = {
     "ORDERS_DATA_PATH",  # its default, data/orders.json, is deployed with the package
     "AUDIT_PATH",  # the SQLite approval audit; Azure uses the table (AUDIT_TABLE_ENDPOINT)
     "AUDIT_TABLE_CONNECTION_STRING",  # Azurite only; a connection string would carry a key
+    "PAYLOAD_PATH",  # the local payload folder; Azure uses the blob container (PAYLOAD_BLOB_ENDPOINT)
+    "PAYLOAD_BLOB_CONNECTION_STRING",  # Azurite only; a connection string would carry a key
 }
 
 # Settings the platform sets itself and that must never be app settings: App Service sets WEBSITE_AUTH_ENABLED
@@ -178,10 +180,12 @@ def test_storage_account_is_locked_down():
     assert account["minimumTlsVersion"] == "TLS1_2"
     assert account["allowBlobPublicAccess"] is False
     assert account["supportsHttpsTrafficOnly"] is True
-    container = _one(doc, "Microsoft.Storage/storageAccounts/blobServices/containers")
-    assert container.body["name"] == "deploymentContainerName"
-    assert container.body["properties"]["publicAccess"] == "None"
-    assert container.body["parent"] == _one(doc, "Microsoft.Storage/storageAccounts/blobServices").symbol
+    containers = resources(doc, "Microsoft.Storage/storageAccounts/blobServices/containers")
+    assert sorted(c.body["name"] for c in containers) == ["deploymentContainerName", "payloadContainerName"]
+    blob_service = _one(doc, "Microsoft.Storage/storageAccounts/blobServices").symbol
+    for container in containers:
+        assert container.body["properties"]["publicAccess"] == "None"
+        assert container.body["parent"] == blob_service
     tables = resources(doc, "Microsoft.Storage/storageAccounts/tableServices/tables")
     assert sorted(t.body["name"] for t in tables) == ["auditTableName", "refundLedgerTableName"]
     table_service = _one(doc, "Microsoft.Storage/storageAccounts/tableServices").symbol
