@@ -43,6 +43,7 @@ from .steps import (
     Call,
     CallOutcome,
     CallsStep,
+    ContinueAsNew,
     Progress,
     RunAbandoned,
     RunFailed,
@@ -54,13 +55,110 @@ from .steps import (
     WorkerMessage,
 )
 
-__all__ = ["Abandoned", "LoggedStep", "Session", "live_sessions", "live_worker_count"]
+__all__ = ["CARRY_KEY", "Abandoned", "Carried", "LoggedStep", "Session", "live_sessions", "live_worker_count"]
 
 _PENDING: Any = object()
 
 
 class Abandoned(BaseException):
     """Unwinds an abandoned worker thread; a BaseException so that SDK ``except Exception`` blocks let it pass."""
+
+
+CARRY_KEY = "$durableAgents"
+"""The member of a version-3 orchestration input that carries the runner's state into the next generation."""
+
+
+@dataclasses.dataclass
+class Carried:
+    """What a version-3 run carries across continue-as-new (docs/internals.md "Bounded history"), as the member
+    :data:`CARRY_KEY` of the next generation's input: ``{"generation", "startedAt", "turns", "lastTool", "demo",
+    "children", "usage", "decided", "approvedCalls", "checked", "resume"?}``.
+
+    ``resume`` is present when the runner itself continued the run at K model turns: ``{"agent": <name of the
+    agent whose turn is next>, "items": <the run's input items so far, JSON>, "turnsUsed": <model turns of the
+    top-level run so far, for max_turns>}``; the first top-level ``Runner.run`` of the next generation consumes it.
+    Everything else is the run's whole-run view: progress, usage, the decided approvals the custom status shows
+    (at most ``MAX_DECIDED_APPROVALS``), the tool calls people approved and the approval checks' earlier calls.
+    """
+
+    generation: int = 0
+    started_at: str | None = None
+    turns: int = 0
+    last_tool: str | None = None
+    demo: bool = False
+    children: tuple[str, ...] = ()
+    usage: dict[str, int] | None = None
+    decided: tuple[Any, ...] = ()
+    approved_calls: tuple[str, ...] = ()
+    checked: dict[str, list[tuple[str, Any]]] = dataclasses.field(default_factory=dict)
+    resume: dict[str, Any] | None = None
+
+    @classmethod
+    def from_input(cls, data: dict[str, Any]) -> Carried:
+        """The state an orchestration input carries (defaults for generation 0 and anything malformed)."""
+        raw = data.get(CARRY_KEY)
+        if not isinstance(raw, dict):
+            return cls()
+
+        def number(name: str) -> int:
+            value = raw.get(name)
+            return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+        usage: dict[str, Any] = raw["usage"] if isinstance(raw.get("usage"), dict) else {}
+        checked: dict[str, Any] = raw["checked"] if isinstance(raw.get("checked"), dict) else {}
+        resume = raw.get("resume")
+        return cls(
+            generation=number("generation"),
+            started_at=raw.get("startedAt") if isinstance(raw.get("startedAt"), str) else None,
+            turns=number("turns"),
+            last_tool=raw.get("lastTool") if isinstance(raw.get("lastTool"), str) else None,
+            demo=raw.get("demo") is True,
+            children=tuple(c for c in raw.get("children") or () if isinstance(c, str)),
+            usage={k: int(usage.get(k) or 0) for k in ("requests", "inputTokens", "outputTokens", "totalTokens")}
+            if usage else None,
+            decided=tuple(d for d in raw.get("decided") or () if isinstance(d, dict)),
+            approved_calls=tuple(c for c in raw.get("approvedCalls") or () if isinstance(c, str)),
+            checked={str(name): [(str(pair[0]), pair[1]) for pair in calls if isinstance(pair, list) and len(pair) == 2]
+                     for name, calls in checked.items() if isinstance(calls, list)},
+            resume=resume if isinstance(resume, dict) and isinstance(resume.get("items"), list) else None,
+        )
+
+    def restore(self, session: Session) -> None:
+        """Put the carried whole-run state into ``session`` (generation start)."""
+        session.progress.turns = self.turns
+        session.progress.last_tool = self.last_tool
+        session.progress.demo = self.demo
+        session.progress.children = self.children
+        if self.usage is not None:
+            session.usage = dict(self.usage)
+        session.approved_calls = set(self.approved_calls)
+        session.checked = {name: list(calls) for name, calls in self.checked.items()}
+        if self.resume is not None and isinstance(self.resume.get("agent"), str):
+            session.progress.current_agent = self.resume["agent"]
+
+    @staticmethod
+    def next_input(session: Session, base: Any, decided: list[Any], started_at: str,
+                   resume: dict[str, Any] | None) -> Any:
+        """The next generation's input: ``base`` (a dict) with :data:`CARRY_KEY` set from ``session``; ``base``
+        unchanged when it is not a dict (the user's own continue-as-new value) or the run is older than
+        version 3."""
+        if session.version < 3 or not isinstance(base, dict):
+            return base
+        carry: dict[str, Any] = {
+            "generation": session.carried.generation + 1,
+            "startedAt": session.carried.started_at or started_at,
+            "turns": session.progress.turns,
+            "lastTool": session.progress.last_tool,
+            "demo": bool(session.progress.demo),
+            "children": list(session.progress.children),
+            "usage": dict(session.usage),
+            "decided": list(decided),
+            "approvedCalls": sorted(session.approved_calls),
+            "checked": {name: [[cid, args] for cid, args in calls] for name, calls in session.checked.items()},
+        }
+        if resume is not None:
+            carry["resume"] = resume
+        return {**base, CARRY_KEY: carry}
 
 
 class LoggedStep:
@@ -141,6 +239,10 @@ class Session:
         agent_name = agent or data.get("agent")
         self.progress = Progress(agent=agent_name, current_agent=agent_name)
         self.usage = {"requests": 0, "inputTokens": 0, "outputTokens": 0, "totalTokens": 0}
+        self.generation_turns = 0  # model turns of the top-level run in this generation (execution)
+        self.top_runs = 0  # top-level Runner.run calls in progress (continue-as-new needs exactly one)
+        self.carried = Carried.from_input(data) if self.version >= 3 else Carried()
+        self.carried.restore(self)
         self.log: list[LoggedStep] = []
         self.now = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
         self.replaying = False  # context.is_replaying of the episode that answered the last step
@@ -235,6 +337,10 @@ class Session:
             output = run_user_function(self.fn, view, self._loop)
             message = RunAbandoned() if self.abandoned else RunFinished(
                 output, cancel=tuple(self._cancels), continue_as_new=view.continued_as_new
+            )
+        except ContinueAsNew as signal:  # the top-level run reached K model turns: next generation (module doc)
+            message = RunAbandoned() if self.abandoned else RunFinished(
+                None, cancel=tuple(self._cancels), continue_as_new=(True, self.input), resume=signal.resume
             )
         except BaseException as exc:  # noqa: BLE001 - reported to the generator, which fails the orchestration
             message = RunAbandoned() if self.abandoned else RunFailed(exc)

@@ -230,7 +230,9 @@ class OrchestrationContextView:
 
     def continue_as_new(self, input_: Any) -> None:
         """Restart the orchestration with ``input_`` when the function returns (its return value is then ignored).
-        The new execution starts with an empty history, so a long loop stays cheap to replay."""
+        The new execution starts with an empty history, so a long loop stays cheap to replay. In a version-3 run a
+        dict ``input_`` also carries the run's progress, usage and decided approvals (member ``"$durableAgents"``,
+        docs/internals.md "Bounded history"), so the run's status keeps showing the whole run."""
         self.continued_as_new = (True, input_)
 
     def create_activity_tool(

@@ -42,7 +42,7 @@ from .._contracts import (
 )
 from .._errors import NonDeterminismError
 from . import cache, compat
-from .bridge import LoggedStep, Session
+from .bridge import Carried, LoggedStep, Session
 from .steps import (
     ApprovalItem,
     ApprovalsStep,
@@ -360,6 +360,9 @@ class _Episode:
         settings = value.get("settings") if isinstance(value, dict) else None
         self.timeout = parse_iso_duration(str((settings or {}).get("APPROVAL_TIMEOUT") or DEFAULT_APPROVAL_TIMEOUT))
         self.book = _StatusBook()
+        version = value.get("version") if isinstance(value, dict) else None
+        if isinstance(value, dict) and isinstance(version, int) and version >= 3:
+            self.book.decided = list(Carried.from_input(value).decided)
         self.start = _utc(context.current_utc_datetime)  # the first OrchestratorStarted time: the run's start
         self.key = (self.instance_id, compat.execution_key(context, self.start))
         self.resolved: list[LoggedStep] = []  # steps resolved by this generator execution, in order
@@ -459,7 +462,9 @@ def drive(context: Context, fn: Callable[..., Any], agent_name: str | None) -> T
                 timer.cancel()
         continued, new_input = message.continue_as_new
         if continued:
-            context.continue_as_new(new_input)
+            context.continue_as_new(Carried.next_input(
+                session, new_input, episode.book.decided[-MAX_DECIDED_APPROVALS:], format_time(episode.start),
+                message.resume))
             return None
         return _output(session, message.output)
     except GeneratorExit:

@@ -18,7 +18,7 @@ import json
 from typing import Any
 
 from agents import Agent, RunConfig, RunResult, RunResultStreaming
-from agents.exceptions import UserError
+from agents.exceptions import MaxTurnsExceeded, UserError
 from agents.items import ModelResponse, ToolApprovalItem
 from agents.model_settings import ModelSettings
 from agents.models.default_models import get_default_model_settings
@@ -27,10 +27,16 @@ from agents.models.multi_provider import MultiProvider
 from agents.run import DEFAULT_MAX_TURNS, AgentRunner
 from openai.types.responses import ResponseFunctionToolCall
 
-from .._contracts import INVOKE_MODEL_ACTIVITY, ApprovalDecision, InvokeModelInput
+from .._contracts import (
+    DEFAULT_TURNS_PER_GENERATION,
+    INVOKE_MODEL_ACTIVITY,
+    TURNS_PER_GENERATION_SETTING,
+    ApprovalDecision,
+    InvokeModelInput,
+)
 from .._errors import ModelCallError, NonDeterminismError
 from .._jsonsafe import dumps, has_lone_surrogate, json_safe, loads_strict, replace_surrogates
-from .._model_io import decode_model_response, encode_model_request
+from .._model_io import decode_model_response, encode_model_request, to_json_value
 from .._providers import (
     ProviderInvokeModelInput,
     missing_prefix_package,
@@ -44,7 +50,7 @@ from .._sessions import durable_run_kwargs
 from . import compat
 from .bridge import Session
 from .episode import DEFAULT_APPROVAL_TIMEOUT
-from .steps import ActivityCall, ApprovalItem, ApprovalsCall, CallOutcome, TimerCall
+from .steps import ActivityCall, ApprovalItem, ApprovalsCall, CallOutcome, ContinueAsNew, TimerCall
 
 __all__ = [
     "DEFAULT_MODEL_MAX_ATTEMPTS",
@@ -121,6 +127,7 @@ class DurableModel(Model):
             conversation_id=conversation_id,
             prompt=prompt,
         )
+        _continue_if_due(session)
         max_attempts = max(1, int(run_setting("MODEL_MAX_ATTEMPTS", str(DEFAULT_MODEL_MAX_ATTEMPTS)) or 6))
         attempt = 0
         while True:
@@ -145,6 +152,9 @@ class DurableModel(Model):
             if result.get("ok"):
                 response = _safe_tool_arguments(decode_model_response(json_safe(result["response"])))
                 session.progress.turns += 1
+                budget = _GENERATION.get()
+                if budget is not None and _RUN_DEPTH.get() == 1:
+                    budget.turns += 1
                 session.progress.demo = bool(session.progress.demo or result.get("demo"))
                 usage = response.usage
                 session.usage["requests"] += usage.requests or 1
@@ -220,6 +230,70 @@ class DurableModelProvider(ModelProvider):
 _CURRENT_AGENT: contextvars.ContextVar[Agent[Any] | None] = contextvars.ContextVar(
     "durable_agents_current_agent", default=None
 )
+_MODEL_INPUT: contextvars.ContextVar[list[Any] | None] = contextvars.ContextVar(
+    "durable_agents_model_input", default=None
+)
+"""The input items of the model call being prepared, before the user's ``call_model_input_filter`` (set beside
+:data:`_CURRENT_AGENT`): what a continued run resumes from."""
+_RUN_DEPTH: contextvars.ContextVar[int] = contextvars.ContextVar("durable_agents_run_depth", default=0)
+"""How many durable ``Runner.run`` calls enclose the current task (1: the top-level run; 2: an agent as a tool)."""
+
+
+@dataclasses.dataclass
+class _Generation:
+    """The continue-as-new budget of a top-level run (docs/internals.md "Bounded history"): ``limit`` (K) model
+    turns per generation, ``turns`` taken in this generation, ``base`` taken in earlier generations."""
+
+    limit: int
+    base: int = 0
+    turns: int = 0
+
+
+_GENERATION: contextvars.ContextVar[_Generation | None] = contextvars.ContextVar(
+    "durable_agents_generation", default=None
+)
+
+
+def _turns_per_generation() -> int:
+    """The run's ``AGENT_TURNS_PER_GENERATION`` (K) as a whole number >= 0 (0: never continue), else the default."""
+    text = run_setting(TURNS_PER_GENERATION_SETTING) or ""
+    if text.isascii() and text.isdigit() and int(text) <= 100_000:
+        return int(text)
+    return DEFAULT_TURNS_PER_GENERATION
+
+
+def _continue_if_due(session: Session) -> None:
+    """Raise :class:`.steps.ContinueAsNew` before the next model call of the top-level run when its generation has
+    had K model turns: the next generation resumes from the items this call would have sent."""
+    budget = _GENERATION.get()
+    if budget is None or _RUN_DEPTH.get() != 1 or session.top_runs != 1 or budget.turns < budget.limit:
+        return
+    items = _MODEL_INPUT.get()
+    agent = _CURRENT_AGENT.get()
+    if items is None or agent is None:
+        return
+    raise ContinueAsNew({"agent": agent.name, "items": to_json_value(list(items), where="run items"),
+                         "turnsUsed": budget.base + budget.turns})
+
+
+def _resume_agent(start: Agent[Any], name: str) -> Agent[Any]:
+    """The agent named ``name`` among ``start`` and the agents its handoffs reach (breadth first), as the next
+    generation's starting agent, without input guardrails (they ran when the run started). Raises ``UserError``
+    when no reachable agent has that name (the code changed while the run was in flight)."""
+    seen: set[int] = set()
+    queue: list[Any] = [start]
+    while queue:
+        agent = queue.pop(0)
+        if not isinstance(agent, Agent) or id(agent) in seen:
+            continue
+        seen.add(id(agent))
+        if agent.name == name:
+            return agent.clone(input_guardrails=[])
+        for handoff in agent.handoffs or []:
+            target = handoff if isinstance(handoff, Agent) else getattr(handoff, "_agent_ref", None)
+            queue.append(target() if callable(target) and not isinstance(target, Agent) else target)
+    raise UserError(f"The run continued as new at agent {name!r}, which the starting agent "
+                    f"{start.name!r} no longer reaches through its handoffs.")
 """The agent of the model call being prepared, set by the run config's ``call_model_input_filter`` (the SDK awaits
 it in the task that then calls the model, so concurrent agents-as-tools each see their own)."""
 
@@ -296,6 +370,7 @@ def _durable_run_config(session: Session, run_config: RunConfig | dict[str, Any]
     async def track_agent(data: Any) -> Any:
         session.progress.current_agent = data.agent.name
         _CURRENT_AGENT.set(data.agent)
+        _MODEL_INPUT.set(list(data.model_data.input))
         if user_filter is None:
             return data.model_data
         result = user_filter(data)
@@ -409,13 +484,54 @@ class DurableAgentRunner(AgentRunner):
         if session is None:
             _refuse_plain_orchestrator()
             return await super().run(starting_agent, input, **kwargs)
+        depth = _RUN_DEPTH.get()
+        top = depth == 0
+        first_work = not session.log  # nothing durable happened before this run in this generation
+        depth_token = _RUN_DEPTH.set(depth + 1)
+        if top:
+            session.top_runs += 1
+        try:
+            return await self._run_durably(session, starting_agent, input, top and first_work, kwargs)
+        finally:
+            _RUN_DEPTH.reset(depth_token)
+            if top:
+                session.top_runs -= 1
+
+    async def _run_durably(self, session: Session, starting_agent: Agent[Any], input: Any, first: bool,
+                           kwargs: dict[str, Any]) -> RunResult:
+        """``run`` inside an agent orchestrator. ``first``: a top-level run that is the generation's first durable
+        work, so it may resume a continued run and continue as new itself (docs/internals.md "Bounded
+        history"); then ``session`` must be the only top-level run in progress when the K-th turn is reached."""
         _check_models(starting_agent)
+        resume = session.carried.resume if first else None
+        if resume is not None:
+            session.carried.resume = None
+            starting_agent = _resume_agent(starting_agent, str(resume.get("agent")))
+            input = resume["items"]
         kwargs["run_config"] = _durable_run_config(session, kwargs.get("run_config"))
+        if resume is not None:  # the run's input guardrails ran in its first generation
+            kwargs["run_config"] = dataclasses.replace(kwargs["run_config"], input_guardrails=[])
         kwargs = durable_run_kwargs(kwargs)
         if session.version >= 2 and kwargs.get("max_turns", DEFAULT_MAX_TURNS) == DEFAULT_MAX_TURNS:
             # The SDK passes its default (10) when the caller gave none: the run's AGENT_MAX_TURNS replaces it.
             kwargs["max_turns"] = _max_turns_setting()
-        result = await super().run(starting_agent, input, **kwargs)
+        used = resume.get("turnsUsed") if resume is not None else 0
+        used = used if isinstance(used, int) and used >= 0 else 0
+        if resume is not None:
+            kwargs["max_turns"] = max(1, int(kwargs.get("max_turns", DEFAULT_MAX_TURNS)) - used)
+        limit = _turns_per_generation()
+        server_side = any(kwargs.get(k) for k in ("session", "previous_response_id", "conversation_id",
+                                                  "auto_previous_response_id"))
+        budget = _Generation(limit, base=used) if first and session.version >= 3 and limit > 0 and not server_side \
+            else None
+        _GENERATION.set(budget)
+        try:
+            result = await super().run(starting_agent, input, **kwargs)
+        except MaxTurnsExceeded as exc:
+            if used:  # the SDK counted this generation's share: report the run's own limit
+                exc.message = f"Max turns ({used + int(kwargs['max_turns'])}) exceeded"
+                exc.args = (exc.message,)
+            raise
         timeout_text = run_setting("APPROVAL_TIMEOUT", DEFAULT_APPROVAL_TIMEOUT) or DEFAULT_APPROVAL_TIMEOUT
         while result.interruptions:
             state = result.to_state()

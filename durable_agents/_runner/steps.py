@@ -31,6 +31,7 @@ __all__ = [
     "CallKind",
     "CallOutcome",
     "CallsStep",
+    "ContinueAsNew",
     "EventCall",
     "LeafCall",
     "Progress",
@@ -232,11 +233,23 @@ class StepRequest:
 @dataclass(frozen=True)
 class RunFinished:
     """worker → generator: the user's function returned ``output``; ``cancel`` lists in-flight timers to cancel
-    first; ``continue_as_new`` is ``(True, input)`` when the function called ``context.continue_as_new(input)``."""
+    first; ``continue_as_new`` is ``(True, input)`` when the function called ``context.continue_as_new(input)`` or
+    the runner continued the run at K model turns (then ``resume`` is what the next generation resumes from)."""
 
     output: Any
     cancel: tuple[int, ...] = ()
     continue_as_new: tuple[bool, Any] = (False, None)
+    resume: dict[str, Any] | None = None
+
+
+class ContinueAsNew(BaseException):  # noqa: N818 - a control-flow signal, like GeneratorExit
+    """Raised in the worker by the top-level run's model call when the generation has had K model turns: it unwinds
+    the SDK run and the user's function (a BaseException, so ``except Exception`` lets it pass), and the worker
+    reports :class:`RunFinished` with ``resume`` (``{"agent", "items", "turnsUsed"}``)."""
+
+    def __init__(self, resume: dict[str, Any]) -> None:
+        super().__init__("continue-as-new")
+        self.resume = resume
 
 
 @dataclass(frozen=True)

@@ -328,7 +328,7 @@ def test_start_run_snapshots_settings_and_answers_202_with_location_and_no_manag
         "agent": "support",
         "input": "Refund ORD-1001 please",
         "settings": {"APPROVAL_TIMEOUT": "PT2H", "REFUND_APPROVAL_THRESHOLD": "150"},
-        "version": 2,
+        "version": 3,
         "customer": "sam@contoso.com",
         "startedBy": STAFF_PRINCIPAL,
     }

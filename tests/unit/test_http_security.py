@@ -292,7 +292,7 @@ def test_a_customer_may_name_themselves_in_any_case_and_the_default_is_their_ema
     for run_id in ("named", "dflt"):
         started = _started_input(api, run_id)
         assert started["customer"] == "alice@example.com" and started["startedBy"] == ALICE_P
-        assert started["version"] == 2
+        assert started["version"] == 3
 
 
 def test_support_may_start_a_run_for_any_customer(api):

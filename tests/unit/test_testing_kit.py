@@ -87,7 +87,7 @@ def test_start_run_gives_the_orchestration_input_the_http_api_gives(monkeypatch)
     started = harness.start_run("support", "hi", settings={"APPROVAL_TIMEOUT": "PT1S"})
     assert json.loads(json.loads(run.input_text)) == {
         "agent": "support", "input": "hi", "settings": {"APPROVAL_TIMEOUT": "PT5M", "REFUND_APPROVAL_THRESHOLD": "50"},
-        "version": 2, "customer": None, "startedBy": None,
+        "version": 3, "customer": None, "startedBy": None,
     }
     assert json.loads(json.loads(started.input_text))["settings"] == {"APPROVAL_TIMEOUT": "PT1S"}
     with pytest.raises(KeyError, match="no agent named 'nobody'"):
@@ -100,7 +100,7 @@ def test_start_run_takes_the_customer_and_starter_and_approve_sends_the_hash_and
                             started_by={"id": "dev-sam", "name": "sam"})
     started = json.loads(json.loads(run.input_text))
     assert (started["version"], started["customer"], started["startedBy"]) == (
-        2, "jordan.rivera@example.com", {"id": "dev-sam", "name": "sam"})
+        3, "jordan.rivera@example.com", {"id": "dev-sam", "name": "sam"})
     harness.run(advance_timers=False)
     [pending] = harness.pending_approvals(run)
     harness.approve(run, "call_1", "fine", decided_by={"id": "dev-ana", "name": "ana"})
