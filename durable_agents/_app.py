@@ -141,7 +141,7 @@ class _AgentDecorators:
         from ._orchestrator import agent_orchestrator
 
         def decorate(fn: Callable[..., Any]) -> Any:
-            registered_entry = AgentRegistry.entry(name, orchestrator=fn.__name__, **entry)
+            registered_entry = AgentRegistry.entry(name, orchestrator=fn.__name__, function=fn, **entry)
             orchestrator = agent_orchestrator(fn, agent_name=name)
             registered = self.orchestration_trigger(context_name=context_name)(orchestrator)  # type: ignore[attr-defined]
             self._add_agent(registered_entry)
@@ -209,6 +209,9 @@ class App(_AgentDecorators, df.DFApp):
             offline demo model (used when no model is configured); added to the process's responders before those
             of blueprints registered later. Raises ``TypeError`` when it is not callable.
 
+    It also registers the conversation orchestrator ``durable_agents_conversation`` and its two activities (one
+    for all agents: ``POST /api/agents/{agent}/conversations``, docs/internals.md "Conversations").
+
     Creating an App applies the ``AGENT_RUN_CACHE_SIZE`` setting (live runs kept between episodes, default 64; ``0``
     turns the cache off), installs the durable runner into the OpenAI Agents SDK (``Runner.run`` / ``run_sync``
     become durable inside agent orchestrators, unchanged elsewhere) and the history timestamp memo
@@ -229,6 +232,7 @@ class App(_AgentDecorators, df.DFApp):
             raise TypeError(f"demo_responder must be callable, not {type(demo_responder).__name__}")
         super().__init__(http_auth_level=http_auth_level)
         from ._approval_audit import register_audit_activity
+        from ._conversations import register_conversation_functions
         from ._http import http_api_blueprint
         from ._mcp import register_mcp_activities
         from ._model_activity import announce_model_configuration, register_model_activity
@@ -248,10 +252,12 @@ class App(_AgentDecorators, df.DFApp):
         register_audit_activity(self)
         register_mcp_activities(self)
         register_session_activity(self)
+        register_conversation_functions(self, self.registry, app_dir=self.app_dir)
         if http_api:
             self.register_functions(
                 http_api_blueprint(
-                    self.registry, route_prefix=self.route_prefix, approval_wait_seconds=approval_wait_seconds
+                    self.registry, route_prefix=self.route_prefix, approval_wait_seconds=approval_wait_seconds,
+                    app_dir=self.app_dir,
                 )
             )
         announce_model_configuration()

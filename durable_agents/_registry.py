@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,6 +84,8 @@ class RegisteredAgent:
     function name started for a run. ``description``: one line for ``GET /api/agents``. ``agent``: the SDK
     ``Agent`` (or ``None``), used only to derive approval tools. ``settings``: setting names snapshotted into
     the orchestration input in addition to the global ones (docs/internals.md, "Orchestration input").
+    ``function``: the user's orchestrator function itself (the one ``Blueprint.agent`` decorated), which a
+    conversation calls for every turn (docs/internals.md "Conversations"); ``None`` for entries registered by name.
     """
 
     name: str
@@ -93,6 +95,12 @@ class RegisteredAgent:
     settings: tuple[str, ...] = ()
     kind: str = "agent"
     agents: tuple[agents.Agent[Any], ...] = field(default=(), repr=False)
+    function: Callable[..., Any] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def conversational(self) -> bool:
+        """Whether conversations can be started with this entry: an agent (not a workflow) with its function."""
+        return self.kind == "agent" and self.function is not None
 
     def approval_tools(self) -> list[dict[str, str]]:
         """See :func:`approval_tools`; a workflow lists those of all its agents (first listed first)."""
@@ -138,9 +146,11 @@ class AgentRegistry:
         settings: Sequence[str] = (),
         kind: str = "agent",
         workflow_agents: tuple[agents.Agent[Any], ...] = (),
+        function: Callable[..., Any] | None = None,
     ) -> RegisteredAgent:
         """Validate and build an entry (not registered); ``kind`` is ``agent`` or ``workflow`` (whose
-        ``workflow_agents`` give its approval tools).
+        ``workflow_agents`` give its approval tools); ``function`` is the user's orchestrator function
+        (:attr:`RegisteredAgent.function`).
 
         Raises ``ValueError`` for a name outside :data:`AGENT_NAME_PATTERN`, an orchestrator name that is not an
         identifier, an empty description, an ``agent`` that is not an ``agents.Agent``, and setting names that are
@@ -158,6 +168,8 @@ class AgentRegistry:
             raise ValueError(f"kind must be 'agent' or 'workflow', not {kind!r}")
         if not all(isinstance(a, agents.Agent) for a in workflow_agents):
             raise ValueError("a workflow's agents must be agents.Agent objects")
+        if function is not None and not callable(function):
+            raise ValueError("function must be callable")
         if isinstance(settings, str):
             raise ValueError("settings must be a tuple of setting names, not a string")
         names = tuple(settings)
@@ -172,6 +184,7 @@ class AgentRegistry:
             settings=tuple(dict.fromkeys(names)),
             kind=kind,
             agents=tuple(workflow_agents),
+            function=function,
         )
 
     def add(self, entry: RegisteredAgent) -> RegisteredAgent:

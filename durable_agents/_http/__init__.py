@@ -18,6 +18,22 @@ Function name, method and route, answers:
   404, 409, 410, 413, 415.
 * ``api_cancel_run``: ``POST runs/{runId}/cancel`` → 202 ``<cancel>``; 400, 401, 403, 404, 410, 413, 415.
 * ``api_get_audit``: ``GET runs/{runId}/audit`` → 200 ``{"runId", "records": [<audit record>]}``; 401, 404.
+* ``api_start_conversation``: ``POST agents/{agent}/conversations`` → 201 ``<conversation started>``; 400, 401, 403,
+  404, 409, 413, 415.
+* ``api_list_conversations``: ``GET conversations?agent=&status=&top=&continuationToken=`` → 200
+  ``{"conversations": [<conversation>], "continuationToken"}``; 400, 401.
+* ``api_get_conversation``: ``GET conversations/{conversationId}`` → 200 ``<conversation>`` with ``messages``;
+  401, 404.
+* ``api_post_message``: ``POST conversations/{conversationId}/messages`` → 202; 400, 401, 404, 410, 413, 415.
+* ``api_list_messages``: ``GET conversations/{conversationId}/messages?after=&top=`` → 200 ``{"messages",
+  "nextCursor", "hasMore"}``; 400, 401, 404.
+* ``api_close_conversation``: ``POST conversations/{conversationId}/close`` → 202 (200 repeated); 400, 401, 404,
+  413, 415.
+
+Conversations (:mod:`~durable_agents._http.conversations`; docs/internals.md "Conversations") are not runs:
+``GET runs`` does not list them and ``GET runs/{id}`` / ``POST runs/{id}/cancel`` answer 404 for them, but their
+approvals are decided through ``POST runs/{conversationId}/approvals/{approvalId}`` and their audit is
+``GET runs/{conversationId}/audit``.
 
 Shapes (all JSON, UTF-8, never NaN or lone surrogates: :mod:`durable_agents._jsonsafe`; ``<p>`` is the route
 prefix; times the API writes are UTC ISO 8601 with milliseconds and ``Z``, :func:`durable_agents._contracts.
@@ -52,16 +68,19 @@ be run ids (not matching :data:`RUN_ID_PATTERN`) are answered 404, never passed 
 Modules: :mod:`~durable_agents._http.handlers` (one ``async def`` per route), :mod:`~durable_agents._http.access`
 (who may do what), :mod:`~durable_agents._http.listing` (paging), :mod:`~durable_agents._http.bodies`
 (strict JSON reader, pydantic request models, the one ``ValidationError`` translator),
-:mod:`~durable_agents._http.views` (the run JSON).
+:mod:`~durable_agents._http.views` (the run and conversation JSON), :mod:`~durable_agents._http.conversations`
+(the conversation routes).
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import azure.durable_functions as df
 import azure.functions as func
 from azure.durable_functions import DurableOrchestrationClient
 
-from durable_agents._http import handlers
+from durable_agents._http import conversations, handlers
 from durable_agents._http.bodies import MAX_BODY_BYTES, MAX_COMMENT_CHARS, RUN_ID_PATTERN
 from durable_agents._http.handlers import GLOBAL_RUN_SETTINGS, ROUTE_PREFIX, HttpApi
 from durable_agents._http.views import RUN_STATUSES, run_status
@@ -98,6 +117,7 @@ def http_api_blueprint(
     route_prefix: str = ROUTE_PREFIX,
     approval_wait_seconds: float = 10.0,
     approval_poll_seconds: float = 0.5,
+    app_dir: str | Path | None = None,
 ) -> df.Blueprint:
     """Build the HTTP API blueprint (a new ``df.Blueprint`` per call; register it once per app).
 
@@ -108,6 +128,8 @@ def http_api_blueprint(
         approval_wait_seconds: how long a decision request waits for the orchestration to record the decision
             (seconds, >= 0), polling ``get_status`` with sleeps growing from 50 ms to ``approval_poll_seconds``
             (seconds, > 0).
+        app_dir: the app folder; the local blob store of the conversation logs is found from it
+            (``durable_agents._blobs.get_blob_store(app_dir)``).
 
     Function names and routes: the module docstring. Raises ``ValueError`` for a negative wait or a poll
     interval that is not positive, ``TypeError`` for a ``route_prefix`` that is not a string.
@@ -121,6 +143,7 @@ def http_api_blueprint(
         route_prefix=normalize_route_prefix(route_prefix),
         approval_wait_seconds=float(approval_wait_seconds),
         approval_poll_seconds=float(approval_poll_seconds),
+        app_dir=Path(app_dir) if app_dir is not None else None,
     )
     bp = df.Blueprint()
 
@@ -172,5 +195,48 @@ def http_api_blueprint(
     async def api_get_audit(req: func.HttpRequest, client: DurableOrchestrationClient) -> func.HttpResponse:
         """``GET runs/{runId}/audit``: :func:`durable_agents._http.handlers.get_audit`."""
         return await handlers.respond(handlers.get_audit, api, req, client)
+
+    @bp.function_name("api_start_conversation")
+    @bp.route(route="agents/{agent}/conversations", methods=["POST"])
+    @bp.durable_client_input(client_name="client")
+    async def api_start_conversation(req: func.HttpRequest, client: DurableOrchestrationClient) -> func.HttpResponse:
+        """``POST agents/{agent}/conversations``: :func:`durable_agents._http.conversations.start_conversation`."""
+        return await handlers.respond(conversations.start_conversation, api, req, client)
+
+    @bp.function_name("api_list_conversations")
+    @bp.route(route="conversations", methods=["GET"])
+    @bp.durable_client_input(client_name="client")
+    async def api_list_conversations(req: func.HttpRequest, client: DurableOrchestrationClient) -> func.HttpResponse:
+        """``GET conversations``: :func:`durable_agents._http.conversations.list_conversations`."""
+        return await handlers.respond(conversations.list_conversations, api, req, client)
+
+    @bp.function_name("api_get_conversation")
+    @bp.route(route="conversations/{conversationId}", methods=["GET"])
+    @bp.durable_client_input(client_name="client")
+    async def api_get_conversation(req: func.HttpRequest, client: DurableOrchestrationClient) -> func.HttpResponse:
+        """``GET conversations/{conversationId}``: :func:`durable_agents._http.conversations.get_conversation`."""
+        return await handlers.respond(conversations.get_conversation, api, req, client)
+
+    @bp.function_name("api_post_message")
+    @bp.route(route="conversations/{conversationId}/messages", methods=["POST"])
+    @bp.durable_client_input(client_name="client")
+    async def api_post_message(req: func.HttpRequest, client: DurableOrchestrationClient) -> func.HttpResponse:
+        """``POST conversations/{conversationId}/messages``: :func:`durable_agents._http.conversations.post_message`."""
+        return await handlers.respond(conversations.post_message, api, req, client)
+
+    @bp.function_name("api_list_messages")
+    @bp.route(route="conversations/{conversationId}/messages", methods=["GET"])
+    @bp.durable_client_input(client_name="client")
+    async def api_list_messages(req: func.HttpRequest, client: DurableOrchestrationClient) -> func.HttpResponse:
+        """``GET conversations/{conversationId}/messages``: :func:`durable_agents._http.conversations.list_messages`."""
+        return await handlers.respond(conversations.list_messages, api, req, client)
+
+    @bp.function_name("api_close_conversation")
+    @bp.route(route="conversations/{conversationId}/close", methods=["POST"])
+    @bp.durable_client_input(client_name="client")
+    async def api_close_conversation(req: func.HttpRequest, client: DurableOrchestrationClient) -> func.HttpResponse:
+        """``POST conversations/{conversationId}/close``: :func:`durable_agents._http.conversations.
+        close_conversation`."""
+        return await handlers.respond(conversations.close_conversation, api, req, client)
 
     return bp

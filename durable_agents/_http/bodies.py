@@ -23,7 +23,7 @@ import azure.functions as func
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic_core import ErrorDetails, PydanticCustomError
 
-from durable_agents._http.views import RUN_STATUSES, RunStatus
+from durable_agents._http.views import CONVERSATION_STATUSES, RUN_STATUSES, ConversationStatus, RunStatus
 from durable_agents._jsonsafe import has_lone_surrogate
 from durable_agents._problems import Problem
 from durable_agents._registry import AGENT_NAME_PATTERN
@@ -35,8 +35,14 @@ __all__ = [
     "MAX_LIST_TOP",
     "RUN_ID_PATTERN",
     "CancelBody",
+    "CloseConversationBody",
     "DecisionBody",
+    "ListConversationsQuery",
+    "ListMessagesQuery",
     "ListRunsQuery",
+    "MAX_MESSAGES_TOP",
+    "MessageBody",
+    "StartConversationBody",
     "StartRunBody",
     "JSON_MEDIA_TYPE",
     "MAX_INPUT_CHARS",
@@ -320,6 +326,81 @@ class ListRunsQuery(_StrictModel):
     continuation_token: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,600}$")] | None = Field(
         default=None, alias="continuationToken",
         description="the continuationToken of the previous page, as it was returned"
+    )
+
+
+class StartConversationBody(_StrictModel):
+    """Body of ``POST agents/{agent}/conversations`` (optional; an empty body is ``{}``): ``{"input": "<text>" |
+    null?, "conversationId": "<id>" | null?, "customer": "<customer id>" | null?}``.
+
+    ``input`` is an optional first message (same rules as a run's ``input``); ``conversationId`` follows the rules of
+    ``runId`` (:data:`RUN_ID_PATTERN`; a bad one alone is ``invalid-conversation-id``); ``customer`` as for runs.
+    """
+
+    member_problems: ClassVar[Mapping[str, str]] = {"conversationId": "invalid-conversation-id"}
+
+    input: Annotated[str, AfterValidator(_not_blank), Field(max_length=MAX_INPUT_CHARS)] | None = Field(
+        default=None, description="a non-empty string (the first message)")
+    conversation_id: Annotated[str, Field(pattern=f"^{_RUN_ID_REGEX}$")] | None = Field(
+        default=None, alias="conversationId", description="1 to 100 characters from A-Z, a-z, 0-9, '_' and '-'"
+    )
+    customer: Annotated[str, Field(pattern=f"^{_CUSTOMER_REGEX}$")] | None = Field(
+        default=None, description="a customer id such as an email address (1 to 254 characters, no blanks)"
+    )
+
+
+class MessageBody(_StrictModel):
+    """Body of ``POST conversations/{id}/messages``: ``{"input": "<text>"}`` (not blank, at most
+    :data:`MAX_INPUT_CHARS` characters)."""
+
+    input: Annotated[str, AfterValidator(_not_blank), Field(max_length=MAX_INPUT_CHARS)] = Field(
+        description="a non-empty string (the user's message)")
+
+
+class CloseConversationBody(_StrictModel):
+    """Body of ``POST conversations/{id}/close``: none, or ``{}`` (no members are defined)."""
+
+
+class ListConversationsQuery(_StrictModel):
+    """Query of ``GET conversations``: ``agent``, ``status`` (comma list of :data:`CONVERSATION_STATUSES`), ``top``
+    (1..:data:`MAX_LIST_TOP`, default :data:`DEFAULT_LIST_TOP`) and ``continuationToken``, as for ``GET runs``."""
+
+    problem: ClassVar[str] = "invalid-query"
+    noun: ClassVar[str] = "query parameter"
+    ignored: ClassVar[frozenset[str]] = frozenset({"code"})
+
+    agent: Annotated[str, Field(pattern=f"^{AGENT_NAME_PATTERN.pattern}$")] | None = Field(
+        default=None, description="an agent name (1 to 64 characters from A-Z, a-z, 0-9, '_' and '-')"
+    )
+    status: Annotated[tuple[ConversationStatus, ...], BeforeValidator(_split_statuses)] | None = Field(
+        default=None, description=f"a comma-separated list of {', '.join(CONVERSATION_STATUSES)}"
+    )
+    top: Annotated[int, BeforeValidator(_ascii_integer), Field(ge=1, le=MAX_LIST_TOP)] = Field(
+        default=DEFAULT_LIST_TOP, description=f"an integer from 1 to {MAX_LIST_TOP}"
+    )
+    continuation_token: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,600}$")] | None = Field(
+        default=None, alias="continuationToken",
+        description="the continuationToken of the previous page, as it was returned"
+    )
+
+
+MAX_MESSAGES_TOP = 200
+"""Largest ``top`` of ``GET conversations/{id}/messages``."""
+
+
+class ListMessagesQuery(_StrictModel):
+    """Query of ``GET conversations/{id}/messages``: ``after`` (a message id, the cursor: only later messages are
+    listed) and ``top`` (1..:data:`MAX_MESSAGES_TOP`, default :data:`DEFAULT_LIST_TOP`)."""
+
+    problem: ClassVar[str] = "invalid-query"
+    noun: ClassVar[str] = "query parameter"
+    ignored: ClassVar[frozenset[str]] = frozenset({"code"})
+
+    after: Annotated[str, Field(pattern=r"^[0-9]{8}-[01]$")] | None = Field(
+        default=None, description="a message id such as '00000003-1' (the nextCursor of an earlier answer)"
+    )
+    top: Annotated[int, BeforeValidator(_ascii_integer), Field(ge=1, le=MAX_MESSAGES_TOP)] = Field(
+        default=DEFAULT_LIST_TOP, description=f"an integer from 1 to {MAX_MESSAGES_TOP}"
     )
 
 

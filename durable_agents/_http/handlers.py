@@ -16,7 +16,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
 import azure.functions as func
 from azure.durable_functions import DurableOrchestrationClient, OrchestrationRuntimeStatus
@@ -31,6 +32,7 @@ from durable_agents._contracts import (
     approval_event_name,
     format_time,
 )
+from durable_agents._conversations import conversation_input
 from durable_agents._http.access import check_may_decide, may_read, require_caller, started_by_id
 from durable_agents._http.bodies import (
     RUN_ID_PATTERN,
@@ -96,13 +98,14 @@ class HttpApi:
     ``route_prefix``: path prefix of every link and ``Location`` (``"/api"``, ``""`` or ``"/v1"``; no trailing
     slash). ``approval_wait_seconds``: how long a decision request waits for the run to record the decision.
     ``approval_poll_seconds``: the longest sleep between two status reads in that wait (sleeps start at 50 ms
-    and double).
+    and double). ``app_dir``: the app folder (where the local blob store of conversations lives).
     """
 
     registry: AgentRegistry
     route_prefix: str = ROUTE_PREFIX
     approval_wait_seconds: float = 10.0
     approval_poll_seconds: float = 0.5
+    app_dir: Path | None = None
 
 
 Handler = Callable[[HttpApi, func.HttpRequest, DurableOrchestrationClient], Awaitable[func.HttpResponse]]
@@ -159,15 +162,24 @@ def _path_run_id(req: func.HttpRequest) -> str:
 
 
 async def _load_run(
-    client: DurableOrchestrationClient, run_id: str, caller: Caller
+    client: DurableOrchestrationClient, run_id: str, caller: Caller, *, conversations: bool = False
 ) -> tuple[DurableOrchestrationStatus, OrchestrationInput]:
     """Status and agent-run input of ``run_id``; 404 when unknown, not an agent run, or not visible to ``caller``
-    (:func:`~durable_agents._http.access.may_read`; 404 rather than 403 so that run ids cannot be probed)."""
+    (:func:`~durable_agents._http.access.may_read`; 404 rather than 403 so that run ids cannot be probed).
+    With ``conversations`` a conversation's input counts too (the approvals and audit routes serve both)."""
     status = await client.get_status(run_id, show_input=True)
-    run_input = agent_run_input(status.input_) if status else None
+    run_input = _run_or_conversation_input(status.input_, conversations) if status else None
     if run_input is None or not may_read(caller, run_input):
         raise _run_not_found(run_id)
     return status, run_input
+
+
+def _run_or_conversation_input(raw: Any, conversations: bool) -> OrchestrationInput | None:
+    """An agent run's input, or (with ``conversations``) a conversation's, as the fields access rules read."""
+    run_input = agent_run_input(raw)
+    if run_input is None and conversations:
+        run_input = cast(OrchestrationInput | None, conversation_input(raw))
+    return run_input
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -334,7 +346,7 @@ async def decide_approval(
     run_id = _path_run_id(req)
     approval_id = req.route_params.get("approvalId") or ""
     wanted = "approved" if body.approved else "rejected"
-    status, run_input = await _load_run(client, run_id, caller)
+    status, run_input = await _load_run(client, run_id, caller, conversations=True)
     check_may_decide(caller, run_input)
     custom = read_custom_status(status)
     target = run_id  # the instance that waits for this approval: the run, or one of its sub-orchestrations
@@ -510,7 +522,7 @@ async def get_audit(api: HttpApi, req: func.HttpRequest, client: DurableOrchestr
     run_id = _path_run_id(req)
     store = get_audit_store()
     status = await client.get_status(run_id, show_input=True)
-    run_input = agent_run_input(status.input_) if status else None
+    run_input = _run_or_conversation_input(status.input_, True) if status else None
     if run_input is not None:
         if not may_read(caller, run_input):
             raise _run_not_found(run_id)

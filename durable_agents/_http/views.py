@@ -25,6 +25,13 @@ from durable_agents._contracts import (
 
 __all__ = [
     "ACTIVE",
+    "CONVERSATION_STATUSES",
+    "ConversationStatus",
+    "conversation_json",
+    "conversation_links",
+    "conversation_status",
+    "conversation_url",
+    "RUNTIME_FOR_CONVERSATION_STATUS",
     "RUNTIME_FOR_STATUS",
     "RUN_STATUSES",
     "TERMINAL",
@@ -109,10 +116,12 @@ def _parse_json_text(value: Any) -> Any:
 def agent_run_input(raw_input: Any) -> OrchestrationInput | None:
     """The orchestration input (JSON value or JSON text) when it has the agent-run shape
     (:class:`~durable_agents._contracts.OrchestrationInput`: ``agent`` a string, ``input`` present, ``settings`` an
-    object), else ``None``: the instance is not an agent run and the API does not show it."""
+    object, no ``kind``), else ``None``: the instance is not an agent run (a conversation, say) and the runs routes do
+    not show it."""
     value = _parse_json_text(raw_input)
     if (
         isinstance(value, dict)
+        and value.get("kind") is None  # a conversation's input has kind "conversation": not a run
         and isinstance(value.get("agent"), str)
         and "input" in value
         and isinstance(value.get("settings"), dict)
@@ -228,4 +237,95 @@ def run_json(status: DurableOrchestrationStatus, run_input: OrchestrationInput, 
         "createdAt": format_time(created) if created is not None else None,
         "updatedAt": format_time(updated) if updated is not None else None,
         "links": run_links(route_prefix, status.instance_id or ""),
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Conversations (docs/internals.md "Conversations")
+
+ConversationStatus = Literal["idle", "answering", "awaiting_approval", "closed", "failed"]
+CONVERSATION_STATUSES: tuple[ConversationStatus, ...] = ("idle", "answering", "awaiting_approval", "closed", "failed")
+"""The conversation ``status`` values."""
+
+RUNTIME_FOR_CONVERSATION_STATUS: dict[ConversationStatus, tuple[OrchestrationRuntimeStatus, ...]] = {
+    "idle": (_R.Pending, _R.Running, _R.ContinuedAsNew, _R.Suspended),
+    "answering": (_R.Pending, _R.Running, _R.ContinuedAsNew, _R.Suspended),
+    "awaiting_approval": (_R.Running, _R.ContinuedAsNew, _R.Suspended),
+    "closed": (_R.Completed, _R.Terminated, _R.Canceled, _R.Running, _R.ContinuedAsNew),
+    "failed": (_R.Failed,),
+}
+"""The runtime statuses to ask the Durable client for, per conversation status (the inverse of
+:func:`conversation_status`)."""
+
+
+def conversation_status(runtime_status: OrchestrationRuntimeStatus | None, custom: CustomStatus, *,
+                        closed: bool = False, unanswered: bool = False) -> ConversationStatus:
+    """The conversation ``status``: ``failed`` when the orchestration failed; ``closed`` when it completed or was
+    terminated, when ``closed`` (``closed.json`` exists) or when its custom status says so; ``awaiting_approval``
+    while a turn waits for a person; ``answering`` while a turn runs or ``unanswered`` (a user message has no answer
+    yet); else ``idle``."""
+    if runtime_status == _R.Failed:
+        return "failed"
+    raw = cast(dict[str, Any], custom).get("conversation")
+    state: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    if runtime_status in TERMINAL or closed or state.get("state") == "closed":
+        return "closed"
+    if pending_approvals(custom):
+        return "awaiting_approval"
+    if state.get("state") == "answering" or unanswered:
+        return "answering"
+    return "idle"
+
+
+def conversation_url(route_prefix: str, conversation_id: str) -> str:
+    """The API path of a conversation: ``<route_prefix>/conversations/<id>``."""
+    return f"{route_prefix}/conversations/{conversation_id}"
+
+
+def conversation_links(route_prefix: str, conversation_id: str) -> dict[str, str]:
+    """``{"self", "messages", "close", "approvals"}``: the conversation's paths (``approvals`` is the runs route
+    that decides its approvals, with the ``{approvalId}`` template)."""
+    base = conversation_url(route_prefix, conversation_id)
+    return {"self": base, "messages": base + "/messages", "close": base + "/close",
+            "approvals": run_url(route_prefix, conversation_id) + "/approvals/{approvalId}"}
+
+
+def conversation_json(status: DurableOrchestrationStatus, conversation: dict[str, Any], route_prefix: str, *,
+                      info: dict[str, Any] | None = None, closed: dict[str, Any] | None = None,
+                      unanswered: bool = False) -> dict[str, Any]:
+    """The ``<conversation>`` JSON of one conversation instance without its messages: ``{"id", "agent", "status",
+    "customer", "startedBy", "createdAt", "updatedAt", "closed", "pendingApprovals", "approvals", "answered",
+    "turns", "usage", "generation", "lastActivityAt", "idleExpiresAt", "error", "links"}``.
+
+    ``conversation`` is the orchestration input, ``info`` its ``conversation.json`` (gives ``createdAt``),
+    ``closed`` its ``closed.json``; the counters come from the custom status member ``conversation`` (cumulative
+    over continue-as-new), or from the output once completed.
+    """
+    runtime = status.runtime_status
+    custom = read_custom_status(status)
+    raw_state = cast(dict[str, Any], custom).get("conversation")
+    state: dict[str, Any] = raw_state if isinstance(raw_state, dict) else {}
+    output = _parse_json_text(status.output) if runtime == _R.Completed else None
+    result = output if isinstance(output, dict) else {}
+    created = (info or {}).get("createdAt") or (format_time(status.created_time) if status.created_time else None)
+    updated = status.last_updated_time
+    return {
+        "id": status.instance_id,
+        "agent": conversation["agent"],
+        "status": conversation_status(runtime, custom, closed=closed is not None, unanswered=unanswered),
+        "customer": conversation.get("customer"),
+        "startedBy": conversation.get("startedBy"),
+        "createdAt": created,
+        "updatedAt": format_time(updated) if updated is not None else None,
+        "closed": closed,
+        "pendingApprovals": [] if runtime in TERMINAL else pending_approvals(custom),
+        "approvals": decided_approvals(custom),
+        "answered": result.get("messages", state.get("answered", 0)),
+        "turns": result.get("turns", state.get("turns", 0)),
+        "usage": result.get("usage", state.get("usage")),
+        "generation": state.get("generation", 0),
+        "lastActivityAt": state.get("lastActivityAt"),
+        "idleExpiresAt": None if runtime in TERMINAL or closed is not None else state.get("idleExpiresAt"),
+        "error": _failure_text(status.output) if runtime == _R.Failed else None,
+        "links": conversation_links(route_prefix, status.instance_id or ""),
     }
