@@ -34,7 +34,7 @@ ENV_MAX_CUSTOM_STATUS_KB = "LOCAL_RUNTIME_MAX_CUSTOM_STATUS_KB"
 
 def utf8_size(text: str) -> int:
     """Bytes of ``text`` in UTF-8 (a lone surrogate counts as the 3 bytes of U+FFFD, as .NET's encoder does)."""
-    return len(text.encode("utf-8", "replace"))
+    return len(text.encode("utf-8", "surrogatepass"))
 
 
 def utf16_size(text: str) -> int:

@@ -23,7 +23,7 @@ import pytest
 
 from local_runtime.limits import DEFAULT_MAX_PAYLOAD_BYTES
 from tests.support.polling import wait_for
-from tests.support.runtime_process import RuntimeProcess
+from tests.support.runtime_process import RuntimeProcess, RuntimeStartError
 
 pytestmark = pytest.mark.integration
 
@@ -295,3 +295,13 @@ def test_the_default_is_one_mib_of_utf8_and_the_flag_overrides_the_variable(tmp_
                       env={"LOCAL_RUNTIME_MAX_PAYLOAD_BYTES": "100"}, flags=["--max-payload-bytes", "0"]) as proc:
         st = run(proc, "echo_input", "off", "i" * (2 * limit))             # 0: no limit
         assert (st["runtimeStatus"], st["output"]) == ("Completed", 2 * limit)
+
+
+def test_a_bad_setting_stops_the_start_with_a_clear_message(tmp_path):
+    proc = RuntimeProcess(_write_app(tmp_path), state=tmp_path / "bad.sqlite3", log_path=tmp_path / "bad.log",
+                          env={"LOCAL_RUNTIME_MAX_PAYLOAD_BYTES": "1MB"}, ready_timeout=30)
+    with pytest.raises(RuntimeStartError):
+        proc.start()
+    assert proc.proc is not None and proc.proc.wait(10) == 1
+    assert ("Cannot start the local runtime: LOCAL_RUNTIME_MAX_PAYLOAD_BYTES must be a whole number of bytes or 0 "
+            "(no limit), not '1MB'") in proc.log_text()
