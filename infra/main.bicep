@@ -236,8 +236,9 @@ module storage './app/storage.bicep' = {
     deploymentContainerName: deploymentContainerName
     refundLedgerTableName: refundLedgerTableName
     auditTableName: auditTableName
-    // Payload blobs live as long as the scheduler keeps its longest-kept runs (failed, terminated, canceled).
-    payloadRetentionDays: failedRetentionDays
+    // Payload blobs live as long as the scheduler keeps its longest-kept runs (failed, terminated, canceled: 90
+    // days by default), at least one day.
+    payloadRetentionDays: max(completedRetentionDays, failedRetentionDays, 1)
     publicNetworkAccess: enableVirtualNetwork ? 'Disabled' : 'Enabled'
   }
 }
