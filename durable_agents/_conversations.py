@@ -13,7 +13,8 @@ A conversation is ONE durable orchestration (instance id = conversation id) of t
   idleness first) and :data:`REPLY_ACTIVITY` (write one answer, idempotent).
 * :func:`conversation_function`: the orchestrator loop (an agent orchestrator function, run by the durable runner
   in its worker thread): read the inbox, answer each message with the agent's own orchestrator function, then wait
-  durably for ``message:<next seq>``, ``close`` or the idle timer; continue-as-new after K model turns.
+  durably for ``message:<next seq>`` (raised after a user message and after a close) or the idle timer;
+  continue-as-new after K model turns.
 
 External events only wake the orchestration; their payloads are never read (azure-functions-durable 1.7 keeps only
 the last buffered event of one name, and the extension drops unconsumed buffered events at continue-as-new), so the
@@ -62,6 +63,7 @@ __all__ = [
     "MAX_TIMER",
     "MESSAGE_ID_PATTERN",
     "REPLY_ACTIVITY",
+    "close_event_name",
     "conversation_function",
     "conversation_input",
     "message_event_name",
@@ -85,7 +87,7 @@ MESSAGE_EVENT_PREFIX = "message:"
 ``{"seq": N}``, never read)."""
 
 CLOSE_EVENT = "close"
-"""The external event raised after ``closed.json`` was written (no payload read)."""
+"""The ``reason``-less name of a close in docs; a close is announced as :func:`close_event_name` gives."""
 
 INBOX_PAGE_SIZE = 20
 """At most this many user messages per inbox read."""
@@ -111,6 +113,17 @@ _MESSAGES = "messages/"
 def message_event_name(seq: int) -> str:
     """The external event that announces user message ``seq``: ``"message:<seq>"``."""
     return f"{MESSAGE_EVENT_PREFIX}{seq}"
+
+
+def close_event_name(log: ConversationLog) -> str:
+    """The external event that announces a close of ``log``'s conversation: ``message:<last user seq + 1>``, the
+    one event the orchestration waits for while idle (it then reads ``closed.json`` from the log).
+
+    One name per wait, and only one wait open at a time: the runner keeps every event wait of a ``task_any`` that
+    lost in flight, and an approval inside a later turn would queue behind such a wait (a ``close`` wait beside the
+    message wait would hold every approval after the first message). A close while a turn runs leaves the event
+    buffered; the orchestration reads ``closed.json`` in its next inbox read anyway."""
+    return message_event_name(log.last_seq() + 1)
 
 
 def message_id(seq: int, role: str) -> str:
@@ -478,6 +491,7 @@ def conversation_function(registry: AgentRegistry) -> Callable[[Any], Generator[
             state["lastActivityAt"] = format_time(context.current_utc_datetime)
 
         close: dict[str, Any] | None = None
+        waiting: tuple[int, Any] | None = None  # (seq, its pending event wait): reused after a timer step
         publish("idle")
         while True:
             inbox = yield context.call_activity(INBOX_ACTIVITY, {"conversation": conversation_id,
@@ -500,11 +514,12 @@ def conversation_function(registry: AgentRegistry) -> Callable[[Any], Generator[
                 context.continue_as_new({**data, "conversation": state})
                 return None
             publish("idle")
-            message_event = context.wait_for_external_event(message_event_name(state["received"] + 1))
-            close_event = context.wait_for_external_event(CLOSE_EVENT)
+            wanted = state["received"] + 1
+            if waiting is None or waiting[0] != wanted or waiting[1].is_completed:
+                waiting = (wanted, context.wait_for_external_event(message_event_name(wanted)))
             expires = parse_time(state["lastActivityAt"]) + idle
             timer = context.create_timer(min(expires, context.current_utc_datetime + MAX_TIMER))
-            winner = yield context.task_any([message_event, close_event, timer])
+            winner = yield context.task_any([waiting[1], timer])
             if winner is not timer:
                 timer.cancel()
             elif context.current_utc_datetime >= expires:

@@ -4,8 +4,9 @@ One ``async def <name>(api, req, client)`` per route, like :mod:`durable_agents.
 :func:`~durable_agents._http.handlers.respond` runs them). A conversation is one orchestration of
 :data:`~durable_agents._contracts.CONVERSATION_ORCHESTRATOR` (instance id = conversation id) plus its message log on
 the blob store (:class:`durable_agents._conversations.ConversationLog`): these handlers write the log FIRST and then
-raise the event that wakes the orchestration (``message:<seq>`` after a user message, ``close`` after
-``closed.json``), never the other way round, so nothing the API accepted can be missed (docs/internals.md
+raise the event that wakes the orchestration (``message:<seq>`` after a user message, ``message:<last seq + 1>``
+after ``closed.json``: :func:`durable_agents._conversations.close_event_name`), never the other way round, so
+nothing the API accepted can be missed (docs/internals.md
 "Conversations"). Access follows the runs' rules (:mod:`durable_agents._http.access`): the caller who started a
 conversation, its customer, support staff and approvers see it; anyone else gets 404.
 """
@@ -22,9 +23,9 @@ from azure.durable_functions.models.DurableOrchestrationStatus import DurableOrc
 
 from durable_agents._contracts import CONVERSATION_ORCHESTRATOR, RUN_VERSION, format_time
 from durable_agents._conversations import (
-    CLOSE_EVENT,
     CONVERSATION_KIND,
     ConversationLog,
+    close_event_name,
     conversation_input,
     message_event_name,
 )
@@ -269,7 +270,7 @@ async def list_messages(api: HttpApi, req: func.HttpRequest, client: DurableOrch
 async def close_conversation(api: HttpApi, req: func.HttpRequest,
                              client: DurableOrchestrationClient) -> func.HttpResponse:
     """``POST conversations/{conversationId}/close`` (no body, or ``{}``) → 202 ``{"id", "status": "closed",
-    "closedAt", "by", "reason"}`` after writing ``closed.json`` and raising ``close`` (the orchestration answers
+    "closedAt", "by", "reason"}`` after writing ``closed.json`` and raising the close event (the orchestration answers
     what was accepted before and ends); repeated, or after the idle timer closed it: 200 with the first record.
     401, 413, 415, 400 first; 404 unknown (or not visible)."""
     caller = require_caller(req)
@@ -281,7 +282,7 @@ async def close_conversation(api: HttpApi, req: func.HttpRequest,
     record, created = log.close(caller.principal(), "closed")
     if created and status.runtime_status not in TERMINAL:
         try:
-            await client.raise_event(conversation_id, CLOSE_EVENT, {"reason": "closed"})
+            await client.raise_event(conversation_id, close_event_name(log), {"reason": "closed"})
         except Exception:
             after = await client.get_status(conversation_id)
             if after is not None and after.runtime_status not in TERMINAL:

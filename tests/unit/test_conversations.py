@@ -20,13 +20,14 @@ from durable_agents._conversations import (
     INBOX_PAGE_SIZE,
     REPLY_ACTIVITY,
     ConversationLog,
+    close_event_name,
     conversation_input,
     message_event_name,
     read_inbox,
     write_reply,
 )
 from durable_agents._http.views import agent_run_input, conversation_status
-from durable_agents.testing import ReplayHarness, ScriptedModel, assistant_message
+from durable_agents.testing import ReplayHarness, ScriptedModel, assistant_message, function_call
 
 pytestmark = pytest.mark.usefixtures("fresh_runner_cache")
 
@@ -194,7 +195,7 @@ def test_messages_are_answered_in_order_with_the_history_and_close_ends_it(tmp_p
     reply = conv.log.read(["00000003-1"])[0]
     assert reply["agent"] == "helper" and reply["toolCalls"] == [] and reply["seq"] == 3
     conv.log.close(ALICE, "closed")
-    conv.harness.raise_event("c-1", "close", {"reason": "closed"})
+    conv.harness.raise_event("c-1", close_event_name(conv.log), {"reason": "closed"})
     conv.harness.run(advance_timers=False)
     assert conv.instance.status == "Completed"
     assert conv.instance.output == {"closed": True, "reason": "closed", "messages": 3,
@@ -238,6 +239,48 @@ def test_it_continues_as_new_every_k_turns_carrying_history_and_totals(tmp_path,
     assert conv.instance.generations == 3  # after turns 2 and 4
     assert conv.state["generation"] == 2 and conv.state["turns"] == 5 and conv.state["answered"] == 5
     assert conv.state["usage"]["requests"] == 5
+
+
+def test_an_approval_in_a_later_turn_is_asked_and_decided_through_the_run_s_approval_event(tmp_path, monkeypatch,
+                                                                                          cache_size):
+    """A turn after an idle wait asks for an approval at once (no event wait of the idle step holds it)."""
+    monkeypatch.delenv("PAYLOAD_PATH", raising=False)
+    bp = durable_agents.Blueprint()
+
+    @durable_agents.activity_tool(bp, needs_approval=True)
+    def close_account(account_id: str) -> dict:
+        """Close an account."""
+        return {"closed": account_id}
+
+    accounts = Agent(name="accounts", instructions="Manage accounts.", tools=[close_account])
+
+    @bp.agent(accounts, description="Accounts.")
+    def accounts_run(context):
+        return Runner.run_sync(accounts, context.get_input()["input"])
+
+    app = durable_agents.App(http_api=False, app_dir=tmp_path)
+    app.register_functions(bp)
+    model = ScriptedModel([[assistant_message("Hello.")],
+                           [function_call("close_account", {"account_id": "A-1"}, call_id="call_1")],
+                           [assistant_message("Closed A-1.")]])
+    harness = ReplayHarness(app, model=model)
+    log = ConversationLog("c-2", app_dir=tmp_path)
+    log.append_user("hi", None)
+    run = harness.start(CONVERSATION_ORCHESTRATOR, {"kind": "conversation", "agent": "accounts", "settings": {},
+                                                    "version": RUN_VERSION, "customer": None, "startedBy": None},
+                        "c-2")
+    harness.run(advance_timers=False)
+    seq = log.append_user("close A-1", None)["seq"]
+    harness.raise_event("c-2", message_event_name(seq), {"seq": seq})
+    harness.run(advance_timers=False)
+    assert [p["id"] for p in harness.pending_approvals(run)] == ["call_1"]
+    assert run.custom_status["conversation"]["state"] == "answering"
+    harness.approve(run, "call_1", "ok")
+    harness.run(advance_timers=False)
+    answers = [m for m in log.messages() if m["role"] == "assistant"]
+    assert [a["content"] for a in answers] == ["Hello.", "Closed A-1."]
+    assert answers[1]["toolCalls"] == [{"tool": "close_account", "ok": True}]
+    assert run.custom_status["approvals"][0]["decision"] == "approved"
 
 
 def test_the_views_of_a_conversation_and_runs_stay_apart():
