@@ -56,6 +56,7 @@ from agents.testing import ModelStep  # noqa: E402
 import durable_agents  # noqa: E402
 from durable_agents import _runner as durable_runner  # noqa: E402
 from durable_agents import activity_tool, agent_orchestrator  # noqa: E402
+from durable_agents._contracts import DEFAULT_TURNS_PER_GENERATION, RUN_VERSION  # noqa: E402
 from durable_agents.testing import Instance, ReplayHarness, ScriptedModel, assistant_message, function_call  # noqa: E402
 from local_runtime import events as ev  # noqa: E402
 
@@ -79,6 +80,7 @@ class RunResult(NamedTuple):
     history_bytes: int  # UTF-8 bytes of the JSON of the history events at the end
     largest_payload_bytes: int
     largest_payload_kind: str  # e.g. "activity input invoke_model", "custom status"
+    generations: int = 1  # executions (1 + continue-as-new hand-overs)
 
 
 def _utf8_len(text: str | None) -> int:
@@ -123,8 +125,14 @@ def largest_payload(harness: ReplayHarness, inst: Instance) -> tuple[int, str]:
     return max(candidates, key=lambda c: c[0])
 
 
+TURNS_PER_GENERATION = DEFAULT_TURNS_PER_GENERATION
+
+
 def run(turns: int, cache: bool) -> RunResult:
-    """One run of ``turns`` model turns: its CPU, episodes, history size and largest payload (:class:`RunResult`)."""
+    """One run of ``turns`` model turns: its CPU, episodes, history size and largest payload (:class:`RunResult`).
+
+    The run is a version-3 run with ``AGENT_TURNS_PER_GENERATION`` = :data:`TURNS_PER_GENERATION` (``--k``; 0: one
+    generation, the unbounded history of earlier versions). History bytes are summed over its generations."""
     durable_runner.set_session_cache_size(64 if cache else 0)
     durable_runner.clear_session_cache()
     bp = df.Blueprint()
@@ -147,14 +155,17 @@ def run(turns: int, cache: bool) -> RunResult:
     app = df.DFApp(http_auth_level=func.AuthLevel.ANONYMOUS)
     app.register_functions(bp)
     harness = ReplayHarness(app, model=model, after_invocation=None if cache else _wait_for_unwinding_workers)
-    inst = harness.start("bench", {"agent": "bench", "input": "go", "settings": {}}, f"bench-{turns}-{cache}")
+    settings = {"AGENT_TURNS_PER_GENERATION": str(TURNS_PER_GENERATION)}
+    inst = harness.start("bench", {"agent": "bench", "input": "go", "settings": settings, "version": RUN_VERSION},
+                         f"bench-{turns}-{cache}")
     harness.run()
+    total_bytes = sum(inst.past_history_bytes) + history_bytes(inst)
     assert inst.status == "Completed", inst.output
     assert inst.output["turns"] == turns
     durable_runner.clear_session_cache()
-    size, kind = largest_payload(harness, inst)
+    largest = largest_payload(harness, inst)
     return RunResult(inst.invocation_process_cpu_seconds, inst.cpu_seconds, inst.episodes, len(inst.history),
-                     history_bytes(inst), size, kind)
+                     total_bytes, largest[0], largest[1], inst.generations)
 
 
 def run_workflow(turns: int, cache: bool) -> tuple[float, int, int]:
@@ -245,16 +256,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--turns", type=int, nargs="+", default=[10, 25, 50, 100, 200])
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--uncached-max-turns", type=int, default=100,
-                        help="skip the cache-off runs of more turns (200 turns uncached take >10 min on 2 cores)")
+    parser.add_argument("--uncached-max-turns", type=int, default=200,
+                        help="skip the cache-off runs of more turns (with --k 0, 200 turns uncached take >10 min)")
+    parser.add_argument("--k", type=int, default=DEFAULT_TURNS_PER_GENERATION,
+                        help="AGENT_TURNS_PER_GENERATION of the runs (0: never continue-as-new, unbounded history)")
     parser.add_argument("--workflow-turns", type=int, default=10, help="model turns per agent of the workflow case")
     parser.add_argument("--concurrent", type=int, nargs="*", default=[3, 8], help="agent counts of the concurrent case")
     args = parser.parse_args()
+    global TURNS_PER_GENERATION
+    TURNS_PER_GENERATION = args.k
     logging.disable(logging.WARNING)
     run(3, True)  # warm-up: imports, first-call caches
     results: dict[tuple[int, bool], RunResult] = {}
     skipped = [turns for turns in args.turns if turns > args.uncached_max_turns]
-    print(f"{'turns':>5} {'cache':>5} {'episodes':>8} {'history':>8} {'orchestrator CPU s':>19} "
+    print(f"version-3 runs, AGENT_TURNS_PER_GENERATION (K) = {args.k}"
+          + (" (never continue-as-new)" if args.k == 0 else ""))
+    print(f"{'turns':>5} {'cache':>5} {'gens':>4} {'episodes':>8} {'history':>8} {'orchestrator CPU s':>19} "
           f"{'orch. thread s':>15} {'ms/episode':>10} {'growth':>7} {'vs 5.0 s':>9}")
     for cache in (True, False):
         previous: tuple[int, float] | None = None
@@ -270,7 +287,8 @@ def main() -> None:
             if previous is not None:
                 growth = f"{math.log(cpu / previous[1]) / math.log(turns / previous[0]):.2f}"
             ratio = f"{cpu / REFERENCE_50_TURNS_S:.3f}" if turns == 50 else "-"
-            print(f"{turns:>5} {str(cache):>5} {episodes:>8} {events:>8} {cpu:>19.3f} {thread_cpu:>15.3f} "
+            print(f"{turns:>5} {str(cache):>5} {best.generations:>4} {episodes:>8} {events:>8} {cpu:>19.3f} "
+                  f"{thread_cpu:>15.3f} "
                   f"{1000 * cpu / episodes:>10.2f} {growth:>7} {ratio:>9}")
             previous = (turns, cpu)
     print("orchestrator CPU = process CPU (all threads) during the orchestrator invocations of all episodes "

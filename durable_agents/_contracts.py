@@ -98,7 +98,7 @@ TURNS_PER_GENERATION_SETTING = "AGENT_TURNS_PER_GENERATION"
 """The run setting K: a version-3 agent run or conversation continues-as-new after K model turns of one generation
 (one execution), carrying its SDK state, so that no episode replays more than K turns."""
 
-DEFAULT_TURNS_PER_GENERATION = 8
+DEFAULT_TURNS_PER_GENERATION = 2
 """K when :data:`TURNS_PER_GENERATION_SETTING` is unset (see docs/internals.md "Bounded history" for the measurement
 behind it)."""
 
@@ -218,19 +218,24 @@ class ModelErrorInfo(TypedDict):
 
 class InvokeModelInput(TypedDict):
     """Input of ``invoke_model``: the agent's model name (or ``None``: ``AGENT_MODEL``) and the encoded request
-    (``durable_agents._model_io.encode_model_request``)."""
+    (``durable_agents._model_io.encode_model_request``). Version-3 runs add ``run`` (the instance id): the request
+    may then hold markers of payloads in the blob store (docs/internals.md "Payloads by reference")."""
 
     model: str | None
     request: dict[str, Any]
+    run: NotRequired[str]
 
 
 class InvokeModelResult(TypedDict, total=False):
-    """Result of ``invoke_model``: ``{"ok": true, "response", "demo"}`` or ``{"ok": false, "error"}``."""
+    """Result of ``invoke_model``: ``{"ok": true, "response", "demo", "inputRef"?}`` or ``{"ok": false, "error"}``.
+    ``inputRef`` (version-3 runs): the blob reference under which the call stored its resolved input
+    (docs/internals.md "Payloads by reference")."""
 
     ok: bool
     response: dict[str, Any]
     demo: bool
     error: ModelErrorInfo
+    inputRef: str
 
 
 class ToolCallInfo(TypedDict):

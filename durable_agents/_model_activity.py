@@ -33,6 +33,7 @@ from ._contracts import INVOKE_MODEL_ACTIVITY, InvokeModelResult, ModelErrorInfo
 from ._jsonsafe import json_safe
 from ._model_config import get_model, load_model_config
 from ._model_io import decode_model_request, encode_model_response, prepare_model_call
+from ._payloads import PayloadMissing, resolve_model_payload
 from ._providers import build_model, build_provider
 
 __all__ = [
@@ -139,6 +140,13 @@ async def invoke_model(payload: Any) -> InvokeModelResult:
     for member in ("provider", "registeredModel"):
         if member in payload and not isinstance(payload[member], str):
             raise TypeError(f"invoke_model's {member!r} must be a registered name (str)")
+    try:  # markers of payloads kept in the blob store (durable_agents._payloads)
+        payload, input_ref = resolve_model_payload(payload)
+    except PayloadMissing as exc:
+        missing: ModelErrorInfo = {"type": "PayloadMissing", "message": str(exc)[:_MAX_ERROR_MESSAGE],
+                                   "status": None, "retryable": False, "retryAfter": None}
+        logger.error("model call failed: %s", missing["message"])
+        return {"ok": False, "error": missing}
     # Lone surrogates (a tool result cut from a document) and NaN (a tool's float) never reach the model API: the
     # request body must be UTF-8 JSON (durable_agents._jsonsafe).
     kwargs = decode_model_request(json_safe(payload["request"]))
@@ -171,7 +179,10 @@ async def invoke_model(payload: Any) -> InvokeModelResult:
         "items=%d demo=%s", name, api, mode, (time.perf_counter() - started) * 1000, usage.input_tokens,
         usage.output_tokens, usage.total_tokens, len(response.output), demo,
     )
-    return {"ok": True, "response": encode_model_response(response), "demo": demo}
+    result: InvokeModelResult = {"ok": True, "response": encode_model_response(response), "demo": demo}
+    if input_ref is not None:
+        result["inputRef"] = input_ref
+    return result
 
 
 def _resolve_model(payload: Mapping[str, Any], request_model: Any) -> tuple[Model, bool, str, str, str]:

@@ -140,6 +140,18 @@ def _to_json(value: Any) -> Any:
     return pydantic_core.to_jsonable_python(value)
 
 
+def _activity_result(value: Any, payload: Any) -> Any:
+    """A tool activity's result as it goes into the history: its JSON, or the blob marker of it when it is larger
+    than ``PAYLOAD_INLINE_MAX_BYTES`` (:func:`durable_agents._payloads.offload_result`; the model still reads it)."""
+    from ._payloads import offload_result
+
+    if isinstance(payload, str):
+        payload = json.loads(payload)
+    call = payload.get("call") if isinstance(payload, dict) else None
+    run_id = call.get("runId") if isinstance(call, dict) else None
+    return offload_result(_to_json(value), run_id if isinstance(run_id, str) else None)
+
+
 def _call_tool_function(tool: ActivityTool, payload: Any) -> Any:
     """Validate ``payload["args"]`` and call ``tool.function``; returns its (possibly awaitable) result."""
     if isinstance(payload, str):
@@ -326,13 +338,13 @@ def _register_activity(bp: df.Blueprint, tool: ActivityTool, func: Callable[...,
             result = _call_tool_function(tool, payload)
             if inspect.isawaitable(result):
                 result = await result
-            return _to_json(result)
+            return _activity_result(result, payload)
 
         activity = run_async
     else:
 
         def run_sync(payload: Any) -> Any:
-            return _to_json(_call_tool_function(tool, payload))
+            return _activity_result(_call_tool_function(tool, payload), payload)
 
         activity = run_sync
 
@@ -520,7 +532,7 @@ def as_activity_tool(bp: df.Blueprint, tool: FunctionTool, *, name: str | None =
         call = ToolCall.from_json(payload.get("call") or {})
         text = json.dumps(payload.get("args") or {}, ensure_ascii=False)
         ctx = ToolContext(context=None, tool_name=tool.name, tool_call_id=call.call_id, tool_arguments=text)
-        return _to_json(await original(ctx, text))
+        return _activity_result(await original(ctx, text), payload)
 
     run.__name__ = activity_name
     run.__qualname__ = activity_name

@@ -15,7 +15,7 @@ from .bridge import live_worker_count
 from .cache import clear_session_cache, set_session_cache_size
 from .compat import install_timestamp_memo
 from .episode import drive
-from .seam import DurableAgentRunner, DurableModel, DurableModelProvider
+from .seam import DurableAgentRunner, DurableModel, DurableModelProvider, compact_history
 from .steps import REPLAYED_INPUT_MARKER
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "DurableModel",
     "DurableModelProvider",
     "clear_session_cache",
+    "compact_history",
     "drive",
     "install_timestamp_memo",
     "live_worker_count",

@@ -72,13 +72,14 @@ CARRY_KEY = "$durableAgents"
 class Carried:
     """What a version-3 run carries across continue-as-new (docs/internals.md "Bounded history"), as the member
     :data:`CARRY_KEY` of the next generation's input: ``{"generation", "startedAt", "turns", "lastTool", "demo",
-    "children", "usage", "decided", "approvedCalls", "checked", "resume"?}``.
+    "children", "usage", "decided", "approvedCalls", "checked", "mcpTools"?, "resume"?}``.
 
     ``resume`` is present when the runner itself continued the run at K model turns: ``{"agent": <name of the
     agent whose turn is next>, "items": <the run's input items so far, JSON>, "turnsUsed": <model turns of the
     top-level run so far, for max_turns>}``; the first top-level ``Runner.run`` of the next generation consumes it.
     Everything else is the run's whole-run view: progress, usage, the decided approvals the custom status shows
-    (at most ``MAX_DECIDED_APPROVALS``), the tool calls people approved and the approval checks' earlier calls.
+    (at most ``MAX_DECIDED_APPROVALS``), the tool calls people approved, the approval checks' earlier calls and the
+    MCP servers' tool listings (``durable_agents._mcp``: listed once per run).
     """
 
     generation: int = 0
@@ -91,6 +92,7 @@ class Carried:
     decided: tuple[Any, ...] = ()
     approved_calls: tuple[str, ...] = ()
     checked: dict[str, list[tuple[str, Any]]] = dataclasses.field(default_factory=dict)
+    mcp_tools: dict[str, list[Any]] = dataclasses.field(default_factory=dict)
     resume: dict[str, Any] | None = None
 
     @classmethod
@@ -107,7 +109,9 @@ class Carried:
         usage: dict[str, Any] = raw["usage"] if isinstance(raw.get("usage"), dict) else {}
         checked: dict[str, Any] = raw["checked"] if isinstance(raw.get("checked"), dict) else {}
         resume = raw.get("resume")
+        mcp: dict[str, Any] = raw["mcpTools"] if isinstance(raw.get("mcpTools"), dict) else {}
         return cls(
+            mcp_tools={str(k): v for k, v in mcp.items() if isinstance(v, list)},
             generation=number("generation"),
             started_at=raw.get("startedAt") if isinstance(raw.get("startedAt"), str) else None,
             turns=number("turns"),
@@ -133,6 +137,10 @@ class Carried:
             session.usage = dict(self.usage)
         session.approved_calls = set(self.approved_calls)
         session.checked = {name: list(calls) for name, calls in self.checked.items()}
+        if self.mcp_tools:  # the run's MCP tool listings: listed once per run, not once per generation
+            from .._mcp import _run_listings
+
+            _run_listings(session).update({k: list(v) for k, v in self.mcp_tools.items()})
         if self.resume is not None and isinstance(self.resume.get("agent"), str):
             session.progress.current_agent = self.resume["agent"]
 
@@ -156,6 +164,11 @@ class Carried:
             "approvedCalls": sorted(session.approved_calls),
             "checked": {name: [[cid, args] for cid, args in calls] for name, calls in session.checked.items()},
         }
+        from .._mcp import _run_listings
+
+        listings = {k: v for k, v in _run_listings(session).items() if isinstance(v, list)}
+        if listings:
+            carry["mcpTools"] = listings
         if resume is not None:
             carry["resume"] = resume
         return {**base, CARRY_KEY: carry}
@@ -239,6 +252,7 @@ class Session:
         agent_name = agent or data.get("agent")
         self.progress = Progress(agent=agent_name, current_agent=agent_name)
         self.usage = {"requests": 0, "inputTokens": 0, "outputTokens": 0, "totalTokens": 0}
+        self.stored_inputs: list[tuple[list[Any], str]] = []  # (model input as sent, inputRef): recent calls
         self.generation_turns = 0  # model turns of the top-level run in this generation (execution)
         self.top_runs = 0  # top-level Runner.run calls in progress (continue-as-new needs exactly one)
         self.carried = Carried.from_input(data) if self.version >= 3 else Carried()
@@ -407,7 +421,9 @@ class Session:
         calls = [(c, f, a) for c, f, a in batch if not isinstance(c, ApprovalsCall)]
         approvals = [(c, f) for c, f, _ in batch if isinstance(c, ApprovalsCall)]
         steps: list[Step] = []
-        if calls or self._inflight or self._cancels:
+        # Calls already in flight alone make a wait-for-any step only when no approvals are asked for: an event
+        # wait left over from a task_any must not hold a turn's approvals back (they are waited for first).
+        if calls or self._cancels or (self._inflight and not approvals):
             inflight = tuple(sorted(self._inflight))
             wait: WaitMode = "any" if inflight or any(a for _, _, a in calls) else "all"
             leaves = tuple(c for c, _, _ in calls if not isinstance(c, ApprovalsCall))

@@ -189,9 +189,10 @@ class _StatusBook:
         context.set_custom_status(fit_custom_status(merged))
 
 
-MAX_CUSTOM_STATUS_CHARS = 15_000
-"""Budget of the custom status as the Durable SDK sends it (``json.dumps``, ASCII-escaped): the Durable Task
-Scheduler and the extension refuse more than 16 KB, which would fail the run."""
+MAX_CUSTOM_STATUS_CHARS = 8_000
+"""Budget of the custom status as the Durable SDK sends it (``json.dumps``, ASCII-escaped): the extension fails
+the orchestration when the status's UTF-16 size in whole KB exceeds 16, i.e. from 17,408 bytes = 8,704 UTF-16
+code units (docs/internals.md "Payload limits (local runtime)"); ``json.dumps`` text is never shorter than that."""
 
 _STRING_LIMITS = (2000, 500, 200, 60)
 

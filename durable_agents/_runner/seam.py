@@ -27,6 +27,7 @@ from agents.models.multi_provider import MultiProvider
 from agents.run import DEFAULT_MAX_TURNS, AgentRunner
 from openai.types.responses import ResponseFunctionToolCall
 
+from .._blobs import is_payload_ref
 from .._contracts import (
     DEFAULT_TURNS_PER_GENERATION,
     INVOKE_MODEL_ACTIVITY,
@@ -37,6 +38,7 @@ from .._contracts import (
 from .._errors import ModelCallError, NonDeterminismError
 from .._jsonsafe import dumps, has_lone_surrogate, json_safe, loads_strict, replace_surrogates
 from .._model_io import decode_model_response, encode_model_request, to_json_value
+from .._payloads import compact_items
 from .._providers import (
     ProviderInvokeModelInput,
     missing_prefix_package,
@@ -59,6 +61,7 @@ __all__ = [
     "DurableAgentRunner",
     "DurableModel",
     "DurableModelProvider",
+    "compact_history",
 ]
 
 MODEL_RETRY_BASE_SECONDS = 2.0
@@ -129,6 +132,9 @@ class DurableModel(Model):
         )
         _continue_if_due(session)
         max_attempts = max(1, int(run_setting("MODEL_MAX_ATTEMPTS", str(DEFAULT_MODEL_MAX_ATTEMPTS)) or 6))
+        logical = request["input"] if session.version >= 3 and isinstance(request["input"], list) else None
+        if logical is not None:  # the input already stored by an earlier call goes by reference
+            request = {**request, "input": compact_items(logical, session.stored_inputs)}
         attempt = 0
         while True:
             attempt += 1
@@ -138,6 +144,8 @@ class DurableModel(Model):
                 activity_input = {**activity_input, "provider": self.provider}
             elif self.registered_model is not None:
                 activity_input = {**activity_input, "registeredModel": self.registered_model}
+            if logical is not None:
+                activity_input = {**activity_input, "run": session.instance_id}
             outcome: CallOutcome = await session.call(ActivityCall(name=INVOKE_MODEL_ACTIVITY, input=activity_input))
             if not outcome.ok:
                 raise ModelCallError({"type": "activity_failed", "message": outcome.error or ""}, attempt)
@@ -150,6 +158,8 @@ class DurableModel(Model):
                     detail="the history holds a result that is not an invoke_model result at this step",
                 )
             if result.get("ok"):
+                if logical is not None and is_payload_ref(result.get("inputRef")):
+                    session.stored_inputs = [*session.stored_inputs[-3:], (logical, result["inputRef"])]
                 response = _safe_tool_arguments(decode_model_response(json_safe(result["response"])))
                 session.progress.turns += 1
                 budget = _GENERATION.get()
@@ -272,8 +282,19 @@ def _continue_if_due(session: Session) -> None:
     agent = _CURRENT_AGENT.get()
     if items is None or agent is None:
         return
-    raise ContinueAsNew({"agent": agent.name, "items": to_json_value(list(items), where="run items"),
-                         "turnsUsed": budget.base + budget.turns})
+    carried = compact_items(to_json_value(list(items), where="run items"), session.stored_inputs)
+    raise ContinueAsNew({"agent": agent.name, "items": carried, "turnsUsed": budget.base + budget.turns})
+
+
+def compact_history(items: Any) -> Any:
+    """``items`` (a run's input list, e.g. ``RunResult.to_input_list()``) as JSON, with the prefix an earlier model
+    call of the current run stored replaced by its marker (:func:`durable_agents._payloads.compact_items`): what a
+    conversation carries into its next generation. Outside a version-3 run: ``items`` as JSON, unchanged."""
+    session = _session()
+    value = to_json_value(list(items), where="items") if isinstance(items, list | tuple) else items
+    if session is None or session.version < 3 or not isinstance(value, list):
+        return value
+    return compact_items(value, session.stored_inputs)
 
 
 def _resume_agent(start: Agent[Any], name: str) -> Agent[Any]:

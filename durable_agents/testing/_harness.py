@@ -105,6 +105,7 @@ class Instance:
     invocation_process_cpu_seconds: float = 0.0
     parent: tuple[str, int] | None = None  # (parent instance id, its SubOrchestrationInstanceCreated id)
     generations: int = 1  # executions so far: 1 + the times it continued as new
+    past_history_bytes: list[int] = dataclasses.field(default_factory=list)  # UTF-8 JSON of each ended generation
 
 
 class ReplayHarness:
@@ -316,6 +317,9 @@ class ReplayHarness:
         outcome = decision.outcome
         if outcome is not None and outcome.kind == "continued_as_new":
             # A new execution: fresh history and execution id, the new input, the same parent (protocol §3.8).
+            ended = instance.history + committed + [{"EventType": ev.ET.ContinueAsNew, "EventId": outcome.event_id,
+                                                     "Result": outcome.result}]
+            instance.past_history_bytes.append(len(ev.compact(ended).encode("utf-8")))
             instance.history = []
             instance.execution_id = uuid.uuid4().hex
             instance.input_text = outcome.result

@@ -26,6 +26,7 @@ from local_runtime.app_loader import FunctionInfo
 from .._contracts import INVOKE_MODEL_ACTIVITY, InvokeModelResult
 from .._model_activity import classify_model_error
 from .._model_io import decode_model_request, encode_model_response
+from .._payloads import PayloadMissing, resolve_model_payload
 
 __all__ = ["ScriptedModel", "function_outputs", "model_error"]
 
@@ -129,6 +130,11 @@ class ScriptedModel:
         if not isinstance(payload, Mapping) or not isinstance(payload.get("request"), Mapping):
             raise TypeError("invoke_model expects {'model': <name or null>, 'request': <model_io request>}")
         self.raw_inputs.append(dict(payload))
+        try:  # markers of payloads in the blob store, as the real activity expands them
+            payload, input_ref = resolve_model_payload(payload)
+        except PayloadMissing as exc:
+            return {"ok": False, "error": {"type": "PayloadMissing", "message": str(exc), "status": None,
+                                           "retryable": False, "retryAfter": None}}
         request = decode_model_request(payload["request"])
         self.requests.append(request)
         kwargs = {key: value for key, value in request.items() if key != "model"}
@@ -141,6 +147,8 @@ class ScriptedModel:
             result = {"ok": False, "error": error}
         else:
             result = {"ok": True, "response": encode_model_response(response), "demo": False}
+            if input_ref is not None:
+                result["inputRef"] = input_ref
         self.results.append(result)
         return result
 

@@ -25,3 +25,4 @@ def _audit_in_tmp(monkeypatch, tmp_path):
     """Version-2 runs append their approvals to the audit store: keep it in the test's ``tmp_path``, never under
     the repository's ``.local/``."""
     monkeypatch.setenv("AUDIT_PATH", str(tmp_path / "audit.sqlite3"))
+    monkeypatch.setenv("PAYLOAD_PATH", str(tmp_path / "payloads"))  # version-3 runs store large payloads

@@ -15,7 +15,7 @@ import pytest
 from agents import ModelSettings
 
 from durable_agents import _model_activity, _model_config
-from durable_agents._contracts import AUDIT_ACTIVITY, INVOKE_MODEL_ACTIVITY
+from durable_agents._contracts import AUDIT_ACTIVITY, CONVERSATION_ORCHESTRATOR, INVOKE_MODEL_ACTIVITY
 from durable_agents._demo import DEMO_PREFIX
 from durable_agents._model_activity import announce_model_configuration, classify_model_error, invoke_model
 from durable_agents._model_io import decode_model_response, encode_model_request
@@ -178,6 +178,9 @@ def test_invoke_model_activity_registration_and_worker_style_invocation():
     for name in functions:
         bindings = [json.loads(b.get_dict_repr()) if isinstance(b.get_dict_repr(), str) else b.get_dict_repr()
                     for b in functions[name].get_bindings()]
+        if name == CONVERSATION_ORCHESTRATOR:  # the one orchestrator the App registers
+            assert [b["type"] for b in bindings] == ["orchestrationTrigger"]
+            continue
         assert [(b["type"], b["name"], b.get("activity")) for b in bindings] == [("activityTrigger", "payload", name)]
     function = functions["invoke_model"]
 
