@@ -47,6 +47,7 @@ from ._contracts import (
 )
 from ._errors import NonDeterminismError
 from ._run_settings import run_setting
+from ._runner import compact_history
 
 if TYPE_CHECKING:
     from ._registry import AgentRegistry
@@ -510,6 +511,9 @@ def conversation_function(registry: AgentRegistry) -> Callable[[Any], Generator[
                 continue
             if generation_turns >= per_generation:
                 state["generation"] += 1
+                # The conversation so far as the blob marker of what its last model call stored, plus the answer
+                # (docs/internals.md "Payloads by reference"): the next generation's input stays small.
+                state["history"] = compact_history(state["history"])
                 publish("idle")
                 context.continue_as_new({**data, "conversation": state})
                 return None

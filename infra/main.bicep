@@ -144,6 +144,15 @@ param agentRunCacheSize string = '64'
 @description('Seconds the OpenAI / Azure OpenAI client waits for one model call before it is a retryable timeout (MODEL_TIMEOUT).')
 param modelTimeout string = '300'
 
+@description('Model turns per generation: agent runs and conversations continue-as-new after this many (AGENT_TURNS_PER_GENERATION; 0: never).')
+param agentTurnsPerGeneration string = '2'
+
+@description('ISO 8601 duration after which an idle conversation closes itself (CONVERSATION_IDLE_TIMEOUT).')
+param conversationIdleTimeout string = 'P7D'
+
+@description('Tool results larger than this many bytes of JSON go to the payload blob container by reference (PAYLOAD_INLINE_MAX_BYTES).')
+param payloadInlineMaxBytes string = '65536'
+
 @description('How long the resolution workflow waits for a person to approve its plan (PLAN_APPROVAL_TIMEOUT).')
 param planApprovalTimeout string = 'P1D'
 
@@ -343,6 +352,9 @@ module functionApp './app/functionapp.bicep' = {
     agentMaxTurns: agentMaxTurns
     agentRunCacheSize: agentRunCacheSize
     modelTimeout: modelTimeout
+    agentTurnsPerGeneration: agentTurnsPerGeneration
+    conversationIdleTimeout: conversationIdleTimeout
+    payloadInlineMaxBytes: payloadInlineMaxBytes
     planApprovalTimeout: planApprovalTimeout
     messagePassingScore: messagePassingScore
     messageMaxRounds: messageMaxRounds

@@ -88,6 +88,15 @@ param agentRunCacheSize string = '64'
 @description('Seconds the model client waits for one model call (MODEL_TIMEOUT).')
 param modelTimeout string = '300'
 
+@description('Model turns per generation before a run or conversation continues-as-new (AGENT_TURNS_PER_GENERATION).')
+param agentTurnsPerGeneration string = '2'
+
+@description('ISO 8601 duration after which an idle conversation closes itself (CONVERSATION_IDLE_TIMEOUT).')
+param conversationIdleTimeout string = 'P7D'
+
+@description('Tool results above this many bytes go to the payload container by reference (PAYLOAD_INLINE_MAX_BYTES).')
+param payloadInlineMaxBytes string = '65536'
+
 @description('ISO 8601 duration the resolution workflow waits for its plan approval.')
 param planApprovalTimeout string = 'P1D'
 
@@ -221,6 +230,10 @@ resource appSettings 'Microsoft.Web/sites/config@2024-11-01' = {
     AGENT_MAX_TURNS: agentMaxTurns
     AGENT_RUN_CACHE_SIZE: agentRunCacheSize
     MODEL_TIMEOUT: modelTimeout
+    AGENT_TURNS_PER_GENERATION: agentTurnsPerGeneration
+    // Conversations and payloads by reference (blobs in PAYLOAD_BLOB_CONTAINER).
+    CONVERSATION_IDLE_TIMEOUT: conversationIdleTimeout
+    PAYLOAD_INLINE_MAX_BYTES: payloadInlineMaxBytes
     // Approvals and the refund ledger (Azure Table over the managed identity).
     APPROVAL_TIMEOUT: approvalTimeout
     REFUND_APPROVAL_THRESHOLD: refundApprovalThreshold
