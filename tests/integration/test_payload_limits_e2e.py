@@ -33,6 +33,9 @@ SCRIPT = [
                                                                       "arguments": {"text": REPORT}}]},
     {"when": {"userContains": "[file]", "toolOutputs": 1}, "text": "Filed."},
     {"when": {"userContains": "[chat"}, "text": "Noted."},
+    {"when": {"instructionsContain": "Look things up", "toolOutputs": 0},
+     "calls": [{"name": "lookup", "arguments": {"key": "k1"}}]},
+    {"when": {"instructionsContain": "Look things up", "path": "responses"}, "text": "k1 found."},
 ]
 
 
@@ -146,3 +149,16 @@ def _all_messages(runtime: RuntimeProcess, conversation: str) -> list[dict[str, 
         after = page.get("nextCursor")
         if not after or not page["messages"]:
             return out
+
+
+def test_previous_response_id_chaining_sends_only_the_new_items(stack):
+    runtime, model = stack
+    started = http("POST", runtime.url("/api/agents/chained/runs"), {"input": "Find k1 [chain]"}, user=SUPPORT_USER)
+    assert started.status == 202, started.body
+    run = _wait_run(runtime, started.json["id"], "completed", "failed")
+    assert run["status"] == "completed" and run["output"] == "k1 found.", run
+    first, second = [r for r in model.requests if "Look things up" in json.dumps(r["body"].get("instructions"))]
+    assert first["body"].get("previous_response_id") is None
+    assert second["body"]["previous_response_id"].startswith("resp_scripted_")
+    # the second request carries only what is new: the tool's output, not the user's message again
+    assert [i.get("type") for i in second["body"]["input"]] == ["function_call_output"]
