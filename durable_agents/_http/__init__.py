@@ -29,6 +29,9 @@ Function name, method and route, answers:
   "nextCursor", "hasMore"}``; 400, 401, 404.
 * ``api_close_conversation``: ``POST conversations/{conversationId}/close`` → 202 (200 repeated); 400, 401, 404,
   413, 415.
+* ``api_delete_run``: ``DELETE runs/{runId}`` → 200 ``<deleted>``; 400, 401, 403, 404, 409, 413, 415.
+* ``api_delete_conversation``: ``DELETE conversations/{conversationId}`` → 200 ``<deleted>``; 400, 401, 403, 404,
+  409, 413, 415.
 
 Conversations (:mod:`~durable_agents._http.conversations`; docs/internals.md "Conversations") are not runs:
 ``GET runs`` does not list them and ``GET runs/{id}`` / ``POST runs/{id}/cancel`` answer 404 for them, but their
@@ -57,6 +60,9 @@ format_time`; times from the custom status are passed through):
   "recorded": bool, "status": <run status>, "links": {"run"}}``. ``recorded`` is false when the orchestration had
   not recorded the decision within the wait bound (the event is queued and will be processed).
 * ``<cancel>``: ``{"id", "agent", "cancelRequested": true, "reason", "links": {"run"}}``.
+* ``<deleted>``: ``{"id", "deleted": true, "blobsDeleted": <count>}`` (:mod:`~durable_agents._http.deletion`:
+  support staff only, finished instances only; the blobs and histories of the instance and its sub-orchestrations
+  are deleted, the approval audit is kept).
 
 Errors are ``application/problem+json`` (:mod:`durable_agents._problems`) for every caller mistake; a bad request
 is rejected before any call that changes state. Request bodies and the ``GET runs`` query are strict
@@ -69,7 +75,7 @@ Modules: :mod:`~durable_agents._http.handlers` (one ``async def`` per route), :m
 (who may do what), :mod:`~durable_agents._http.listing` (paging), :mod:`~durable_agents._http.bodies`
 (strict JSON reader, pydantic request models, the one ``ValidationError`` translator),
 :mod:`~durable_agents._http.views` (the run and conversation JSON), :mod:`~durable_agents._http.conversations`
-(the conversation routes).
+(the conversation routes), :mod:`~durable_agents._http.deletion` (the two ``DELETE`` routes).
 """
 
 from __future__ import annotations
@@ -80,7 +86,7 @@ import azure.durable_functions as df
 import azure.functions as func
 from azure.durable_functions import DurableOrchestrationClient
 
-from durable_agents._http import conversations, handlers
+from durable_agents._http import conversations, deletion, handlers
 from durable_agents._http.bodies import MAX_BODY_BYTES, MAX_COMMENT_CHARS, RUN_ID_PATTERN
 from durable_agents._http.handlers import GLOBAL_RUN_SETTINGS, ROUTE_PREFIX, HttpApi
 from durable_agents._http.views import RUN_STATUSES, run_status
@@ -238,5 +244,19 @@ def http_api_blueprint(
         """``POST conversations/{conversationId}/close``: :func:`durable_agents._http.conversations.
         close_conversation`."""
         return await handlers.respond(conversations.close_conversation, api, req, client)
+
+    @bp.function_name("api_delete_run")
+    @bp.route(route="runs/{runId}", methods=["DELETE"])
+    @bp.durable_client_input(client_name="client")
+    async def api_delete_run(req: func.HttpRequest, client: DurableOrchestrationClient) -> func.HttpResponse:
+        """``DELETE runs/{runId}``: :func:`durable_agents._http.deletion.delete_run`."""
+        return await handlers.respond(deletion.delete_run, api, req, client)
+
+    @bp.function_name("api_delete_conversation")
+    @bp.route(route="conversations/{conversationId}", methods=["DELETE"])
+    @bp.durable_client_input(client_name="client")
+    async def api_delete_conversation(req: func.HttpRequest, client: DurableOrchestrationClient) -> func.HttpResponse:
+        """``DELETE conversations/{conversationId}``: :func:`durable_agents._http.deletion.delete_conversation`."""
+        return await handlers.respond(deletion.delete_conversation, api, req, client)
 
     return bp

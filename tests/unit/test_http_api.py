@@ -42,7 +42,7 @@ OTHER_ORCH = "triage_agent_run"
 API_FUNCTIONS = {
     "api_list_agents", "api_start_run", "api_list_runs", "api_get_run", "api_decide_approval", "api_cancel_run",
     "api_get_audit", "api_start_conversation", "api_list_conversations", "api_get_conversation", "api_post_message",
-    "api_list_messages", "api_close_conversation",
+    "api_list_messages", "api_close_conversation", "api_delete_run", "api_delete_conversation",
 }
 
 STAFF_ID = "5e1f0c3a-7d2b-4c41-9f0e-3b7a2d9c0001"
@@ -268,6 +268,8 @@ def test_functions_have_unique_names_routes_methods_and_inherit_function_auth(ap
         "api_post_message": ("conversations/{conversationId}/messages", ["POST"]),
         "api_list_messages": ("conversations/{conversationId}/messages", ["GET"]),
         "api_close_conversation": ("conversations/{conversationId}/close", ["POST"]),
+        "api_delete_run": ("runs/{runId}", ["DELETE"]),
+        "api_delete_conversation": ("conversations/{conversationId}", ["DELETE"]),
     }
     for name, (route, methods) in expected.items():
         bindings = [json.loads(b) for b in api.functions[name].get_raw_bindings()]
