@@ -131,8 +131,11 @@ def test_a_run_with_an_mcp_server_lists_once_and_runs_every_call_once_as_an_acti
     print(f"\n[{agent}] TaskScheduled:", scheduled)
     cache_size = stack.runtime.env.get("AGENT_RUN_CACHE_SIZE")
     assert f"live-run cache size {cache_size}" in (stack.tmp / "rt.log").read_text(encoding="utf-8")
-    assert scheduled == [LIST_TOOLS_ACTIVITY, "invoke_model", CALL_TOOL_ACTIVITY, CALL_TOOL_ACTIVITY,
-                         "invoke_model", CALL_TOOL_ACTIVITY, "invoke_model"]
+    # The run continues as new every AGENT_TURNS_PER_GENERATION turns (the server's counts above are the whole run):
+    # the last generation's history is the end of the run's one sequence, nothing in it ran twice.
+    whole = [LIST_TOOLS_ACTIVITY, "invoke_model", CALL_TOOL_ACTIVITY, CALL_TOOL_ACTIVITY, "invoke_model",
+             CALL_TOOL_ACTIVITY, "invoke_model"]
+    assert scheduled and scheduled == whole[-len(scheduled):]
     # What the model read: the results, and the server's error result for the unknown id.
     bodies = [json.dumps(r["body"]) for r in stack.model.requests if "[mcp-run]" in json.dumps(r["body"])]
     assert any("no record nope" in b for b in bodies) and any("keyboard" in b for b in bodies)
@@ -158,7 +161,9 @@ def test_the_runtime_killed_during_a_run_resumes_it_and_runs_each_mcp_call_once(
                         {"op": "call", "tool": "lookup", "arguments": {"id": "B-2"}}]
         scheduled = app.scheduled(run_id)
         print("[crash] TaskScheduled:", scheduled)
-        assert scheduled.count(LIST_TOOLS_ACTIVITY) == 1 and scheduled.count(CALL_TOOL_ACTIVITY) == 2
+        # the last generation's history (the run continues as new every K turns; "seen" above is the whole run)
+        assert scheduled.count(LIST_TOOLS_ACTIVITY) <= 1 and scheduled.count(CALL_TOOL_ACTIVITY) <= 2
+        assert scheduled[-1] == "invoke_model"
         steps = [r["step"] for r in app.model.requests]
         assert steps.count(4) == 2, steps  # the model call in flight at the kill ran again (at-least-once)...
         assert steps.count(3) == 1 and steps.count(5) == 1, steps  # ...the finished ones did not
