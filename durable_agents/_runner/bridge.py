@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import dataclasses
 import datetime as dt
 import queue
@@ -63,6 +64,10 @@ _PENDING: Any = object()
 class Abandoned(BaseException):
     """Unwinds an abandoned worker thread; a BaseException so that SDK ``except Exception`` blocks let it pass."""
 
+
+RUN_DEPTH: contextvars.ContextVar[int] = contextvars.ContextVar("durable_agents_run_depth", default=0)
+"""How many durable ``Runner.run`` calls enclose the current task (0: the user's own code; 1: the top-level run;
+2: an agent run as a tool). Set by ``seam.DurableAgentRunner.run``."""
 
 CARRY_KEY = "$durableAgents"
 """The member of a version-3 orchestration input that carries the runner's state into the next generation."""
@@ -255,6 +260,7 @@ class Session:
         self.stored_inputs: list[tuple[list[Any], str]] = []  # (model input as sent, inputRef): recent calls
         self.generation_turns = 0  # model turns of the top-level run in this generation (execution)
         self.top_runs = 0  # top-level Runner.run calls in progress (continue-as-new needs exactly one)
+        self.outside_work = False  # the user's own code (outside any Runner.run) submitted a durable call
         self.carried = Carried.from_input(data) if self.version >= 3 else Carried()
         self.carried.restore(self)
         self.log: list[LoggedStep] = []
@@ -376,6 +382,8 @@ class Session:
         if self.abandoned or self._closing:
             future.set_exception(Abandoned())
             return future
+        if RUN_DEPTH.get() == 0:  # the user's code did durable work while a run may be in progress: that run
+            self.outside_work = True  # must not continue as new (restarting the function would repeat this work)
         if not isinstance(call, ApprovalsCall):
             call = dataclasses.replace(call, key=self._next_key)
             self._next_key += 1

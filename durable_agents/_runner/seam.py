@@ -50,6 +50,7 @@ from .._providers import (
 from .._run_settings import current_session, run_setting
 from .._sessions import durable_run_kwargs
 from . import compat
+from .bridge import RUN_DEPTH as _RUN_DEPTH
 from .bridge import Session
 from .episode import DEFAULT_APPROVAL_TIMEOUT
 from .steps import ActivityCall, ApprovalItem, ApprovalsCall, CallOutcome, ContinueAsNew, TimerCall
@@ -245,8 +246,6 @@ _MODEL_INPUT: contextvars.ContextVar[list[Any] | None] = contextvars.ContextVar(
 )
 """The input items of the model call being prepared, before the user's ``call_model_input_filter`` (set beside
 :data:`_CURRENT_AGENT`): what a continued run resumes from."""
-_RUN_DEPTH: contextvars.ContextVar[int] = contextvars.ContextVar("durable_agents_run_depth", default=0)
-"""How many durable ``Runner.run`` calls enclose the current task (1: the top-level run; 2: an agent as a tool)."""
 
 
 @dataclasses.dataclass
@@ -276,7 +275,8 @@ def _continue_if_due(session: Session) -> None:
     """Raise :class:`.steps.ContinueAsNew` before the next model call of the top-level run when its generation has
     had K model turns: the next generation resumes from the items this call would have sent."""
     budget = _GENERATION.get()
-    if budget is None or _RUN_DEPTH.get() != 1 or session.top_runs != 1 or budget.turns < budget.limit:
+    if budget is None or _RUN_DEPTH.get() != 1 or session.top_runs != 1 or budget.turns < budget.limit \
+            or session.outside_work:
         return
     items = _MODEL_INPUT.get()
     agent = _CURRENT_AGENT.get()

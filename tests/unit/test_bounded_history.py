@@ -195,3 +195,38 @@ def test_a_function_tool_that_runs_in_the_orchestrator_is_not_repeated_by_the_ha
     # model once and the next generation does not run the earlier calls again
     assert sorted(set(seen)) == ["t0", "t1", "t2", "t3"]
     assert len(model.requests) == 5
+
+
+def test_a_run_beside_the_users_own_durable_work_never_continues_as_new(cache):
+    notes: list[str] = []
+    bp = durable_agents.Blueprint()
+
+    @bp.activity_trigger(input_name="value")
+    def note_activity(value: str) -> str:
+        notes.append(value)
+        return value
+
+    @activity_tool(bp)
+    def lookup_order(order_id: str) -> dict:
+        """Look up an order."""
+        return {"order_id": order_id}
+
+    agent = Agent(name="side", instructions="Side by side.", tools=[lookup_order])
+
+    @bp.workflow("side_by_side", description="A run beside an activity.", agents=(agent,))
+    async def side_by_side(context):
+        import asyncio
+
+        result, noted = await asyncio.gather(Runner.run(agent, "go"), context.call_activity("note_activity", "x"))
+        return [result.final_output, noted]
+
+    app = durable_agents.App(http_api=False, app_dir=APP_DIR)
+    app.register_functions(bp)
+    model = ScriptedModel(_tool_turns(4) + [[assistant_message("done")]])
+    harness = ReplayHarness(app, model=model)
+    inst = harness.start_run("side_by_side", "go", settings={"AGENT_TURNS_PER_GENERATION": "2"},
+                             run_id=f"side-{cache}")
+    harness.run()
+    assert inst.status == "Completed", inst.output
+    # restarting the function in a new generation would run note_activity again: the run stays in one generation
+    assert inst.generations == 1 and inst.output == ["done", "x"] and notes == ["x"]
