@@ -17,13 +17,15 @@ from typing import Any
 import pytest
 
 from durable_agents._audit import SqliteAuditStore
-from durable_agents._blobs import escape_instance_id
+from durable_agents._blobs import FileBlobStore, escape_instance_id, put_payload
 from tests.integration.conftest import REVIEWER, SUPPORT_USER, AppStack, HttpAnswer, http
 from tests.support.polling import wait_for
 
 pytestmark = pytest.mark.integration
 
 CUSTOMER = "jordan.rivera@example.com"
+REVIEWER_AGENT = "You are the order reviewer"
+SUMMARIZER_AGENT = "You are the audit summarizer"
 PADDING = " Details of the damage follow." + " The box was crushed on one side." * 400  # ~13 KB of user text
 
 
@@ -40,6 +42,13 @@ SCRIPT = [
     step("[del-done]", 1, text="Refunded 291.50 USD for ORD-1001."),
     step("[del-wait]", 0, calls=refund("ORD-1002", 114.50)),
     step("[del-wait]", 1, text="Done."),
+    # order_audit of grace.okafor@example.co.uk (ORD-1012, ORD-1059): one reviewer sub-orchestration per order.
+    *[entry for order_id in ("ORD-1012", "ORD-1059") for entry in (
+        {"when": {"instructionsContain": REVIEWER_AGENT, "userContains": order_id, "toolOutputs": 0},
+         "calls": [{"name": "lookup_order", "arguments": {"order_id": order_id}}]},
+        {"when": {"instructionsContain": REVIEWER_AGENT, "userContains": order_id, "toolOutputs": 1},
+         "json": {"order_id": order_id, "verdict": "ok", "findings": f"{order_id} is fine."}})],
+    {"when": {"instructionsContain": SUMMARIZER_AGENT}, "text": "2 of 2 orders reviewed; none needs attention."},
     {"when": {"toolOutputs": 0}, "text": "OK."},
 ]
 
@@ -155,3 +164,24 @@ def test_a_conversation_is_409_while_open_and_deleted_with_its_message_log_once_
     assert blob_files(stack, cid) == []
     problem(http("GET", stack.url(f"/api/conversations/{cid}")), 404, "conversation-not-found")
     problem(delete(stack, f"/api/conversations/{cid}"), 404, "conversation-not-found")
+
+
+def test_a_workflow_is_deleted_with_its_sub_orchestrations_and_their_blobs(stack):
+    run_id = stack.start_run("Audit the orders of grace.okafor@example.co.uk", agent="order_audit",
+                             customer="grace.okafor@example.co.uk")
+    run = stack.wait_status(run_id, "completed", "failed")
+    assert run["status"] == "completed", run
+    durable = f"/runtime/webhooks/durabletask/instances/{run_id}"
+    children = http("GET", stack.url(durable)).json["customStatus"]["children"]
+    assert sorted(children) == [f"{run_id}:ORD-1012", f"{run_id}:ORD-1059"]
+    store = FileBlobStore(stack.tmp / "payloads")
+    for child in children:  # as a large tool result of the reviewer would be stored
+        put_payload(store, child, f"a large lookup result of {child}".encode())
+    before = len(blob_files(stack, run_id)) + sum(len(blob_files(stack, child)) for child in children)
+
+    answer = delete(stack, f"/api/runs/{run_id}")
+    assert answer.status == 200, answer.body
+    assert answer.json == {"id": run_id, "deleted": True, "blobsDeleted": before}
+    for instance in (run_id, *children):
+        assert blob_files(stack, instance) == []
+        assert http("GET", stack.url(f"/runtime/webhooks/durabletask/instances/{instance}")).status == 404
