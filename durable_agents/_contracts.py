@@ -191,6 +191,7 @@ class CustomStatus(TypedDict):
     approvals: list[ApprovalDecision]
     demo: bool
     children: NotRequired[list[str]]  # instance ids of the sub-orchestrations the run started (their approvals show)
+    usage: NotRequired[UsageTotals]  # version 3: token usage so far, all generations
 
 
 class ApprovalEvent(TypedDict):

@@ -63,6 +63,12 @@ PROBLEM_TYPES: dict[str, tuple[int, str]] = {
     "approval-expired": (409, "Approval expired"),
     "run-finished": (410, "Run already finished"),
     "internal-error": (500, "Internal error"),
+    "invalid-conversation-id": (400, "Invalid conversation id"),
+    "not-conversational": (400, "Not a conversational agent"),
+    "conversation-not-found": (404, "Conversation not found"),
+    "conversation-id-in-use": (409, "Conversation id already in use"),
+    "conversation-closed": (410, "Conversation closed"),
+    "run-active": (409, "Run still active"),
 }
 """Catalogue of problem types: ``slug -> (status, title)``; the ``type`` is ``urn:durable-agents:problem:<slug>``."""
 

@@ -52,7 +52,7 @@ from durable_agents._http.views import (
     conversation_url,
 )
 from durable_agents._identity import Caller, setting_list
-from durable_agents._problems import PROBLEM_TYPES, Problem
+from durable_agents._problems import Problem
 from durable_agents._registry import AGENT_NAME_PATTERN
 from durable_agents._run_settings import settings_snapshot
 
@@ -66,16 +66,6 @@ __all__ = [
     "start_conversation",
 ]
 
-# The conversation problem types. They belong in durable_agents._problems.PROBLEM_TYPES (the catalogue); until
-# they are written there, they are added to it here, once, at import.
-for _slug, _entry in {
-    "invalid-conversation-id": (400, "Invalid conversation id"),
-    "not-conversational": (400, "Not a conversational agent"),
-    "conversation-not-found": (404, "Conversation not found"),
-    "conversation-id-in-use": (409, "Conversation id already in use"),
-    "conversation-closed": (410, "Conversation closed"),
-}.items():
-    PROBLEM_TYPES.setdefault(_slug, _entry)
 
 CONVERSATION_MESSAGES_SHOWN = 50
 """How many of the last messages ``GET conversations/{id}`` shows (the rest through ``GET .../messages``)."""

@@ -39,14 +39,11 @@ from durable_agents._http.bodies import (
 from durable_agents._http.handlers import PATH_RUN_ID_PATTERN, HttpApi, _json_response
 from durable_agents._http.views import TERMINAL, agent_run_input, read_custom_status
 from durable_agents._identity import Caller, setting_list
-from durable_agents._problems import PROBLEM_TYPES, Problem
+from durable_agents._problems import Problem
 
 __all__ = ["MAX_DELETED_INSTANCES", "MAX_SUB_ORCHESTRATION_DEPTH", "DeleteBody", "delete_conversation",
            "delete_run"]
 
-# The problem type of this module; it belongs in durable_agents._problems.PROBLEM_TYPES (the catalogue). Until it
-# is written there, it is added here, once, at import (as durable_agents._http.conversations does for its own).
-PROBLEM_TYPES.setdefault("run-active", (409, "Run still active"))
 
 MAX_SUB_ORCHESTRATION_DEPTH = 4
 """How deep ``children`` are followed: a run's children, theirs, ... (a path run id has at most 5 parts,

@@ -214,11 +214,13 @@ def run_json(status: DurableOrchestrationStatus, run_input: OrchestrationInput, 
     elif runtime in (_R.Terminated, _R.Canceled):
         error = None if status.output is None else str(status.output)
     last_agent, turns, demo = custom.get("currentAgent"), custom.get("turns"), custom.get("demo", False)
-    usage = None
+    usage = custom.get("usage") if isinstance(custom.get("usage"), dict) else None  # version 3: so far
     if result is not None:  # a completed run: its output has the final numbers
         last_agent, turns = result.get("lastAgent", last_agent), result.get("turns", turns)
         usage, demo = result.get("usage"), result.get("demo", demo)
     created, updated = status.created_time, status.last_updated_time
+    carried = run_input.get("$durableAgents")
+    started = carried.get("startedAt") if isinstance(carried, dict) else None
     return {
         "id": status.instance_id,
         "agent": run_input["agent"],
@@ -234,7 +236,8 @@ def run_json(status: DurableOrchestrationStatus, run_input: OrchestrationInput, 
         "usage": usage,
         "demo": bool(demo),
         "progress": workflow_progress(custom),
-        "createdAt": format_time(created) if created is not None else None,
+        # a run that continued as new keeps its first generation's start (docs/internals.md "Bounded history")
+        "createdAt": started if isinstance(started, str) else format_time(created) if created is not None else None,
         "updatedAt": format_time(updated) if updated is not None else None,
         "links": run_links(route_prefix, status.instance_id or ""),
     }

@@ -140,6 +140,8 @@ class Carried:
         session.progress.children = self.children
         if self.usage is not None:
             session.usage = dict(self.usage)
+            session.progress.usage = (self.usage["requests"], self.usage["inputTokens"],
+                                      self.usage["outputTokens"], self.usage["totalTokens"])
         session.approved_calls = set(self.approved_calls)
         session.checked = {name: list(calls) for name, calls in self.checked.items()}
         if self.mcp_tools:  # the run's MCP tool listings: listed once per run, not once per generation

@@ -178,6 +178,10 @@ class _StatusBook:
         }
         if progress.children:
             status["children"] = list(progress.children)
+        if progress.usage is not None:
+            requests, inputs, outputs, total = progress.usage
+            status["usage"] = {"requests": requests, "inputTokens": inputs, "outputTokens": outputs,
+                               "totalTokens": total}
         custom = progress.custom
         merged: dict[str, Any]
         if isinstance(custom, dict):

@@ -172,6 +172,9 @@ class DurableModel(Model):
                 session.usage["inputTokens"] += usage.input_tokens
                 session.usage["outputTokens"] += usage.output_tokens
                 session.usage["totalTokens"] += usage.total_tokens
+                if session.version >= 3:
+                    session.progress.usage = (session.usage["requests"], session.usage["inputTokens"],
+                                              session.usage["outputTokens"], session.usage["totalTokens"])
                 return response
             error = result.get("error") or {}
             if not error.get("retryable") or attempt >= max_attempts:

@@ -164,6 +164,7 @@ class Progress:
     demo: bool = False
     custom: Any = None  # the user's context.set_custom_status value (JSON), merged into the custom status
     children: tuple[str, ...] = ()  # instance ids of the sub-orchestrations started so far
+    usage: tuple[int, int, int, int] | None = None  # version 3: (requests, input, output, total tokens) so far
 
     def snapshot(self) -> Progress:
         """A copy for a step (steps compare by value, progress included)."""

@@ -153,9 +153,9 @@ def test_bad_requests_are_problems_and_change_nothing(stack):
     _problem(http("POST", runs, {**body, "customer": "someone.else@example.com"}, user=CUSTOMER, roles=""),
              403, "customer-not-allowed")
     _problem(http("POST", runs, body, user=None), 401, "unauthenticated")
-    wrong = http("DELETE", stack.url("/api/runs/abc"))
+    wrong = http("PUT", stack.url("/api/runs/abc"))
     _problem(wrong, 405, "method-not-allowed")
-    assert "GET" in wrong.headers["allow"]
+    assert "GET" in wrong.headers["allow"] and "DELETE" in wrong.headers["allow"]
     _problem(http("GET", stack.url("/api/runs/%2e%2e")), 404, "route-not-found")
     _problem(http("GET", stack.url("/api/nothing-here")), 404, "route-not-found")
     _problem(http("GET", stack.url("/api/runs/" + "a" * 10_000)), 414, "uri-too-long")

@@ -87,6 +87,9 @@ def test_a_run_continues_as_new_every_k_turns_and_nothing_runs_twice(cache):
     assert out["finalOutput"] == "done" and out["turns"] == 10 and out["lastAgent"] == "bench"
     assert out["usage"] == {"requests": 10, "inputTokens": 100, "outputTokens": 20, "totalTokens": 120}
     assert inst.custom_status["turns"] == 10
+    assert inst.custom_status["usage"] == out["usage"]  # the status shows the whole run's usage as it goes
+    mid = [s for s in inst.custom_statuses if s and s.get("turns") == 5]
+    assert mid and mid[-1]["usage"]["requests"] == 5 and mid[-1]["usage"]["totalTokens"] == 60
 
 
 def test_the_carried_state_is_in_the_next_generations_input_and_no_history_holds_more_than_k_turns(cache):
