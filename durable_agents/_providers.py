@@ -355,8 +355,10 @@ class RegisteredModel(Model):
         return await build_model(self.name).get_response(*args, **kwargs)
 
     def stream_response(self, *args: Any, **kwargs: Any) -> AsyncIterator[TResponseStreamEvent]:
-        if current_session() is not None:
-            raise UserError("Streaming (Runner.run_streamed) is not supported inside a durable orchestration")
+        if current_session() is not None:  # a durable run: one invoke_model activity, answered as a whole
+            from ._runner.seam import DurableModel
+
+            return DurableModel(None, registered_model=self.name).stream_response(*args, **kwargs)
         return build_model(self.name).stream_response(*args, **kwargs)
 
     def __repr__(self) -> str:

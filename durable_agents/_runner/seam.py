@@ -25,7 +25,7 @@ from agents.models.default_models import get_default_model_settings
 from agents.models.interface import Model, ModelProvider
 from agents.models.multi_provider import MultiProvider
 from agents.run import DEFAULT_MAX_TURNS, AgentRunner
-from openai.types.responses import ResponseFunctionToolCall
+from openai.types.responses import Response, ResponseCompletedEvent, ResponseFunctionToolCall, ResponseUsage
 
 from .._blobs import is_payload_ref
 from .._contracts import (
@@ -183,8 +183,37 @@ class DurableModel(Model):
             delay = min(MODEL_RETRY_CAP_SECONDS, max(_retry_after(error.get("retryAfter")), backoff))
             await session.call(TimerCall(delay_ms=int(round(delay * 1000))))
 
-    def stream_response(self, *args: Any, **kwargs: Any):  # pragma: no cover - documented limitation
-        raise UserError("Streaming (Runner.run_streamed) is not supported inside a durable orchestration")
+    async def stream_response(
+        self,
+        system_instructions,
+        input,
+        model_settings,
+        tools,
+        output_schema,
+        handoffs,
+        tracing,
+        *,
+        previous_response_id=None,
+        conversation_id=None,
+        prompt=None,
+    ):
+        """``Runner.run_streamed`` inside a durable run: the model call is the same ``invoke_model`` activity as
+        :meth:`get_response` (a whole response, never tokens), answered as one ``response.completed`` event, so the
+        SDK's streamed loop emits its item-level events (``RunItemStreamEvent``, ``AgentUpdatedStreamEvent``) and
+        one ``RawResponsesStreamEvent`` per model turn."""
+        response = await self.get_response(
+            system_instructions, input, model_settings, tools, output_schema, handoffs, tracing,
+            previous_response_id=previous_response_id, conversation_id=conversation_id, prompt=prompt,
+        )
+        usage = response.usage
+        completed = Response.model_construct(
+            id=response.response_id or "resp_durable", created_at=0.0, model=self.model_name or "",
+            object="response", output=list(response.output), parallel_tool_calls=True, tool_choice="auto",
+            tools=[], usage=ResponseUsage.model_construct(
+                input_tokens=usage.input_tokens, output_tokens=usage.output_tokens, total_tokens=usage.total_tokens,
+                input_tokens_details=usage.input_tokens_details, output_tokens_details=usage.output_tokens_details),
+        )
+        yield ResponseCompletedEvent(type="response.completed", sequence_number=0, response=completed)
 
 
 def _safe_tool_arguments(response: ModelResponse) -> ModelResponse:
@@ -590,9 +619,31 @@ class DurableAgentRunner(AgentRunner):
     def run_streamed(
         self, starting_agent: Agent[Any], input: Any, **kwargs: Any
     ) -> RunResultStreaming:
-        if _session() is not None or compat.in_orchestrator_episode():
-            raise UserError("Runner.run_streamed is not supported inside a durable orchestration")
-        return super().run_streamed(starting_agent, input, **kwargs)
+        """The SDK's ``run_streamed``; inside an agent orchestrator (an ``async def`` one: the SDK starts the run as
+        a task of the running loop) the run is durable like :meth:`run`: every model call is one ``invoke_model``
+        activity answered as a whole response, so ``stream_events()`` yields item-level events and no token
+        deltas. Tool approvals end the stream with ``result.interruptions`` as in the SDK (durable approvals need
+        ``Runner.run``), and a run with a streamed part never continues as new. In a plain Durable orchestrator it
+        raises ``UserError`` (its model calls would run in the orchestrator)."""
+        session = _session()
+        if session is None:
+            if compat.in_orchestrator_episode():
+                raise UserError("Runner.run_streamed is not supported in a Durable orchestrator that is not an agent "
+                                "orchestrator: decorate it with durable_agents.agent_orchestrator")
+            return super().run_streamed(starting_agent, input, **kwargs)
+        _check_models(starting_agent)
+        kwargs["run_config"] = _durable_run_config(session, kwargs.get("run_config"))
+        kwargs = durable_run_kwargs(kwargs)
+        if session.version >= 2 and kwargs.get("max_turns", DEFAULT_MAX_TURNS) == DEFAULT_MAX_TURNS:
+            kwargs["max_turns"] = _max_turns_setting()
+        session.outside_work = True  # restarting the function at a hand-over would stream this run again
+        depth_token = _RUN_DEPTH.set(_RUN_DEPTH.get() + 1)
+        budget_token = _GENERATION.set(None)
+        try:  # the SDK's run task copies this context: its model calls see the run depth and no budget
+            return super().run_streamed(starting_agent, input, **kwargs)
+        finally:
+            _GENERATION.reset(budget_token)
+            _RUN_DEPTH.reset(depth_token)
 
 
 def _refuse_plain_orchestrator() -> None:

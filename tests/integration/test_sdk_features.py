@@ -583,9 +583,10 @@ def test_usage_totals_add_up_every_model_call(stack):
     assert run["usage"] == {"requests": 2, "inputTokens": 24, "outputTokens": 12, "totalTokens": 36}
 
 
-def test_run_streamed_is_refused_inside_a_durable_run(stack):
+def test_run_streamed_runs_durably_with_item_level_events(stack):
     run = stack.cached.wait("stream")
-    assert run["status"] == "failed", run
-    assert run["error"] == "Runner.run_streamed is not supported inside a durable orchestration"
-    assert stack.requests("[sdk-stream]") == []
-    assert stack.cached.activities("stream") == []
+    assert run["status"] == "completed", run
+    assert run["output"] == {"final": "Streamed.", "events": [
+        "agent_updated_stream_event", "raw_response_event", "run_item_stream_event"]}
+    assert len(stack.requests("[sdk-stream]")) == 1  # one model call, a whole response (no token stream)
+    assert stack.cached.activities("stream") == ["invoke_model"]
