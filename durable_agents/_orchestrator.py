@@ -11,7 +11,7 @@ import azure.durable_functions as df
 from agents.run import set_default_agent_runner
 
 from ._mcp import install_mcp_seam
-from ._runner import DurableAgentRunner, drive, install_timestamp_memo
+from ._runner import DurableAgentRunner, drive, install_long_timer_cancel, install_timestamp_memo
 
 __all__ = ["agent_orchestrator", "install"]
 
@@ -33,6 +33,7 @@ def install() -> None:
             return
         set_default_agent_runner(DurableAgentRunner())
         install_timestamp_memo()
+        install_long_timer_cancel()
         install_mcp_seam()
         _installed = True
 

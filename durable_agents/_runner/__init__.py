@@ -13,7 +13,7 @@ order a call flows through them (docs/internals.md "Runner internals" has a sequ
 
 from .bridge import live_worker_count
 from .cache import clear_session_cache, set_session_cache_size
-from .compat import install_timestamp_memo
+from .compat import install_long_timer_cancel, install_timestamp_memo
 from .episode import drive
 from .seam import DurableAgentRunner, DurableModel, DurableModelProvider, compact_history
 from .steps import REPLAYED_INPUT_MARKER
@@ -26,6 +26,7 @@ __all__ = [
     "clear_session_cache",
     "compact_history",
     "drive",
+    "install_long_timer_cancel",
     "install_timestamp_memo",
     "live_worker_count",
     "set_session_cache_size",

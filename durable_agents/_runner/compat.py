@@ -125,3 +125,29 @@ def install_timestamp_memo() -> None:
 
     dt_parse._durable_agents_memo = True  # type: ignore[attr-defined]
     module.dt_parse = dt_parse  # type: ignore[attr-defined]
+
+
+def install_long_timer_cancel() -> None:
+    """Make ``LongTimerTask.cancel()`` cancel the interval timer it actually scheduled (azure-functions-durable 1.7).
+
+    A timer longer than the backend's ``maximumShortTimerDuration`` is a ``LongTimerTask`` that schedules one
+    interval timer at a time (its children). Its ``cancel()`` marks only its own action cancelled, so the interval
+    timer in flight stays uncancelled and the orchestration cannot complete until that timer fires (protocol
+    §3.4: an orchestration with an open timer stays running). The patched ``cancel`` also marks every child timer's
+    action cancelled. Idempotent.
+    """
+    from azure.durable_functions.models.Task import LongTimerTask
+
+    original = LongTimerTask.cancel
+    if getattr(original, "_durable_agents_fix", False):
+        return
+
+    def cancel(self: Any) -> None:
+        original(self)
+        for child in getattr(self, "children", None) or []:
+            if not getattr(child, "is_completed", True):
+                child._get_action().is_cancelled = True
+
+    cancel._durable_agents_fix = True  # type: ignore[attr-defined]
+    LongTimerTask.cancel = cancel
+
