@@ -32,6 +32,10 @@ Function name, method and route, answers:
 * ``api_delete_run``: ``DELETE runs/{runId}`` → 200 ``<deleted>``; 400, 401, 403, 404, 409, 413, 415.
 * ``api_delete_conversation``: ``DELETE conversations/{conversationId}`` → 200 ``<deleted>``; 400, 401, 403, 404,
   409, 413, 415.
+* ``api_list_approvals``: ``GET approvals?state=&agent=&top=&continuationToken=`` → 200 ``{"approvals": [<inbox
+  item>], "continuationToken"}``; 400, 401 (:mod:`~durable_agents._http.inbox`).
+* ``ui``: ``GET ui/{*path}`` (auth level ANONYMOUS: static files, no data; the page calls the routes above) → the
+  browser app's files; 304, 308 (``ui`` → ``ui/``), 404 (:mod:`~durable_agents._http.ui`).
 
 Conversations (:mod:`~durable_agents._http.conversations`; docs/internals.md "Conversations") are not runs:
 ``GET runs`` does not list them and ``GET runs/{id}`` / ``POST runs/{id}/cancel`` answer 404 for them, but their
@@ -86,7 +90,7 @@ import azure.durable_functions as df
 import azure.functions as func
 from azure.durable_functions import DurableOrchestrationClient
 
-from durable_agents._http import conversations, deletion, handlers
+from durable_agents._http import conversations, deletion, handlers, inbox, ui
 from durable_agents._http.bodies import MAX_BODY_BYTES, MAX_COMMENT_CHARS, RUN_ID_PATTERN
 from durable_agents._http.handlers import GLOBAL_RUN_SETTINGS, ROUTE_PREFIX, HttpApi
 from durable_agents._http.views import RUN_STATUSES, run_status
@@ -258,5 +262,18 @@ def http_api_blueprint(
     async def api_delete_conversation(req: func.HttpRequest, client: DurableOrchestrationClient) -> func.HttpResponse:
         """``DELETE conversations/{conversationId}``: :func:`durable_agents._http.deletion.delete_conversation`."""
         return await handlers.respond(deletion.delete_conversation, api, req, client)
+
+    @bp.function_name("api_list_approvals")
+    @bp.route(route="approvals", methods=["GET"])
+    @bp.durable_client_input(client_name="client")
+    async def api_list_approvals(req: func.HttpRequest, client: DurableOrchestrationClient) -> func.HttpResponse:
+        """``GET approvals``: :func:`durable_agents._http.inbox.list_approvals`."""
+        return await handlers.respond(inbox.list_approvals, api, req, client)
+
+    @bp.function_name("ui")
+    @bp.route(route="ui/{*path}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+    def ui_files(req: func.HttpRequest) -> func.HttpResponse:
+        """``GET ui/{*path}``: :func:`durable_agents._http.ui.serve_ui` (the browser app's static files)."""
+        return ui.serve_ui(req)
 
     return bp

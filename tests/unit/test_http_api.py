@@ -43,6 +43,7 @@ API_FUNCTIONS = {
     "api_list_agents", "api_start_run", "api_list_runs", "api_get_run", "api_decide_approval", "api_cancel_run",
     "api_get_audit", "api_start_conversation", "api_list_conversations", "api_get_conversation", "api_post_message",
     "api_list_messages", "api_close_conversation", "api_delete_run", "api_delete_conversation",
+    "api_list_approvals", "ui",
 }
 
 STAFF_ID = "5e1f0c3a-7d2b-4c41-9f0e-3b7a2d9c0001"
@@ -270,6 +271,7 @@ def test_functions_have_unique_names_routes_methods_and_inherit_function_auth(ap
         "api_close_conversation": ("conversations/{conversationId}/close", ["POST"]),
         "api_delete_run": ("runs/{runId}", ["DELETE"]),
         "api_delete_conversation": ("conversations/{conversationId}", ["DELETE"]),
+        "api_list_approvals": ("approvals", ["GET"]),
     }
     for name, (route, methods) in expected.items():
         bindings = [json.loads(b) for b in api.functions[name].get_raw_bindings()]
@@ -277,6 +279,11 @@ def test_functions_have_unique_names_routes_methods_and_inherit_function_auth(ap
         assert trigger["route"] == route and trigger["methods"] == methods
         assert trigger["authLevel"] == "FUNCTION"
         assert {"direction": "IN", "type": "durableClient", "name": "client"} in bindings
+    # The browser app's static files: no data, so no key (the page's API calls send the caller's key and identity).
+    ui_trigger = next(json.loads(b) for b in api.functions["ui"].get_raw_bindings()
+                      if json.loads(b)["type"] == "httpTrigger")
+    assert ui_trigger["route"] == "ui/{*path}" and ui_trigger["methods"] == ["GET"]
+    assert ui_trigger["authLevel"] == "ANONYMOUS"
 
 
 def test_route_prefix_constant_matches_host_json():
