@@ -35,6 +35,7 @@ from ._model_config import get_model, load_model_config
 from ._model_io import decode_model_request, encode_model_response, prepare_model_call
 from ._payloads import PayloadMissing, resolve_model_payload
 from ._providers import build_model, build_provider
+from ._telemetry import TRACE_MEMBER, emit_run_span, model_span
 
 __all__ = [
     "announce_model_configuration",
@@ -48,6 +49,11 @@ logger = logging.getLogger(__name__)
 _RETRYABLE_STATUS = frozenset({408, 409, 429})
 _MAX_ERROR_MESSAGE = 2000
 """Characters of an error message kept in the activity result (the rest is cut)."""
+
+RUN_SPAN_FROM_FINAL_MODEL_CALL = True
+"""Interim: the ``invoke_agent`` run span is emitted by the model call whose response calls no tool (it starts at
+that call: the activity does not know when the run started). False once the runner ends each run with an activity
+that emits it (docs/internals.md "Traces")."""
 
 
 def _retry_after_seconds(headers: Any) -> float | None:
@@ -132,6 +138,10 @@ async def invoke_model(payload: Any) -> InvokeModelResult:
     invalid JSON or a bad ``OPENAI_API`` / ``MODEL_TIMEOUT`` setting; any other exception (bugs, a demo
     responder's error, a registered factory's or model's own non-``openai`` error) propagates too, so the activity
     fails. Logs one line per call: model, API, latency in ms, tokens (never keys).
+
+    Emits one ``chat <model>`` span per call (:func:`durable_agents._telemetry.model_span`: GenAI attributes,
+    under the run span of ``payload["run"]``) and, for a response that calls no tool in a run, the interim run
+    span (:data:`RUN_SPAN_FROM_FINAL_MODEL_CALL`).
     """
     if isinstance(payload, str):
         payload = json.loads(payload)
@@ -140,6 +150,7 @@ async def invoke_model(payload: Any) -> InvokeModelResult:
     for member in ("provider", "registeredModel"):
         if member in payload and not isinstance(payload[member], str):
             raise TypeError(f"invoke_model's {member!r} must be a registered name (str)")
+    sent = payload  # as the orchestrator sent it: "run" / "trace" place the spans (durable_agents._telemetry)
     try:  # markers of payloads kept in the blob store (durable_agents._payloads)
         payload, input_ref = resolve_model_payload(payload)
     except PayloadMissing as exc:
@@ -161,18 +172,26 @@ async def invoke_model(payload: Any) -> InvokeModelResult:
         logger.error("model call failed: the model could not be built here: %s", error["message"])
         return {"ok": False, "error": error}
     started = time.perf_counter()
-    try:
-        response = await model.get_response(tracing=ModelTracing.DISABLED, **kwargs)
-    except openai.APIError as exc:
-        classified = classify_model_error(exc)
-        assert classified is not None
-        error = classified
-        logger.warning(
-            "model call failed: model=%s api=%s mode=%s latency_ms=%d error=%s status=%s retryable=%s "
-            "retry_after=%s", name, api, mode, (time.perf_counter() - started) * 1000, error["type"],
-            error["status"], error["retryable"], error["retryAfter"],
-        )
-        return {"ok": False, "error": error}
+    started_at = datetime.now(UTC)
+    with model_span(sent, name, api=api, mode=mode) as span:
+        try:
+            response = await model.get_response(tracing=ModelTracing.DISABLED, **kwargs)
+        except openai.APIError as exc:
+            classified = classify_model_error(exc)
+            assert classified is not None
+            error = classified
+            span.failed(error["type"], error["message"])
+            logger.warning(
+                "model call failed: model=%s api=%s mode=%s latency_ms=%d error=%s status=%s retryable=%s "
+                "retry_after=%s", name, api, mode, (time.perf_counter() - started) * 1000, error["type"],
+                error["status"], error["retryable"], error["retryAfter"],
+            )
+            return {"ok": False, "error": error}
+        span.response(response)
+    if span.final and RUN_SPAN_FROM_FINAL_MODEL_CALL and isinstance(sent.get("run"), str):
+        # Interim run span (docs/internals.md "Traces"): a call whose answer calls no tool ends the run's turns.
+        emit_run_span(sent["run"], sent.get(TRACE_MEMBER), sent.get("agent"), started_at=started_at,
+                      attributes={"durable_agents.run_span.source": "final_model_call"})
     usage = response.usage
     logger.info(
         "model call: model=%s api=%s mode=%s latency_ms=%d input_tokens=%d output_tokens=%d total_tokens=%d "

@@ -40,6 +40,7 @@ from agents.tool_context import ToolContext
 from ._contracts import ToolActivityInput, ToolCallInfo, ToolRetry
 from ._jsonsafe import dumps, has_non_finite, json_safe, loads_strict, replace_surrogates
 from ._run_settings import current_session
+from ._telemetry import tool_span
 
 __all__ = [
     "ActivityTool", "ApprovalCheck", "ToolCall", "ToolRetry", "activity_tool", "approval_check", "as_activity_tool",
@@ -330,21 +331,24 @@ def _raw_arguments(ctx: ToolContext[Any]) -> dict[str, Any]:
 
 
 def _register_activity(bp: df.Blueprint, tool: ActivityTool, func: Callable[..., Any]) -> None:
-    """Register the activity function for ``tool`` on ``bp`` (Durable name = ``tool.activity_name``)."""
+    """Register the activity function for ``tool`` on ``bp`` (Durable name = ``tool.activity_name``); each execution
+    is one ``execute_tool <tool>`` span (:func:`durable_agents._telemetry.tool_span`)."""
     activity: Callable[[Any], Any]
     if inspect.iscoroutinefunction(func):
 
         async def run_async(payload: Any) -> Any:
-            result = _call_tool_function(tool, payload)
-            if inspect.isawaitable(result):
-                result = await result
-            return _activity_result(result, payload)
+            with tool_span(payload, tool.name):
+                result = _call_tool_function(tool, payload)
+                if inspect.isawaitable(result):
+                    result = await result
+                return _activity_result(result, payload)
 
         activity = run_async
     else:
 
         def run_sync(payload: Any) -> Any:
-            return _activity_result(_call_tool_function(tool, payload), payload)
+            with tool_span(payload, tool.name):
+                return _activity_result(_call_tool_function(tool, payload), payload)
 
         activity = run_sync
 

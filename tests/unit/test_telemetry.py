@@ -1,0 +1,132 @@
+"""OpenTelemetry traces of agent runs (``durable_agents._telemetry``): runs driven by the test kit's ReplayHarness with
+the live-run cache off (every episode replays), the app's real ``invoke_model`` activity calling a registered SDK
+``ScriptedModel``, spans caught by the OTel SDK's ``InMemorySpanExporter``: every model and tool span exactly once,
+under the run span's deterministic ids, with the GenAI attributes; the SDK's own trace processors see the model and
+tool spans."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from agents import Agent, Runner, add_trace_processor
+from agents.testing import ModelStep
+from agents.testing import ScriptedModel as SdkScriptedModel
+from agents.testing import assistant_message, function_call
+from agents.tracing import TracingProcessor
+from agents.usage import Usage
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+
+import durable_agents
+from durable_agents import _providers, _telemetry
+from durable_agents import _runner as durable_runner
+from durable_agents.testing import ReplayHarness
+from tests.unit.model_testing import reset_model_state
+
+pytestmark = pytest.mark.usefixtures("fresh_runner_cache")
+
+
+@pytest.fixture(autouse=True)
+def exporter(monkeypatch) -> Iterator[InMemorySpanExporter]:
+    """A fresh SDK provider with an in-memory exporter per test; no model settings; an empty model registry."""
+    reset_model_state(monkeypatch)
+    monkeypatch.setattr(_providers, "_providers", {})
+    monkeypatch.setattr(_providers, "_models", {})
+    monkeypatch.setattr(_providers, "_built", {})
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    _telemetry.setup_telemetry(provider)
+    yield memory
+    _telemetry.reset_telemetry()
+
+
+def _sha(kind: str, run_id: str, size: int) -> int:
+    return int.from_bytes(hashlib.sha256(f"durable-agents/{kind}/{run_id}".encode()).digest()[:size], "big")
+
+
+def _app(steps: list[Any]) -> durable_agents.App:
+    app = durable_agents.App(http_api=False)
+
+    @durable_agents.activity_tool(app)
+    def lookup(key: str) -> dict:
+        """Look a key up."""
+        return {"key": key, "value": "v-" + key}
+
+    scripted = SdkScriptedModel(steps)  # one script across the factory's builds (one per event loop)
+    model = durable_agents.register_model("scripted", lambda: scripted)
+    agent = Agent(name="subject", instructions="x", model=model, tools=[lookup])
+
+    @app.agent(agent, description="A traced agent.", name="subject")
+    def subject(context):
+        return Runner.run_sync(agent, context.get_input()["input"])
+
+    return app
+
+
+def _steps() -> list[Any]:
+    return [ModelStep(output=[function_call("lookup", '{"key": "k1"}', call_id="call-1")],
+                      usage=Usage(requests=1, input_tokens=11, output_tokens=3, total_tokens=14)),
+            ModelStep(output=[assistant_message("k1 is v-k1")],
+                      usage=Usage(requests=1, input_tokens=20, output_tokens=5, total_tokens=25))]
+
+
+def tree(spans: list[ReadableSpan]) -> str:
+    """The spans as an indented tree (parents by span id; spans whose parent was not exported are roots)."""
+    ids = {span.context.span_id for span in spans}
+    children: dict[int | None, list[ReadableSpan]] = {}
+    for span in sorted(spans, key=lambda s: s.start_time or 0):
+        parent = span.parent.span_id if span.parent is not None and span.parent.span_id in ids else None
+        children.setdefault(parent, []).append(span)
+    lines: list[str] = []
+
+    def walk(parent: int | None, depth: int) -> None:
+        for span in children.get(parent, []):
+            keys = ("gen_ai.request.model", "gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens",
+                    "gen_ai.response.finish_reasons", "gen_ai.tool.call.id", "durable_agents.approval.decision")
+            attrs = {k.split(".")[-1]: span.attributes[k] for k in keys if span.attributes and k in span.attributes}
+            shown = ", ".join(f"{k}={list(v) if isinstance(v, tuple) else v}" for k, v in attrs.items())
+            lines.append(f"{'  ' * depth}{span.name} [trace {span.context.trace_id:032x} span "
+                         f"{span.context.span_id:016x}] {shown}")
+            walk(span.context.span_id, depth + 1)
+
+    walk(None, 0)
+    return "\n".join(lines)
+
+
+def test_a_run_has_one_span_per_model_and_tool_call_under_its_run_span_though_every_episode_replays(exporter):
+    durable_runner.set_session_cache_size(0)
+    harness = ReplayHarness(_app(_steps()))  # the app's real invoke_model activity
+    run = harness.start_run("subject", "look k1 up", settings={}, run_id="run-otel-1")
+    harness.run()
+    assert run.status == "Completed", run.output
+    spans = exporter.get_finished_spans()
+    names = sorted(span.name for span in spans)
+    assert names == ["chat registered:scripted", "chat registered:scripted", "execute_tool lookup",
+                     "invoke_agent"], names
+    trace_id, run_span_id = _sha("trace", "run-otel-1", 16), _sha("run", "run-otel-1", 8)
+    assert {span.context.trace_id for span in spans} == {trace_id}
+    (root,) = [span for span in spans if span.name.startswith("invoke_agent")]
+    assert root.context.span_id == run_span_id and root.parent is None
+    for span in spans:
+        if span is not root:
+            assert span.parent is not None and span.parent.span_id == run_span_id, span.name
+    chats = sorted((s for s in spans if s.name.startswith("chat")), key=lambda s: s.start_time or 0)
+    assert all(s.kind == SpanKind.CLIENT for s in chats)
+    first, second = (dict(s.attributes or {}) for s in chats)
+    assert first["gen_ai.operation.name"] == "chat" and first["gen_ai.request.model"] == "registered:scripted"
+    assert (first["gen_ai.usage.input_tokens"], first["gen_ai.usage.output_tokens"]) == (11, 3)
+    assert (second["gen_ai.usage.input_tokens"], second["gen_ai.usage.output_tokens"]) == (20, 5)
+    assert first["gen_ai.response.finish_reasons"] == ("tool_calls",)
+    assert second["gen_ai.response.finish_reasons"] == ("stop",)
+    assert first["gen_ai.provider.name"] == first["gen_ai.system"] == "registered"
+    (tool,) = [s for s in spans if s.name.startswith("execute_tool")]
+    expected = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "lookup",
+                "gen_ai.tool.call.id": "call-1", "gen_ai.agent.name": "subject"}
+    assert {key: (tool.attributes or {}).get(key) for key in expected} == expected
+    print("\n" + tree(list(spans)))
