@@ -238,6 +238,7 @@ class App(_AgentDecorators, df.DFApp):
         from ._model_activity import announce_model_configuration, register_model_activity
         from ._orchestrator import install
         from ._sessions import register_session_activity
+        from ._timeline import register_timeline_activity
 
         install()
         _apply_run_cache_setting()
@@ -252,6 +253,7 @@ class App(_AgentDecorators, df.DFApp):
         register_audit_activity(self)
         register_mcp_activities(self)
         register_session_activity(self)
+        register_timeline_activity(self, app_dir=self.app_dir)
         register_conversation_functions(self, self.registry, app_dir=self.app_dir)
         if http_api:
             self.register_functions(

@@ -467,6 +467,15 @@ def drive(context: Context, fn: Callable[..., Any], agent_name: str | None) -> T
                 timer.cancel()
         continued, new_input = message.continue_as_new
         if continued:
+            if session.version >= 3 and isinstance(new_input, dict):
+                # Archive the ending generation's timeline (docs/internals.md "Timeline and events"); a failed
+                # archive never fails the run.
+                from .._timeline import ARCHIVE_ACTIVITY, archive_input, entries_from_context_history
+
+                generation = session.carried.generation
+                with contextlib.suppress(Exception):
+                    yield context.call_activity(ARCHIVE_ACTIVITY, archive_input(
+                        episode.instance_id, generation, entries_from_context_history(context.histories, generation)))
             context.continue_as_new(Carried.next_input(
                 session, new_input, episode.book.decided[-MAX_DECIDED_APPROVALS:], format_time(episode.start),
                 message.resume))
