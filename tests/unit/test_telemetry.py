@@ -12,9 +12,8 @@ from typing import Any
 
 import pytest
 from agents import Agent, Runner, add_trace_processor
-from agents.testing import ModelStep
+from agents.testing import ModelStep, assistant_message, function_call
 from agents.testing import ScriptedModel as SdkScriptedModel
-from agents.testing import assistant_message, function_call
 from agents.tracing import TracingProcessor
 from agents.usage import Usage
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -130,3 +129,103 @@ def test_a_run_has_one_span_per_model_and_tool_call_under_its_run_span_though_ev
                 "gen_ai.tool.call.id": "call-1", "gen_ai.agent.name": "subject"}
     assert {key: (tool.attributes or {}).get(key) for key in expected} == expected
     print("\n" + tree(list(spans)))
+
+
+class Recording(TracingProcessor):
+    """An SDK trace processor that keeps what it is given."""
+
+    def __init__(self) -> None:
+        self.traces: list[str] = []
+        self.spans: list[Any] = []
+
+    def on_trace_start(self, trace: Any) -> None:
+        self.traces.append(trace.trace_id)
+
+    def on_trace_end(self, trace: Any) -> None:
+        pass
+
+    def on_span_start(self, span: Any) -> None:
+        pass
+
+    def on_span_end(self, span: Any) -> None:
+        self.spans.append(span)
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self) -> None:
+        pass
+
+
+@pytest.fixture
+def sdk_processor() -> Iterator[Recording]:
+    from agents.tracing import get_trace_provider
+
+    multi: Any = get_trace_provider()._multi_processor  # type: ignore[attr-defined]
+    before = list(multi._processors)
+    recording = Recording()
+    add_trace_processor(recording)
+    yield recording
+    multi.set_processors(before)
+
+
+def test_the_sdk_trace_processors_see_the_model_and_tool_spans_of_the_activities(exporter, sdk_processor):
+    durable_runner.set_session_cache_size(0)
+    harness = ReplayHarness(_app(_steps()))
+    run = harness.start_run("subject", "look k1 up", settings={}, run_id="run-otel-sdk")
+    harness.run()
+    assert run.status == "Completed", run.output
+    sdk_trace_id = f"trace_{_sha('trace', 'run-otel-sdk', 16):032x}"
+    kinds = [(span.span_data.type, span.trace_id) for span in sdk_processor.spans]
+    assert kinds == [("generation", sdk_trace_id), ("function", sdk_trace_id), ("generation", sdk_trace_id)]
+    generation, function, final = (span.span_data for span in sdk_processor.spans)
+    assert generation.usage == {"input_tokens": 11, "output_tokens": 3} and function.name == "lookup"
+    assert set(sdk_processor.traces) == {sdk_trace_id}
+
+
+def test_the_sdks_default_openai_exporter_is_removed_unless_the_sdks_tracing_is_explicitly_on(monkeypatch):
+    from agents.tracing import get_trace_provider
+    from agents.tracing.processors import default_processor
+
+    multi: Any = get_trace_provider()._multi_processor  # type: ignore[attr-defined]
+    before = list(multi._processors)
+    try:
+        multi.set_processors([default_processor()])
+        monkeypatch.setenv("OPENAI_AGENTS_DISABLE_TRACING", "false")
+        _telemetry.setup_telemetry(TracerProvider())
+        assert list(multi._processors) == [default_processor()]
+        monkeypatch.delenv("OPENAI_AGENTS_DISABLE_TRACING")
+        _telemetry.setup_telemetry(TracerProvider())
+        assert list(multi._processors) == []
+    finally:
+        multi.set_processors(before)
+
+
+def test_a_run_started_with_a_traceparent_joins_the_requests_trace_and_links_to_its_span(exporter):
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    trace = _telemetry.request_trace({"traceparent": parent})
+    assert trace == {"traceparent": parent}
+    run = _telemetry.RunTrace.of("run-otel-2", trace)
+    assert run.trace_id == 0x0AF7651916CD43DD8448EB211C80319C and run.span_id == _sha("run", "run-otel-2", 8)
+    _telemetry.emit_run_span("run-otel-2", trace, "subject", started_at="2026-01-01T00:00:00.000Z",
+                             ended_at="2026-01-01T00:00:02.500Z")
+    (span,) = exporter.get_finished_spans()
+    assert span.name == "invoke_agent subject" and span.context.trace_id == run.trace_id
+    assert span.context.span_id == run.span_id and span.parent is None
+    assert [(link.context.trace_id, link.context.span_id) for link in span.links] == [
+        (0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331)]
+    assert span.end_time is not None and span.start_time is not None
+    assert span.end_time - span.start_time == 2_500_000_000
+    assert _telemetry.request_trace({"traceparent": "01-zz"}) is None
+    assert _telemetry.request_trace({}) is None
+    assert _telemetry.RunTrace.of("x", {"traceparent": "garbage"}).trace_id == _sha("trace", "x", 16)
+
+
+def test_without_an_exporter_no_span_is_built(exporter):
+    _telemetry.reset_telemetry()
+    durable_runner.set_session_cache_size(0)
+    harness = ReplayHarness(_app(_steps()))
+    run = harness.start_run("subject", "look k1 up", settings={}, run_id="run-otel-off")
+    harness.run()
+    assert run.status == "Completed", run.output
+    assert exporter.get_finished_spans() == ()
