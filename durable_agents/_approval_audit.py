@@ -24,6 +24,7 @@ import azure.durable_functions as df
 from ._audit import AuditRecord, get_audit_store
 from ._contracts import AUDIT_ACTIVITY, ApprovalDecision, ToolRetry, format_time
 from ._runner.steps import ApprovalItem, ApprovalsCall
+from ._telemetry import TRACE_MEMBER, emit_approval_span
 
 __all__ = ["AUDIT_RETRY", "audit_expiry_input", "audit_request_input", "register_audit_activity", "write_audit"]
 
@@ -51,8 +52,10 @@ def audit_expiry_input(run_id: str, expired: Sequence[tuple[ApprovalItem, Approv
 def write_audit(payload: Any) -> int:
     """The activity body: append one record per item of ``payload`` (module docstring); returns how many were new.
 
-    Raises ``TypeError`` for a payload without ``runId`` / ``items`` and whatever the store raises (Durable retries
-    the activity with :data:`AUDIT_RETRY`)."""
+    A newly recorded expiry emits the ``approval <tool>`` span of that wait, from its ``requested`` record's time
+    to now (:func:`durable_agents._telemetry.emit_approval_span`; ``payload["trace"]``, when the runner passes the
+    run's ``trace`` member, places it in the start request's trace). Raises ``TypeError`` for a payload without
+    ``runId`` / ``items`` and whatever the store raises (Durable retries the activity with :data:`AUDIT_RETRY`)."""
     if isinstance(payload, str):
         payload = json.loads(payload)
     if not isinstance(payload, dict) or not isinstance(payload.get("runId"), str):
@@ -70,7 +73,13 @@ def write_audit(payload: Any) -> int:
             decision="expired" if event == "expired" else None, comment=None, actor_id=None, actor_name=None,
             at=at, key=f"{event}:{approval_id}",
         )
-        added += bool(store.append(record))
+        new = store.append(record)
+        added += bool(new)
+        if new and event == "expired":  # the wait's span, once: a retried activity finds the record stored
+            requested = next((r for r in store.list_for_run(run_id)
+                              if r.approval_id == approval_id and r.event == "requested"), None)
+            emit_approval_span(run_id, payload.get(TRACE_MEMBER),
+                               {**item, "requestedAt": requested.at if requested is not None else at}, "expired", at)
     return added
 
 

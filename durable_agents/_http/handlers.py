@@ -10,6 +10,7 @@ and shapes: the package docstring of :mod:`durable_agents._http`.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import uuid
@@ -64,6 +65,7 @@ from durable_agents._jsonsafe import dumps, json_safe
 from durable_agents._problems import Problem, request_path
 from durable_agents._registry import AGENT_NAME_PATTERN, AgentRegistry
 from durable_agents._run_settings import GLOBAL_RUN_SETTINGS, settings_snapshot
+from durable_agents._telemetry import TRACE_MEMBER, emit_approval_span, request_trace
 
 __all__ = [
     "GLOBAL_RUN_SETTINGS",
@@ -204,7 +206,9 @@ async def start_run(api: HttpApi, req: func.HttpRequest, client: DurableOrchestr
     instance). Without ``runId`` the id is a new uuid4 hex. The run acts for ``customer`` (lower-cased), else for
     the caller's own email, else for nobody. Starts the agent's orchestrator with the
     :class:`~durable_agents._contracts.OrchestrationInput` ``{"agent", "input", "settings", "version",
-    "customer", "startedBy"}`` (``settings``: :func:`~durable_agents._run_settings.settings_snapshot`). Answers
+    "customer", "startedBy", "trace"?}`` (``settings``: :func:`~durable_agents._run_settings.settings_snapshot`;
+    ``trace``: ``{"traceparent"}`` when the request carries a valid W3C ``traceparent`` header, so the run's spans
+    join its trace, :func:`durable_agents._telemetry.request_trace`). Answers
     202 ``<started>`` + ``Location``; never the Durable management URLs (they carry the task hub's system key).
     """
     caller = require_caller(req)
@@ -226,6 +230,9 @@ async def start_run(api: HttpApi, req: func.HttpRequest, client: DurableOrchestr
     run_input: OrchestrationInput = {"agent": entry.name, "input": body.input,
                                      "settings": settings_snapshot(entry.settings), "version": RUN_VERSION,
                                      "customer": customer, "startedBy": caller.principal()}
+    trace = request_trace(req.headers)  # the run's spans join the request's trace (docs/internals.md "Traces")
+    if trace is not None:
+        run_input = cast(OrchestrationInput, {**run_input, TRACE_MEMBER: trace})
     wanted_id = body.run_id or uuid.uuid4().hex
     try:
         instance_id = await client.start_new(entry.orchestrator, instance_id=wanted_id, client_input=run_input)
@@ -337,7 +344,9 @@ async def decide_approval(
     most ``api.approval_wait_seconds``): 202 ``<decision>`` when it recorded this one (or when the wait ran out:
     ``recorded: false``), 409 when it recorded another (a concurrent decision or expiry), 410 when the run
     finished without recording it. An approval of one of the run's sub-orchestrations (custom status ``children``)
-    is decided on that child, with the same answers.
+    is decided on that child, with the same answers. A new decision (its audit record appended now) that reached
+    the run emits one ``approval <tool>`` span, from the approval's ``requestedAt`` to the decision
+    (:func:`durable_agents._telemetry.emit_approval_span`).
     """
     caller = require_caller(req)
     check_size(req)
@@ -377,11 +386,12 @@ async def decide_approval(
     # previous release) is recorded with the hash of the arguments it shows.
     recorded_hash = shown_hash if isinstance(shown_hash, str) and shown_hash else arguments_hash(
         json_safe(pending.get("arguments")))
-    get_audit_store().append(AuditRecord(
+    decided_at = format_time(datetime.now(UTC))
+    new_decision = get_audit_store().append(AuditRecord(
         run_id=target, approval_id=approval_id, event="decided", kind=str(pending.get("kind") or "tool"),
         tool=str(pending.get("tool") or ""), arguments_hash=recorded_hash, arguments=None,
         decision=wanted, comment=body.comment, actor_id=caller.id, actor_name=caller.name,
-        at=format_time(datetime.now(UTC)), key=f"decided:{approval_id}:{caller.id}:{wanted}",
+        at=decided_at, key=f"decided:{approval_id}:{caller.id}:{wanted}",
     ))
     event: ApprovalEvent = {"approved": body.approved, "comment": body.comment, "decidedBy": caller.principal(),
                             "argumentsHash": shown_hash}  # the run rejects the decision if its arguments differ
@@ -394,6 +404,9 @@ async def decide_approval(
         if after.runtime_status in TERMINAL:
             raise Problem("run-finished", f"Run {run_id!r} finished before the decision arrived.") from None
         raise
+    if new_decision:  # once per decision: a retried request finds its audit record and emits nothing
+        target_input = status.input_ if target != run_id else run_input
+        emit_approval_span(target, _trace_member(target_input), pending, wanted, decided_at)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + api.approval_wait_seconds
     delay = _FIRST_POLL_SECONDS
@@ -412,6 +425,16 @@ async def decide_approval(
             return _json_response(answer, 202)
         await asyncio.sleep(min(delay, max(0.0, deadline - loop.time())))
         delay = min(delay * 2, api.approval_poll_seconds)
+
+
+def _trace_member(run_input: Any) -> Any:
+    """The ``trace`` member of an instance's input (a dict or its JSON text), else ``None``."""
+    if isinstance(run_input, str):
+        try:
+            run_input = json.loads(run_input)
+        except ValueError:
+            return None
+    return run_input.get(TRACE_MEMBER) if isinstance(run_input, dict) else None
 
 
 def _decision_json(

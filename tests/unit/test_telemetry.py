@@ -7,6 +7,7 @@ tool spans."""
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,6 +27,9 @@ from durable_agents import _providers, _telemetry
 from durable_agents import _runner as durable_runner
 from durable_agents.testing import ReplayHarness
 from tests.unit.model_testing import reset_model_state
+from tests.unit.test_http_api import ORCH, OTHER_ORCH, _build_api, run_input, seed_awaiting
+from tests.unit.test_http_api import auth_env as auth_env  # autouse: identity on, the audit in tmp_path
+from tests.unit.test_http_api_fake_durable import start_fake_host, stop_fake_host
 
 pytestmark = pytest.mark.usefixtures("fresh_runner_cache")
 
@@ -229,3 +233,76 @@ def test_without_an_exporter_no_span_is_built(exporter):
     harness.run()
     assert run.status == "Completed", run.output
     assert exporter.get_finished_spans() == ()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Through the HTTP API (the fake Durable host of tests/unit/test_http_api.py, the real DurableOrchestrationClient)
+
+
+
+@pytest.fixture(scope="module")
+def http_durable():
+    loop, host = start_fake_host((ORCH, OTHER_ORCH))
+    yield loop, host
+    stop_fake_host(loop, host)
+
+
+def test_a_start_request_with_a_traceparent_puts_it_in_the_run_input(http_durable):
+    api = _build_api(http_durable, approval_wait_seconds=3.0, approval_poll_seconds=0.1)
+    parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    reply = api.start("support", {"input": "Refund ORD-1"}, headers={"traceparent": parent})
+    assert reply.status == 202
+    stored = json.loads(api.host.instances[reply.body["id"]].input)
+    assert stored["trace"] == {"traceparent": parent}
+    plain = api.start("support", {"input": "Refund ORD-2"}, headers={"traceparent": "not-a-traceparent"})
+    assert "trace" not in json.loads(api.host.instances[plain.body["id"]].input)
+
+
+def test_an_approval_decided_through_the_http_api_emits_one_approval_span_under_the_run_span(http_durable, exporter):
+    api = _build_api(http_durable, approval_wait_seconds=3.0, approval_poll_seconds=0.1)
+    parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    traced = json.dumps({**json.loads(run_input()), "trace": {"traceparent": parent}})
+    seed_awaiting(api.host, "run1", input_text=traced)
+    assert api.decide("run1", "call_1", {"approved": True, "comment": "ok"}).status == 202
+    assert api.decide("run1", "call_1", {"approved": True, "comment": "again"}).status == 200  # a retry
+    (span,) = exporter.get_finished_spans()
+    assert span.name == "approval refund_order"
+    assert span.context.trace_id == 0x4BF92F3577B34DA6A3CE929D0E0E4736
+    assert span.parent is not None and span.parent.span_id == _sha("run", "run1", 8)
+    attributes = dict(span.attributes or {})
+    assert attributes["durable_agents.approval.decision"] == "approved"
+    assert attributes["gen_ai.tool.call.id"] == "call_1" and attributes["gen_ai.tool.name"] == "refund_order"
+    assert span.start_time == 1767225600 * 1_000_000_000  # requestedAt 2026-01-01T00:00:00Z
+    assert span.end_time is not None and span.end_time > span.start_time
+
+
+def test_an_approval_that_expires_emits_one_approval_span_from_the_audit_activity(exporter, monkeypatch):
+    monkeypatch.delenv("AUDIT_TABLE_ENDPOINT", raising=False)
+    durable_runner.set_session_cache_size(0)
+    app = durable_agents.App(http_api=False)
+
+    @durable_agents.activity_tool(app, needs_approval=True)
+    def refund(order_id: str) -> str:
+        """Refund an order."""
+        return "refunded " + order_id
+
+    scripted = SdkScriptedModel([[function_call("refund", '{"order_id": "O-1"}', call_id="call-9")],
+                                 [assistant_message("The refund expired.")]])
+    agent = Agent(name="shop", instructions="x", model=durable_agents.register_model("s", lambda: scripted),
+                  tools=[refund])
+
+    @app.agent(agent, description="Refunds.", name="shop")
+    def shop(context):
+        return Runner.run_sync(agent, context.get_input()["input"])
+
+    harness = ReplayHarness(app)
+    run = harness.start_run("shop", "refund O-1", settings={"APPROVAL_TIMEOUT": "PT1H"}, run_id="run-expiry")
+    harness.run()
+    assert run.status == "Completed", run.output
+    approvals = [span for span in exporter.get_finished_spans() if span.name.startswith("approval")]
+    assert [span.name for span in approvals] == ["approval refund"]
+    (span,) = approvals
+    assert dict(span.attributes or {})["durable_agents.approval.decision"] == "expired"
+    assert span.parent is not None and span.parent.span_id == _sha("run", "run-expiry", 8)
+    assert span.context.trace_id == _sha("trace", "run-expiry", 16)
+    assert not [s for s in exporter.get_finished_spans() if s.name == "execute_tool refund"]
