@@ -91,6 +91,7 @@ import azure.functions as func
 from azure.durable_functions import DurableOrchestrationClient
 
 from durable_agents._http import conversations, deletion, handlers, inbox, ui
+from durable_agents._http import timeline as timeline_routes
 from durable_agents._http.bodies import MAX_BODY_BYTES, MAX_COMMENT_CHARS, RUN_ID_PATTERN
 from durable_agents._http.handlers import GLOBAL_RUN_SETTINGS, ROUTE_PREFIX, HttpApi
 from durable_agents._http.views import RUN_STATUSES, run_status
@@ -275,5 +276,36 @@ def http_api_blueprint(
     def ui_files(req: func.HttpRequest) -> func.HttpResponse:
         """``GET ui/{*path}``: :func:`durable_agents._http.ui.serve_ui` (the browser app's static files)."""
         return ui.serve_ui(req)
+
+    @bp.function_name("api_run_timeline")
+    @bp.route(route="runs/{runId}/timeline", methods=["GET"])
+    @bp.durable_client_input(client_name="client")
+    async def api_run_timeline(req: func.HttpRequest, client: DurableOrchestrationClient) -> func.HttpResponse:
+        """``GET runs/{runId}/timeline``: :func:`durable_agents._http.timeline.run_timeline`."""
+        return await handlers.respond(timeline_routes.run_timeline, api, req, client)
+
+    @bp.function_name("api_run_events")
+    @bp.route(route="runs/{runId}/events", methods=["GET"])
+    @bp.durable_client_input(client_name="client")
+    async def api_run_events(req: func.HttpRequest, client: DurableOrchestrationClient) -> func.HttpResponse:
+        """``GET runs/{runId}/events`` (Server-Sent Events): :func:`durable_agents._http.timeline.run_events`."""
+        return await handlers.respond(timeline_routes.run_events, api, req, client)
+
+    @bp.function_name("api_conversation_timeline")
+    @bp.route(route="conversations/{conversationId}/timeline", methods=["GET"])
+    @bp.durable_client_input(client_name="client")
+    async def api_conversation_timeline(req: func.HttpRequest,
+                                        client: DurableOrchestrationClient) -> func.HttpResponse:
+        """``GET conversations/{conversationId}/timeline``: :func:`durable_agents._http.timeline.
+        conversation_timeline`."""
+        return await handlers.respond(timeline_routes.conversation_timeline, api, req, client)
+
+    @bp.function_name("api_conversation_events")
+    @bp.route(route="conversations/{conversationId}/events", methods=["GET"])
+    @bp.durable_client_input(client_name="client")
+    async def api_conversation_events(req: func.HttpRequest,
+                                      client: DurableOrchestrationClient) -> func.HttpResponse:
+        """``GET conversations/{conversationId}/events``: :func:`durable_agents._http.timeline.conversation_events`."""
+        return await handlers.respond(timeline_routes.conversation_events, api, req, client)
 
     return bp

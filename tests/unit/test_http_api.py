@@ -44,6 +44,7 @@ API_FUNCTIONS = {
     "api_get_audit", "api_start_conversation", "api_list_conversations", "api_get_conversation", "api_post_message",
     "api_list_messages", "api_close_conversation", "api_delete_run", "api_delete_conversation",
     "api_list_approvals", "ui",
+    "api_run_timeline", "api_run_events", "api_conversation_timeline", "api_conversation_events",
 }
 
 STAFF_ID = "5e1f0c3a-7d2b-4c41-9f0e-3b7a2d9c0001"
@@ -272,6 +273,10 @@ def test_functions_have_unique_names_routes_methods_and_inherit_function_auth(ap
         "api_delete_run": ("runs/{runId}", ["DELETE"]),
         "api_delete_conversation": ("conversations/{conversationId}", ["DELETE"]),
         "api_list_approvals": ("approvals", ["GET"]),
+        "api_run_timeline": ("runs/{runId}/timeline", ["GET"]),
+        "api_run_events": ("runs/{runId}/events", ["GET"]),
+        "api_conversation_timeline": ("conversations/{conversationId}/timeline", ["GET"]),
+        "api_conversation_events": ("conversations/{conversationId}/events", ["GET"]),
     }
     for name, (route, methods) in expected.items():
         bindings = [json.loads(b) for b in api.functions[name].get_raw_bindings()]
