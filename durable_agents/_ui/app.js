@@ -91,6 +91,13 @@
     node.appendChild(child instanceof Node ? child : document.createTextNode(String(child)));
   }
 
+  // node.replaceChildren without the null/false children (replaceChildren would write them as text).
+  function fill(node) {
+    node.replaceChildren();
+    for (let i = 1; i < arguments.length; i++) append(node, arguments[i]);
+    return node;
+  }
+
   function who(principal) {
     if (!principal) return "nobody (no identity)";
     return principal.name && principal.name !== principal.id ? principal.name + " (" + principal.id + ")" : principal.id;
@@ -236,7 +243,7 @@
 
   function inboxPage() {
     const root = view();
-    root.replaceChildren(el("h2", null, "Inbox"),
+    fill(root, el("h2", null, "Inbox"),
       el("p", { class: "muted" }, "Approvals waiting for a person, newest first, across runs and conversations."),
       el("section", { id: "pending", "aria-labelledby": "pending-h" },
         el("h3", { id: "pending-h", class: "section" }, "Pending"), el("p", null, "Loading…")),
@@ -251,15 +258,15 @@
       },
       (data) => renderIfChanged(state, data, (d) => {
         const pending = document.getElementById("pending");
-        pending.replaceChildren(el("h3", { id: "pending-h", class: "section" }, "Pending (" + d.pending.length + ")"),
+        fill(pending, el("h3", { id: "pending-h", class: "section" }, "Pending (" + d.pending.length + ")"),
           d.pending.length ? el("div", { class: "cards" }, d.pending.map((item) => approvalCard(item)))
             : el("p", { class: "empty" }, "Nothing waits for a decision."));
         const decided = document.getElementById("decided");
-        decided.replaceChildren(el("h3", { id: "decided-h", class: "section" }, "Recently decided"),
+        fill(decided, el("h3", { id: "decided-h", class: "section" }, "Recently decided"),
           d.decided.length ? el("div", { class: "cards" }, d.decided.map((item) => approvalCard(item)))
             : el("p", { class: "empty" }, "No decisions yet."));
       }),
-      (error) => { state.last = null; view().replaceChildren(el("h2", null, "Inbox"), problemBox(error)); });
+      (error) => { state.last = null; fill(view(), el("h2", null, "Inbox"), problemBox(error)); });
   }
 
   const RUN_STATUSES = ["pending", "running", "awaiting_approval", "completed", "failed", "cancelled"];
@@ -270,6 +277,7 @@
     const agent = params.get("agent") || "";
     const status = params.get("status") || "";
     const token = params.get("token") || "";
+    const top = /^[1-9][0-9]?$|^100$/.test(params.get("top") || "") ? params.get("top") : "25";
     const statuses = kind === "runs" ? RUN_STATUSES : CONVERSATION_STATUSES;
     const agentSelect = el("select", { id: "f-agent", name: "agent" }, el("option", { value: "" }, "All agents"));
     if (agent) agentSelect.appendChild(el("option", { value: agent, selected: true }, agent));
@@ -295,8 +303,8 @@
           statuses.map((s) => el("option", { value: s, selected: s === status }, s.replace(/_/g, " "))))),
       el("div", null, el("button", { type: "submit" }, "Filter")));
     const list = el("div", { id: "list" }, el("p", null, "Loading…"));
-    view().replaceChildren(el("h2", null, "Runs and conversations"), form, list);
-    const query = new URLSearchParams({ top: "25" });
+    fill(view(), el("h2", null, "Runs and conversations"), form, list);
+    const query = new URLSearchParams({ top: top });
     if (agent) query.set("agent", agent);
     if (status) query.set("status", status);
     if (token) query.set("continuationToken", token);
@@ -320,12 +328,13 @@
       if (kind !== "runs") base.set("kind", kind);
       if (agent) base.set("agent", agent);
       if (status) base.set("status", status);
+      if (top !== "25") base.set("top", top);
       const pager = el("nav", { class: "pager", "aria-label": "Pages" },
         token ? el("a", { href: "#/runs" + (base.toString() ? "?" + base : "") }, "First page") : null,
         d.continuationToken ? el("a", { href: "#/runs?" + new URLSearchParams([...base, ["token", d.continuationToken]]),
           rel: "next" }, "Next page") : null);
-      list.replaceChildren(rows.length ? table : el("p", { class: "empty" }, "No " + kind + " match."), pager);
-    }), (error) => { state.last = null; list.replaceChildren(problemBox(error)); });
+      fill(list, rows.length ? table : el("p", { class: "empty" }, "No " + kind + " match."), pager);
+    }), (error) => { state.last = null; fill(list, problemBox(error)); });
   }
 
   function usageText(usage) {
@@ -338,22 +347,22 @@
   // The timeline until the history-based one exists: what GET runs/{id} tells (start, approvals, end).
   function timelineFromRun(run) {
     const events = [];
-    events.push({ at: run.createdAt, text: "Started by " + who(run.startedBy) + " (agent " + run.agent + ")" });
-    (run.approvals || []).forEach((a) => events.push({ at: a.decidedAt,
+    events.push({ rank: 0, at: run.createdAt, text: "Started by " + who(run.startedBy) + " (agent " + run.agent + ")" });
+    (run.approvals || []).forEach((a) => events.push({ rank: 1, at: a.decidedAt,
       text: a.tool + ": " + a.decision + (a.decision === "expired" ? "" : " by " + who(a.decidedBy)) +
         (a.comment ? " (“" + a.comment + "”)" : "") }));
-    (run.pendingApprovals || []).forEach((p) => events.push({ at: p.requestedAt,
+    (run.pendingApprovals || []).forEach((p) => events.push({ rank: 1, at: p.requestedAt,
       text: p.tool + ": waiting for approval until " + when(p.expiresAt) }));
     if (["completed", "failed", "cancelled", "closed"].includes(run.status)) {
-      events.push({ at: run.updatedAt, text: "Finished: " + run.status.replace(/_/g, " ") });
+      events.push({ rank: 2, at: run.updatedAt, text: "Finished: " + run.status.replace(/_/g, " ") });
     }
-    events.sort((a, b) => String(a.at || "").localeCompare(String(b.at || "")));
+    events.sort((a, b) => a.rank - b.rank || String(a.at || "").localeCompare(String(b.at || "")));
     return el("ol", { class: "timeline" }, events.map((e) => el("li", null, time(e.at), " ", e.text)));
   }
 
   function runPage(kind, id) {
     const root = view();
-    root.replaceChildren(el("h2", null, (kind === "runs" ? "Run " : "Conversation ") , el("code", null, id)),
+    fill(root, el("h2", null, (kind === "runs" ? "Run " : "Conversation ") , el("code", null, id)),
       el("p", null, "Loading…"));
     const state = {};
     return live(() => api(kind + "/" + encodeURIComponent(id)), (data) => renderIfChanged(state, data, (run) => {
@@ -363,7 +372,7 @@
         links: { decide: API + "/runs/" + id + "/approvals/" + p.id } }));
       const decided = (run.approvals || []).map((a) => ({ ...a, runId: id, source: "run", agent: run.agent,
         startedBy: run.startedBy, state: a.decision, links: {} }));
-      root.replaceChildren(
+      fill(root, 
         el("h2", null, (kind === "runs" ? "Run " : "Conversation "), el("code", null, id), " ", badge(run.status)),
         el("dl", { class: "facts wide" },
           field("Agent", run.agent), field("Customer", run.customer || "–"), field("Started by", who(run.startedBy)),
@@ -390,7 +399,7 @@
           el("h3", { id: "tl-h", class: "section" }, "Timeline"),
           el("p", { class: "muted" }, "From the run's status; model turns and tool calls from the history come later."),
           timelineFromRun(run)));
-    }), (error) => { state.last = null; root.replaceChildren(el("h2", null, id), problemBox(error)); });
+    }), (error) => { state.last = null; fill(root, el("h2", null, id), problemBox(error)); });
   }
 
   // ---------------------------------------------------------------------------------------------------------
