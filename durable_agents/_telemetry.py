@@ -173,6 +173,7 @@ class _State:
     provider: TracerProvider | None = None
     exporters: tuple[str, ...] = ()
     configured: bool = False
+    sdk_ready: bool = False  # the SDK's default OpenAI exporter was dealt with: SDK spans may be opened
 
 
 _STATE = _State()
@@ -185,6 +186,7 @@ def _false(value: str | None) -> bool:
 def _configure_sdk_tracing() -> None:
     """Remove the Agents SDK's default OpenAI exporter unless ``OPENAI_AGENTS_DISABLE_TRACING`` is explicitly
     false (the SDK's own switch); processors added with ``agents.add_trace_processor`` stay."""
+    _STATE.sdk_ready = True
     if _false(os.environ.get("OPENAI_AGENTS_DISABLE_TRACING")):
         return
     from agents.tracing import get_trace_provider
@@ -287,7 +289,7 @@ def _use(provider: TracerProvider, exporters: tuple[str, ...]) -> None:
 
 def reset_telemetry() -> None:
     """Forget the configured provider (tests): spans are not built until :func:`setup_telemetry` runs again."""
-    _STATE.provider, _STATE.exporters, _STATE.configured = None, (), False
+    _STATE.provider, _STATE.exporters, _STATE.configured, _STATE.sdk_ready = None, (), False, False
 
 
 def _tracer() -> otel_trace.Tracer | None:
@@ -320,8 +322,9 @@ def _now_ns() -> int:
 @contextlib.contextmanager
 def _sdk_span(run: RunTrace | None, kind: str, **fields: Any) -> Iterator[Any]:
     """The Agents SDK's ``generation_span`` (``kind`` ``"generation"``) or ``function_span`` under the run's SDK
-    trace; yields the SDK span, or ``None`` when there is no run or the SDK's tracing is disabled."""
-    if run is None:
+    trace; yields the SDK span, or ``None`` when there is no run, the SDK's tracing is disabled or
+    :func:`setup_telemetry` has not run (until then the SDK's default exporter could send the spans to OpenAI)."""
+    if run is None or not _STATE.sdk_ready:
         yield None
         return
     from agents.tracing import function_span, generation_span, trace
