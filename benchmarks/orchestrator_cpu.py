@@ -49,7 +49,6 @@ from typing import Any, NamedTuple
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import azure.durable_functions as df  # noqa: E402
-import azure.functions as func  # noqa: E402
 from agents import Agent, Runner  # noqa: E402
 from agents.testing import ModelStep  # noqa: E402
 
@@ -152,7 +151,7 @@ def run(turns: int, cache: bool) -> RunResult:
     script = [[function_call("lookup_order", {"order_id": f"ORD-{i}"}, call_id=f"call_{i}")] for i in range(turns - 1)]
     script.append([assistant_message("done")])
     model = ScriptedModel(script)
-    app = df.DFApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+    app = durable_agents.App(http_api=False, app_dir=Path(__file__).parent)  # + the timeline archive activity
     app.register_functions(bp)
     harness = ReplayHarness(app, model=model, after_invocation=None if cache else _wait_for_unwinding_workers)
     settings = {"AGENT_TURNS_PER_GENERATION": str(TURNS_PER_GENERATION)}
@@ -263,6 +262,10 @@ def main() -> None:
     parser.add_argument("--workflow-turns", type=int, default=10, help="model turns per agent of the workflow case")
     parser.add_argument("--concurrent", type=int, nargs="*", default=[3, 8], help="agent counts of the concurrent case")
     args = parser.parse_args()
+    import os
+    import tempfile
+
+    os.environ.setdefault("PAYLOAD_PATH", tempfile.mkdtemp(prefix="bench-payloads-"))  # never the repo's .local/
     global TURNS_PER_GENERATION
     TURNS_PER_GENERATION = args.k
     logging.disable(logging.WARNING)

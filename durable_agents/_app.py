@@ -263,6 +263,9 @@ class App(_AgentDecorators, df.DFApp):
                 )
             )
         announce_model_configuration()
+        from ._telemetry import setup_telemetry
+
+        setup_telemetry()  # OTLP / Application Insights when configured (docs/internals.md "Traces")
 
     def _add_agent(self, entry: RegisteredAgent) -> None:
         super()._add_agent(entry)

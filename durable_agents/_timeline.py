@@ -384,9 +384,21 @@ def read_archived(store: Any, run_id: str, generations: int) -> list[dict[str, A
     return entries
 
 
+_archive_registered = False
+
+
+def archive_registered() -> bool:
+    """Whether this process registered :data:`ARCHIVE_ACTIVITY` (``durable_agents.App`` does): only then do runs
+    archive their generations, so an app composed by hand with ``df.DFApp`` never schedules an activity it lacks.
+    A property of the deployed code, the same on every replay."""
+    return _archive_registered
+
+
 def register_timeline_activity(app: Any, app_dir: str | Path | None = None) -> None:
     """Register :data:`ARCHIVE_ACTIVITY` on ``app`` (a ``df.DFApp`` or ``df.Blueprint``; ``durable_agents.App``
-    does it)."""
+    does it); from then on version-3 runs of this process archive each ending generation's timeline."""
+    global _archive_registered
+    _archive_registered = True
 
     def durable_agents_archive_generation(payload: Any) -> int:
         return archive_generation(payload, app_dir)

@@ -270,6 +270,7 @@ class Session:
         self.replaying = False  # context.is_replaying of the episode that answered the last step
         self.abandoned = False
         self.finished = False
+        self.final: WorkerMessage | None = None  # the last message, kept while a finished session stays cached
         self._to_gen: queue.SimpleQueue[WorkerMessage] = queue.SimpleQueue()
         self._to_worker: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None

@@ -151,3 +151,9 @@ def install_long_timer_cancel() -> None:
     cancel._durable_agents_fix = True  # type: ignore[attr-defined]
     LongTimerTask.cancel = cancel
 
+
+def histories(context: Any) -> list[Any]:
+    """The orchestration's history events as the Durable SDK holds them (``context.histories``, 1.x only; 2.x
+    raises on it), for the timeline archive of an ending generation."""
+    return list(getattr(context, "histories", None) or [])
+

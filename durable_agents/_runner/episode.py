@@ -388,6 +388,10 @@ class _Mismatch:
     """The history disagrees with the live session: replay from scratch."""
 
 
+class _Finished:
+    """The live session's function has ended; its last message is ``session.final``."""
+
+
 def _resume_cached(episode: _Episode, session: Session) -> Tasks:
     """Re-yield the live session's logged steps; return the outcome of its pending step, or ``_Mismatch``.
 
@@ -402,6 +406,8 @@ def _resume_cached(episode: _Episode, session: Session) -> Tasks:
         outcome = yield from episode.run_step(logged.compact, logged_as=logged.step)
         if outcome != logged.outcome:
             return _Mismatch
+    if session.final is not None:
+        return _Finished  # the function has ended (continue-as-new after the archive): its last message stands
     return _Mismatch  # nothing pending: the session cannot be resumed
 
 
@@ -434,14 +440,17 @@ def drive(context: Context, fn: Callable[..., Any], agent_name: str | None) -> T
     session = cache.take(episode.key)
     try:
         answer: Any = None
+        message: WorkerMessage | None = None
         if session is not None:
             cache.put(session)
             answer = yield from _resume_cached(episode, session)
-            if answer is _Mismatch:
+            if answer is _Finished:
+                message = session.final
+            elif answer is _Mismatch:
                 cache.drop(session)
                 session.abandon()
                 session = None
-        while True:
+        while message is None:
             if session is None:
                 session = Session(episode.instance_id, episode.input, fn, agent_name, episode.key)
                 cache.put(session)
@@ -456,6 +465,8 @@ def drive(context: Context, fn: Callable[..., Any], agent_name: str | None) -> T
             # Evicted from the cache (by another run's episode) while in use: continue with a fresh worker.
             cache.drop(session)
             session = None
+            message = None
+        assert session is not None and message is not None
         cache.drop(session)
         episode.book.publish(context, session.progress)
         if isinstance(message, RunFailed):
@@ -467,15 +478,20 @@ def drive(context: Context, fn: Callable[..., Any], agent_name: str | None) -> T
                 timer.cancel()
         continued, new_input = message.continue_as_new
         if continued:
-            if session.version >= 3 and isinstance(new_input, dict):
-                # Archive the ending generation's timeline (docs/internals.md "Timeline and events"); a failed
-                # archive never fails the run.
-                from .._timeline import ARCHIVE_ACTIVITY, archive_input, entries_from_context_history
+            from .. import _timeline
 
+            if session.version >= 3 and isinstance(new_input, dict) and _timeline.archive_registered():
+                # Archive the ending generation's timeline (docs/internals.md "Timeline and events"); a failed
+                # archive never fails the run. The finished session stays cached with its last message, so the
+                # episode that resumes after the archive re-yields the logged steps instead of replaying them.
+                session.final = message
+                cache.put(session)
                 generation = session.carried.generation
                 with contextlib.suppress(Exception):
-                    yield context.call_activity(ARCHIVE_ACTIVITY, archive_input(
-                        episode.instance_id, generation, entries_from_context_history(context.histories, generation)))
+                    yield context.call_activity(_timeline.ARCHIVE_ACTIVITY, _timeline.archive_input(
+                        episode.instance_id, generation,
+                        _timeline.entries_from_context_history(compat.histories(context), generation)))
+                cache.drop(session)
             context.continue_as_new(Carried.next_input(
                 session, new_input, episode.book.decided[-MAX_DECIDED_APPROVALS:], format_time(episode.start),
                 message.resume))
