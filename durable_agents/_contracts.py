@@ -127,6 +127,7 @@ class OrchestrationInput(TypedDict):
     version: NotRequired[int]
     customer: NotRequired[str | None]
     startedBy: NotRequired[Principal | None]
+    trace: NotRequired[dict[str, str]]  # {"traceparent": ...} of the HTTP request that started the run
 
 
 class UsageTotals(TypedDict):
@@ -225,6 +226,8 @@ class InvokeModelInput(TypedDict):
     model: str | None
     request: dict[str, Any]
     run: NotRequired[str]
+    agent: NotRequired[str]  # version 3: the agent whose model call it is (spans)
+    trace: NotRequired[dict[str, str]]  # version 3, when the start request had a traceparent (spans)
 
 
 class InvokeModelResult(TypedDict, total=False):

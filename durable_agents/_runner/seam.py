@@ -145,8 +145,14 @@ class DurableModel(Model):
                 activity_input = {**activity_input, "provider": self.provider}
             elif self.registered_model is not None:
                 activity_input = {**activity_input, "registeredModel": self.registered_model}
-            if logical is not None:
+            if logical is not None:  # version 3: the run (payloads, spans), its agent and trace (spans)
                 activity_input = {**activity_input, "run": session.instance_id}
+                agent = _CURRENT_AGENT.get()
+                if agent is not None:
+                    activity_input["agent"] = agent.name
+                trace = session.input.get("trace") if isinstance(session.input, dict) else None
+                if isinstance(trace, dict):
+                    activity_input["trace"] = trace
             outcome: CallOutcome = await session.call(ActivityCall(name=INVOKE_MODEL_ACTIVITY, input=activity_input))
             if not outcome.ok:
                 raise ModelCallError({"type": "activity_failed", "message": outcome.error or ""}, attempt)
