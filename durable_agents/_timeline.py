@@ -368,12 +368,17 @@ def archive_generation(payload: Any, app_dir: str | Path | None = None) -> int:
     return len(entries)
 
 
-def read_archived(store: Any, run_id: str, generations: int) -> list[dict[str, Any]]:
+def read_archived(store: Any, run_id: str, generations: int, carried: Any = None) -> list[dict[str, Any]]:
     """The archived entries of generations ``0 .. generations - 1`` in order (a missing blob contributes none:
-    a generation that ended before archiving existed, or a run continued by the user's own code)."""
+    a generation that ended before archiving existed, or a run continued by the user's own code). ``carried`` is the
+    current input's ``$durableAgents.archive`` (the previous generation's entries, written to the store by the
+    current generation's first step): used for its generation while that blob is not written yet."""
     entries: list[dict[str, Any]] = []
     for generation in range(max(0, generations)):
         raw = store.get(archive_name(run_id, generation))
+        if raw is None and isinstance(carried, dict) and carried.get("generation") == generation:
+            entries += [e for e in carried.get("entries") or [] if isinstance(e, dict)]
+            continue
         if raw is None:
             continue
         try:

@@ -90,7 +90,8 @@ async def timeline_of(api: HttpApi, client: DurableOrchestrationClient, instance
         raise _not_found(instance_id, conversation)
     value = _parse_input(status.input_)
     generation = Carried.from_input(value).generation if isinstance(value, dict) else 0
-    archived = read_archived(get_blob_store(api.app_dir), instance_id, generation) if generation else []
+    carried = Carried.from_input(value).archive if isinstance(value, dict) else None
+    archived = read_archived(get_blob_store(api.app_dir), instance_id, generation, carried) if generation else []
     history = getattr(status, "historyEvents", None) or status.history or []
     current = entries_from_status_history(history, generation)
     return status, {"entries": archived + current, "generation": generation}

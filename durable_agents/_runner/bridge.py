@@ -99,6 +99,7 @@ class Carried:
     checked: dict[str, list[tuple[str, Any]]] = dataclasses.field(default_factory=dict)
     mcp_tools: dict[str, list[Any]] = dataclasses.field(default_factory=dict)
     resume: dict[str, Any] | None = None
+    archive: dict[str, Any] | None = None  # the previous generation's timeline, written by this one's first step
 
     @classmethod
     def from_input(cls, data: dict[str, Any]) -> Carried:
@@ -130,6 +131,7 @@ class Carried:
             checked={str(name): [(str(pair[0]), pair[1]) for pair in calls if isinstance(pair, list) and len(pair) == 2]
                      for name, calls in checked.items() if isinstance(calls, list)},
             resume=resume if isinstance(resume, dict) and isinstance(resume.get("items"), list) else None,
+            archive=raw["archive"] if isinstance(raw.get("archive"), dict) else None,
         )
 
     def restore(self, session: Session) -> None:
@@ -153,7 +155,7 @@ class Carried:
 
     @staticmethod
     def next_input(session: Session, base: Any, decided: list[Any], started_at: str,
-                   resume: dict[str, Any] | None) -> Any:
+                   resume: dict[str, Any] | None, archive: dict[str, Any] | None = None) -> Any:
         """The next generation's input: ``base`` (a dict) with :data:`CARRY_KEY` set from ``session``; ``base``
         unchanged when it is not a dict (the user's own continue-as-new value) or the run is older than
         version 3."""
@@ -178,6 +180,8 @@ class Carried:
             carry["mcpTools"] = listings
         if resume is not None:
             carry["resume"] = resume
+        if archive is not None:
+            carry["archive"] = archive
         return {**base, CARRY_KEY: carry}
 
 
@@ -265,12 +269,12 @@ class Session:
         self.outside_work = False  # the user's own code (outside any Runner.run) submitted a durable call
         self.carried = Carried.from_input(data) if self.version >= 3 else Carried()
         self.carried.restore(self)
+        self.pending_archive = self.carried.archive  # sent with this generation's first step (_flush_if_pending)
         self.log: list[LoggedStep] = []
         self.now = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
         self.replaying = False  # context.is_replaying of the episode that answered the last step
         self.abandoned = False
         self.finished = False
-        self.final: WorkerMessage | None = None  # the last message, kept while a finished session stays cached
         self._to_gen: queue.SimpleQueue[WorkerMessage] = queue.SimpleQueue()
         self._to_worker: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -428,6 +432,16 @@ class Session:
         self._flush_scheduled = False
         if not self._batch and not self._inflight and not self._cancels:
             return False
+        if self.pending_archive is not None and any(not isinstance(c, ApprovalsCall) for c, _, _ in self._batch):
+            # The previous generation's timeline goes to the payload store with this generation's first calls
+            # (docs/internals.md "Timeline and events"): no episode of its own. Nobody waits for its outcome.
+            from .._timeline import ARCHIVE_ACTIVITY
+
+            archive = ActivityCall(name=ARCHIVE_ACTIVITY, input=self.pending_archive, key=self._next_key)
+            self._next_key += 1
+            self.pending_archive = None
+            assert self._loop is not None
+            self._batch.insert(0, (archive, self._loop.create_future(), False))
         batch, self._batch = self._batch, []
         calls = [(c, f, a) for c, f, a in batch if not isinstance(c, ApprovalsCall)]
         approvals = [(c, f) for c, f, _ in batch if isinstance(c, ApprovalsCall)]

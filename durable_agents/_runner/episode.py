@@ -388,10 +388,6 @@ class _Mismatch:
     """The history disagrees with the live session: replay from scratch."""
 
 
-class _Finished:
-    """The live session's function has ended; its last message is ``session.final``."""
-
-
 def _resume_cached(episode: _Episode, session: Session) -> Tasks:
     """Re-yield the live session's logged steps; return the outcome of its pending step, or ``_Mismatch``.
 
@@ -406,8 +402,6 @@ def _resume_cached(episode: _Episode, session: Session) -> Tasks:
         outcome = yield from episode.run_step(logged.compact, logged_as=logged.step)
         if outcome != logged.outcome:
             return _Mismatch
-    if session.final is not None:
-        return _Finished  # the function has ended (continue-as-new after the archive): its last message stands
     return _Mismatch  # nothing pending: the session cannot be resumed
 
 
@@ -444,9 +438,7 @@ def drive(context: Context, fn: Callable[..., Any], agent_name: str | None) -> T
         if session is not None:
             cache.put(session)
             answer = yield from _resume_cached(episode, session)
-            if answer is _Finished:
-                message = session.final
-            elif answer is _Mismatch:
+            if answer is _Mismatch:
                 cache.drop(session)
                 session.abandon()
                 session = None
@@ -480,21 +472,16 @@ def drive(context: Context, fn: Callable[..., Any], agent_name: str | None) -> T
         if continued:
             from .. import _timeline
 
+            archive = None
             if session.version >= 3 and isinstance(new_input, dict) and _timeline.archive_registered():
-                # Archive the ending generation's timeline (docs/internals.md "Timeline and events"); a failed
-                # archive never fails the run. The finished session stays cached with its last message, so the
-                # episode that resumes after the archive re-yields the logged steps instead of replaying them.
-                session.final = message
-                cache.put(session)
+                # The ending generation's timeline (docs/internals.md "Timeline and events") rides in the next
+                # input; the next generation's first step writes it to the payload store.
                 generation = session.carried.generation
-                with contextlib.suppress(Exception):
-                    yield context.call_activity(_timeline.ARCHIVE_ACTIVITY, _timeline.archive_input(
-                        episode.instance_id, generation,
-                        _timeline.entries_from_context_history(compat.histories(context), generation)))
-                cache.drop(session)
+                entries = _timeline.entries_from_context_history(compat.histories(context), generation)
+                archive = _timeline.archive_input(episode.instance_id, generation, entries)
             context.continue_as_new(Carried.next_input(
                 session, new_input, episode.book.decided[-MAX_DECIDED_APPROVALS:], format_time(episode.start),
-                message.resume))
+                message.resume, archive))
             return None
         return _output(session, message.output)
     except GeneratorExit:
