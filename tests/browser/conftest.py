@@ -37,9 +37,10 @@ def _need_browser() -> None:
     pytest.skip(problem)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """One headless Chromium for the session."""
+    """One headless Chromium per test module: Playwright's sync API runs an event loop in the main thread while it
+    is open, which would break the later tests of the same process that call asyncio.run (the replay harness)."""
     _need_browser()
     from playwright.sync_api import sync_playwright
 
