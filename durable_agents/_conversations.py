@@ -497,11 +497,21 @@ def conversation_function(registry: AgentRegistry) -> Callable[[Any], Generator[
         while True:
             inbox = yield context.call_activity(INBOX_ACTIVITY, {"conversation": conversation_id,
                                                                  "after": state["received"], "close": close})
+            full = False
             for message in inbox.get("messages") or []:
                 if int(message["seq"]) <= state["received"]:
                     continue
                 yield from answer(message)
                 state["received"] = int(message["seq"])
+                if generation_turns >= per_generation:  # bounded history also while messages queue up: the
+                    full = True  # next generation's inbox reads the rest (and a close) from the log
+                    break
+            if full:
+                state["generation"] += 1
+                state["history"] = compact_history(state["history"])
+                publish("answering")
+                context.continue_as_new({**data, "conversation": state})
+                return None
             closed = inbox.get("closed")
             if closed is not None:
                 publish("closed")

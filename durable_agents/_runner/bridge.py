@@ -441,7 +441,9 @@ class Session:
             self._next_key += 1
             self.pending_archive = None
             assert self._loop is not None
-            self._batch.insert(0, (archive, self._loop.create_future(), False))
+            unawaited: asyncio.Future[Any] = self._loop.create_future()
+            unawaited.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved: no asyncio warning
+            self._batch.insert(0, (archive, unawaited, False))
         batch, self._batch = self._batch, []
         calls = [(c, f, a) for c, f, a in batch if not isinstance(c, ApprovalsCall)]
         approvals = [(c, f) for c, f, _ in batch if isinstance(c, ApprovalsCall)]

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from durable_agents._mcp import CALL_TOOL_ACTIVITY, LIST_TOOLS_ACTIVITY
+from durable_agents._timeline import ARCHIVE_ACTIVITY
 from tests.integration.conftest import SUPPORT_USER, http
 from tests.support.mcp_server import McpHttpServer, read_counter
 from tests.support.model_server import ScriptedModelServer
@@ -90,7 +91,8 @@ class McpStack:
                                               "?showHistory=true&showHistoryOutput=false"), user=None)
         assert answer.status == 200, (answer.status, answer.body)
         kinds = ("TaskScheduled", "TaskCompleted", "TaskFailed")
-        return [e["FunctionName"] for e in answer.json["historyEvents"] if e.get("EventType") in kinds]
+        return [e["FunctionName"] for e in answer.json["historyEvents"]  # not the previous generation's archive
+                if e.get("EventType") in kinds and e["FunctionName"] != ARCHIVE_ACTIVITY]
 
     def close(self) -> None:
         try:

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from durable_agents._timeline import ARCHIVE_ACTIVITY
 from tests.integration.conftest import REVIEWER, SUPPORT_USER, http
 from tests.support.model_server import ScriptedModelServer
 from tests.support.parallel import started_together
@@ -183,8 +184,10 @@ class Runtime:
         return answer.json["historyEvents"]
 
     def activities(self, name: str) -> list[str]:
-        """Names of the activities the run ``name`` completed, in history order."""
-        return [e["FunctionName"] for e in self.history(name) if e["EventType"] == "TaskCompleted"]
+        """Names of the activities the run ``name`` completed, in history order (without the timeline archive of
+        the previous generation, which a generation's first step carries)."""
+        return [e["FunctionName"] for e in self.history(name)
+                if e["EventType"] == "TaskCompleted" and e["FunctionName"] != ARCHIVE_ACTIVITY]
 
 
 class Stack:

@@ -111,7 +111,7 @@ def test_a_run_has_one_span_per_model_and_tool_call_under_its_run_span_though_ev
     spans = exporter.get_finished_spans()
     names = sorted(span.name for span in spans)
     assert names == ["chat registered:scripted", "chat registered:scripted", "execute_tool lookup",
-                     "invoke_agent"], names
+                     "invoke_agent subject"], names  # the agent from the invoke_model input
     trace_id, run_span_id = _sha("trace", "run-otel-1", 16), _sha("run", "run-otel-1", 8)
     assert {span.context.trace_id for span in spans} == {trace_id}
     (root,) = [span for span in spans if span.name.startswith("invoke_agent")]
