@@ -360,12 +360,50 @@
     return el("ol", { class: "timeline" }, events.map((e) => el("li", null, time(e.at), " ", e.text)));
   }
 
+  // One line per entry of GET <runs|conversations>/{id}/timeline (docs/internals.md "Timeline and events").
+  function entryText(e) {
+    const args = (v) => (v === undefined || v === null ? "" : typeof v === "string" ? v : JSON.stringify(v));
+    switch (e.kind) {
+      case "status": return "Status: " + String(e.status || "").replace(/_/g, " ") + (e.agent ? " (agent " + e.agent + ")" : "");
+      case "model_turn":
+        if (e.ok === false) return "Model call failed: " + (e.error || "") + (e.retryable ? " (retried)" : "");
+        return "Model turn" + (e.agent ? " of " + e.agent : "") +
+          ((e.toolCalls || []).length ? ": calls " + e.toolCalls.map((c) => c.name).join(", ") : ": answered") +
+          (e.usage ? " · " + e.usage.totalTokens + " tokens" : "");
+      case "tool_call":
+        return "Tool " + e.name + (e.arguments ? " " + args(e.arguments) : "") + " → " +
+          (e.ok === false ? "failed: " + (e.error || "") : args(e.result)) + (e.retries ? " (after " + e.retries + " retries)" : "");
+      case "handoff": return "Handoff to " + (e.to || e.tool);
+      case "approval_requested":
+        return "Approval requested: " + (e.approvals || []).map((a) => a.tool + " " + args(a.arguments)).join("; ") +
+          " (expires " + when(e.expiresAt) + ")";
+      case "approval_decided":
+        return "Approval " + e.decision + " by " + who(e.decidedBy) + (e.comment ? " (“" + e.comment + "”)" : "");
+      case "timer": return e.fired ? "Timer fired" : "Timer set for " + when(e.fireAt);
+      case "sub_orchestration": return "Sub-orchestration " + e.name + (e.ok === false ? " failed: " + e.error : " finished");
+      case "message": return e.role === "user" ? "Message " + e.seq + ": " + args(e.content) : "Answer (" + (e.agent || e.role || e.event) + ")";
+      case "output": return "Output: " + args(e.output && e.output.finalOutput !== undefined ? e.output.finalOutput : e.output);
+      case "error": return "Error: " + args(e.error);
+      default: return e.kind;
+    }
+  }
+
+  function timelineFromEntries(entries) {
+    return el("ol", { class: "timeline" }, entries.map((e) =>
+      el("li", { "data-kind": e.kind }, time(e.at), " ", entryText(e))));
+  }
+
   function runPage(kind, id) {
     const root = view();
     fill(root, el("h2", null, (kind === "runs" ? "Run " : "Conversation ") , el("code", null, id)),
       el("p", null, "Loading…"));
     const state = {};
-    return live(() => api(kind + "/" + encodeURIComponent(id)), (data) => renderIfChanged(state, data, (run) => {
+    const path = kind + "/" + encodeURIComponent(id);
+    const load = async () => {
+      const [run, timeline] = await Promise.all([api(path), api(path + "/timeline").catch(() => null)]);
+      return { ...run, timelineEntries: timeline ? timeline.entries : null };
+    };
+    return live(load, (data) => renderIfChanged(state, data, (run) => {
       const pending = (run.pendingApprovals || []).map((p) => ({
         ...p, runId: id, instanceId: p.runId || id, source: kind === "runs" ? "run" : "conversation",
         agent: run.agent, customer: run.customer, startedBy: run.startedBy, state: "pending", mayDecide: true,
@@ -397,8 +435,7 @@
               typeof m.content === "string" ? m.content : JSON.stringify(m.content)))))) : null,
         el("section", { "aria-labelledby": "tl-h" },
           el("h3", { id: "tl-h", class: "section" }, "Timeline"),
-          el("p", { class: "muted" }, "From the run's status; model turns and tool calls from the history come later."),
-          timelineFromRun(run)));
+          run.timelineEntries ? timelineFromEntries(run.timelineEntries) : timelineFromRun(run)));
     }), (error) => { state.last = null; fill(root, el("h2", null, id), problemBox(error)); });
   }
 

@@ -81,6 +81,11 @@ def test_inbox_approve_with_a_comment_then_the_run_completes(stack, new_page):
     body = page.locator("main").inner_text()
     assert "Refunded 291.50 USD for ORD-1001." in body
     assert "riley.reviewer" in body and "Photos confirm it." in body and "Usage" in body
+    # the timeline from the run's Durable history (GET runs/{id}/timeline): model turns, the tool call, the approval
+    page.locator('ol.timeline li[data-kind="output"]').wait_for(timeout=30_000)
+    kinds = page.locator("ol.timeline li").evaluate_all("items => items.map(i => i.dataset.kind)")
+    assert "model_turn" in kinds and "tool_call" in kinds and "approval_decided" in kinds, kinds
+    assert kinds.index("approval_decided") < kinds.index("output")
     screenshot(page, "run-page")
     run = stack.run(run_id)
     assert run["status"] == "completed" and run["approvals"][0]["comment"] == "Photos confirm it."
