@@ -14,7 +14,8 @@ import math
 import re
 from typing import Any
 
-__all__ = ["dumps", "has_lone_surrogate", "has_non_finite", "json_safe", "loads_strict", "replace_surrogates"]
+__all__ = ["dumps", "has_lone_surrogate", "has_non_finite", "json_safe", "loads_strict", "parse_json_text",
+           "replace_surrogates"]
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _SURROGATE_PAIR = re.compile("[\ud800-\udbff][\udc00-\udfff]")
@@ -82,3 +83,18 @@ def loads_strict(text: str) -> Any:
     """Parse JSON text, refusing ``NaN``, ``Infinity`` and ``-Infinity`` (``ValueError``, like any invalid JSON,
     ``json.JSONDecodeError`` being a ``ValueError``)."""
     return json.loads(text, parse_constant=_refuse_constant)
+
+
+def parse_json_text(value: Any, depth: int = 1) -> Any:
+    """``value`` with up to ``depth`` layers of JSON text decoded: a status field or event payload may be a JSON
+    value or JSON text, and the Python client double-encodes event payloads (protocol §1). A string that is not
+    JSON stops the decoding and is returned as it is; anything else is returned unchanged."""
+    for _ in range(depth):
+        if not isinstance(value, str):
+            break
+        try:
+            value = json.loads(value)
+        except ValueError:
+            break
+    return value
+

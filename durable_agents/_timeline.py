@@ -30,6 +30,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from ._jsonsafe import parse_json_text
+
 __all__ = [
     "ARCHIVE_ACTIVITY",
     "ENTRY_KINDS",
@@ -85,16 +87,6 @@ def shorten(value: Any, limit: int = MAX_VALUE_CHARS) -> Any:
     return value
 
 
-def _parse(value: Any) -> Any:
-    """A JSON text as its value (anything else, or text that is not JSON, as it is)."""
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value
-
-
 def _time(value: Any) -> str | None:
     """A history time (ISO text with up to 7 fraction digits, or a datetime) as the product's format."""
     from ._contracts import format_time
@@ -134,8 +126,8 @@ def _from_status_event(event: dict[str, Any]) -> dict[str, Any] | None:
         return None
     status = event.get("OrchestrationStatus")
     return _normal(type_, event.get("Timestamp"), name=event.get("FunctionName") or event.get("Name"),
-                   result=_parse(event.get("Result")), reason=event.get("Reason"), fire_at=event.get("FireAt"),
-                   input=_parse(event.get("Input")),
+                   result=parse_json_text(event.get("Result")), reason=event.get("Reason"), fire_at=event.get("FireAt"),
+                   input=parse_json_text(event.get("Input")),
                    status=_STATUS_NAMES.get(status) if isinstance(status, int) else status)
 
 
@@ -167,9 +159,10 @@ def _context_events(histories: Iterable[Any]) -> list[dict[str, Any]]:
         elif type_ in ("SubOrchestrationInstanceCompleted", "SubOrchestrationInstanceFailed"):
             name = names.get(("SubOrchestrationInstanceCreated", scheduled_id))
         status = getattr(e, "OrchestrationStatus", None)
-        out.append(_normal(type_, getattr(e, "timestamp", None), name=name, result=_parse(getattr(e, "Result", None)),
+        out.append(_normal(type_, getattr(e, "timestamp", None), name=name,
+                           result=parse_json_text(getattr(e, "Result", None)),
                            reason=getattr(e, "Reason", None), fire_at=getattr(e, "FireAt", None),
-                           input=_parse(getattr(e, "Input", None)),
+                           input=parse_json_text(getattr(e, "Input", None)),
                            status=_STATUS_NAMES.get(status) if isinstance(status, int) else status))
     return out
 
@@ -193,7 +186,7 @@ def _model_turn(result: Any) -> dict[str, Any]:
             continue
         if item.get("type") == "function_call":
             calls.append({"callId": item.get("call_id"), "name": item.get("name"),
-                          "arguments": shorten(_parse(item.get("arguments")))})
+                          "arguments": shorten(parse_json_text(item.get("arguments")))})
         elif item.get("type") == "message":
             texts += [str(c["text"]) for c in item.get("content") or [] if isinstance(c, dict)
                       and isinstance(c.get("text"), str)]
@@ -229,7 +222,7 @@ def _build(events: list[dict[str, Any]], generation: int) -> list[dict[str, Any]
     for e in events:
         type_, name, at = e["type"], e.get("name"), e["at"]
         if type_ == "ExecutionStarted":
-            agent = _start_agent(_parse(_parse(e.get("input"))))
+            agent = _start_agent(parse_json_text(e.get("input"), 2))
             add("status", at, status="started" if generation == 0 else "resumed", agent=agent)
         elif type_ in ("TaskCompleted", "TaskFailed") and name == _MODEL_ACTIVITY:
             turn = _model_turn(e.get("result")) if type_ == "TaskCompleted" else {
@@ -278,9 +271,7 @@ def _build(events: list[dict[str, Any]], generation: int) -> list[dict[str, Any]
         elif type_ == "TimerFired":
             add("timer", at, fireAt=_time(e.get("fire_at")), fired=True)
         elif type_ == "EventRaised" and isinstance(name, str) and name.startswith("approval:"):
-            payload = e.get("input")
-            for _ in range(2):
-                payload = _parse(payload)
+            payload = parse_json_text(e.get("input"), 2)
             payload = payload if isinstance(payload, dict) else {}
             add("approval_decided", at, approvalId=name[len("approval:"):],
                 decision="approved" if payload.get("approved") is True else "rejected",
@@ -358,7 +349,7 @@ def archive_generation(payload: Any, app_dir: str | Path | None = None) -> int:
     Returns the number of entries; raises ``ValueError`` for a payload without ``run`` / ``generation``."""
     from ._blobs import get_blob_store
 
-    data = _parse(payload)
+    data = parse_json_text(payload)
     if not isinstance(data, dict) or not isinstance(data.get("run"), str) or not isinstance(
             data.get("generation"), int):
         raise ValueError("the archive payload needs 'run' (string) and 'generation' (integer)")

@@ -20,7 +20,6 @@ restart loses or repeats nothing.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import time
 from typing import Any
@@ -35,7 +34,7 @@ from durable_agents._http.access import may_read, require_caller
 from durable_agents._http.bodies import RUN_ID_PATTERN
 from durable_agents._http.handlers import PATH_RUN_ID_PATTERN, HttpApi, _json_response
 from durable_agents._http.views import TERMINAL, agent_run_input, pending_approvals, read_custom_status, run_status
-from durable_agents._jsonsafe import dumps
+from durable_agents._jsonsafe import dumps, parse_json_text
 from durable_agents._problems import Problem
 from durable_agents._runner.bridge import Carried
 from durable_agents._timeline import entries_from_status_history, read_archived
@@ -53,16 +52,6 @@ RETRY_MS = 1000
 """The ``retry:`` of every event-stream answer (milliseconds before ``EventSource`` reconnects)."""
 
 _ID = re.compile(r"g(\d{1,9})-(\d{1,9})")
-
-
-def _parse_input(raw: Any) -> Any:
-    for _ in range(2):
-        if isinstance(raw, str):
-            try:
-                raw = json.loads(raw)
-            except ValueError:
-                break
-    return raw
 
 
 def _path_id(req: func.HttpRequest, conversation: bool) -> str:
@@ -88,7 +77,7 @@ async def timeline_of(api: HttpApi, client: DurableOrchestrationClient, instance
     shaped = conversation_input(status.input_) if conversation else agent_run_input(status.input_)
     if shaped is None or not may_read(caller, shaped):  # type: ignore[arg-type]
         raise _not_found(instance_id, conversation)
-    value = _parse_input(status.input_)
+    value = parse_json_text(status.input_, 2)
     generation = Carried.from_input(value).generation if isinstance(value, dict) else 0
     carried = Carried.from_input(value).archive if isinstance(value, dict) else None
     archived = read_archived(get_blob_store(api.app_dir), instance_id, generation, carried) if generation else []

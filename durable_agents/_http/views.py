@@ -22,6 +22,7 @@ from durable_agents._contracts import (
     PendingApproval,
     format_time,
 )
+from durable_agents._jsonsafe import parse_json_text
 
 __all__ = [
     "ACTIVE",
@@ -103,22 +104,12 @@ def run_links(route_prefix: str, run_id: str) -> dict[str, str]:
             "audit": base + "/audit"}
 
 
-def _parse_json_text(value: Any) -> Any:
-    """A status field that may be a JSON value or JSON text (protocol §1, §5.4) → the JSON value."""
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value
-
-
 def agent_run_input(raw_input: Any) -> OrchestrationInput | None:
     """The orchestration input (JSON value or JSON text) when it has the agent-run shape
     (:class:`~durable_agents._contracts.OrchestrationInput`: ``agent`` a string, ``input`` present, ``settings`` an
     object, no ``kind``), else ``None``: the instance is not an agent run (a conversation, say) and the runs routes do
     not show it."""
-    value = _parse_json_text(raw_input)
+    value = parse_json_text(raw_input)
     if (
         isinstance(value, dict)
         and value.get("kind") is None  # a conversation's input has kind "conversation": not a run
@@ -136,7 +127,7 @@ def read_custom_status(status: DurableOrchestrationStatus) -> CustomStatus:
     Anything but an object gives ``{}``. Members can be missing (a run that has not finished its first episode):
     read them with ``.get``; the lists through :func:`pending_approvals` and :func:`decided_approvals`.
     """
-    value = _parse_json_text(status.custom_status)
+    value = parse_json_text(status.custom_status)
     return cast(CustomStatus, value if isinstance(value, dict) else {})
 
 
@@ -178,7 +169,7 @@ def _orchestration_output(raw_output: Any) -> tuple[Any, OrchestrationOutput | N
     """``(output, result)`` of a Completed instance: the ``finalOutput`` and the whole
     :class:`~durable_agents._contracts.OrchestrationOutput` when the output has that shape, else the value itself
     and ``None`` (an orchestrator that returned something else)."""
-    parsed = _parse_json_text(raw_output)
+    parsed = parse_json_text(raw_output)
     if isinstance(parsed, dict) and "finalOutput" in parsed:
         result = cast(OrchestrationOutput, parsed)
         return result["finalOutput"], result
@@ -308,7 +299,7 @@ def conversation_json(status: DurableOrchestrationStatus, conversation: dict[str
     custom = read_custom_status(status)
     raw_state = cast(dict[str, Any], custom).get("conversation")
     state: dict[str, Any] = raw_state if isinstance(raw_state, dict) else {}
-    output = _parse_json_text(status.output) if runtime == _R.Completed else None
+    output = parse_json_text(status.output) if runtime == _R.Completed else None
     result = output if isinstance(output, dict) else {}
     created = (info or {}).get("createdAt") or (format_time(status.created_time) if status.created_time else None)
     updated = status.last_updated_time

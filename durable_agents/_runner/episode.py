@@ -41,6 +41,7 @@ from .._contracts import (
     parse_time,
 )
 from .._errors import NonDeterminismError
+from .._jsonsafe import parse_json_text
 from . import cache, compat
 from .bridge import Carried, LoggedStep, Session
 from .steps import (
@@ -149,12 +150,7 @@ def _run_calls(context: Context, step: CallsStep, inflight: dict[int, Any]) -> T
 
 def _parse_event_payload(value: Any) -> dict[str, Any]:
     """Approval event payload as a dict; accepts a JSON string holding it (the Python client double-encodes)."""
-    for _ in range(2):
-        if isinstance(value, str):
-            try:
-                value = json.loads(value)
-            except ValueError:
-                break
+    value = parse_json_text(value, 2)
     return value if isinstance(value, dict) else {}
 
 
