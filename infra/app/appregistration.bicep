@@ -6,6 +6,12 @@
 //                       credential that trusts the app's user-assigned managed identity instead of a client secret
 //   appregistrationuris step 2, after the function app exists: identifierUris api://<appId> (an application cannot
 //                       name its own appId when it is created) and the Easy Auth sign-in redirect URI
+//                       https://<site defaultHostName>/.auth/login/aad/callback with ID token issuance (the browser
+//                       sign-in of the inbox at /api/ui, README "The inbox (browser)")
+// Why the redirect URI is not set here: this step runs before the site exists, and its host name is only predictable
+// (<name>.azurewebsites.net) while the site does not use secure unique default hostnames (then it is
+// <name>-<hash>.<region>.azurewebsites.net); step 2 reads the site's defaultHostName instead, which is right either
+// way. Graph upserts by uniqueName with PATCH, so a redeployment of this step leaves step 2's web settings in place.
 // Graph Bicep resources are upserts keyed by uniqueName, so a redeployment updates the same registration.
 // The deploying identity needs permission to create applications (users have it unless an admin turned it off;
 // otherwise the Application Developer role). No Graph permission is granted to anything here.

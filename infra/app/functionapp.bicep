@@ -3,7 +3,8 @@
 // storage with identity-based AzureWebJobsStorage__* settings, and every setting the code reads
 // (docs/internals.md "Settings") is set below. No keys, no connection strings with secrets.
 // In front of every request: App Service authentication (Easy Auth v2, authsettingsV2) with Microsoft Entra ID,
-// validating bearer tokens for the app registration of appregistration.bicep. FTP and SCM basic-auth
+// validating bearer tokens (or the session cookie of a browser sign-in) for the app registration of
+// appregistration.bicep; only the browser app's static files (/api/ui) are excluded. FTP and SCM basic-auth
 // publishing are off (azd deploys to the blob container with Entra ID, not with publishing credentials).
 
 @description('Function app name.')
@@ -262,7 +263,17 @@ resource appSettings 'Microsoft.Web/sites/config@2024-11-01' = {
 
 // App Service authentication (Easy Auth v2). Every request needs a Microsoft Entra ID bearer token (or an Easy
 // Auth session cookie from /.auth/login/aad) for this registration; without one the platform answers 401 before
-// the function runs. The app then reads the caller from X-MS-CLIENT-PRINCIPAL (roles claim: Approver, Support).
+// the function runs, never a 302 to a sign-in page (API clients must see 401). The app then reads the caller from
+// X-MS-CLIENT-PRINCIPAL (roles claim: Approver, Support).
+// Browser sign-in (README "The inbox (browser)"): the browser app under /api/ui is static HTML/JS/CSS with no data
+// (durable_agents/_http/ui.py), so its paths are excluded and a browser without a session can load it; when the
+// JSON API answers 401 the page links to /.auth/login/aad?post_login_redirect_uri=/api/ui/ (a relative target, so
+// login.allowedExternalRedirectUrls stays unset). That server-directed sign-in uses the hybrid flow with the
+// federated credential below as client assertion (configure-authentication-provider-aad: without a client
+// credential the implicit flow would be used) and returns to https://<defaultHostName>/.auth/login/aad/callback,
+// the redirect URI appregistrationuris.bicep registers once the site exists. The result is the AppServiceAuthSession
+// cookie, which the page's same-origin fetch calls send; it does not need the token store (the store only keeps
+// provider tokens for /.auth/me and /.auth/refresh, overview-authentication-authorization "Token store").
 // Reference: https://learn.microsoft.com/azure/templates/microsoft.web/sites/config-authsettingsv2
 resource authSettings 'Microsoft.Web/sites/config@2024-11-01' = {
   parent: site
@@ -274,6 +285,15 @@ resource authSettings 'Microsoft.Web/sites/config@2024-11-01' = {
     globalValidation: {
       requireAuthentication: true
       unauthenticatedClientAction: 'Return401'
+      // Only the browser app's files (route ui/{*path}; host.json routePrefix api). An entry is one path; a
+      // trailing /* also matches everything below it (the documented wildcard form, MicrosoftDocs/azure-docs#86514).
+      // /api/ui (308 to /api/ui/) and /api/ui/ (the page) are listed on their own so they do not depend on whether
+      // /* matches an empty remainder. No /api/* data route is excluded, and the UI route never reads the caller.
+      excludedPaths: [
+        '/api/ui'
+        '/api/ui/'
+        '/api/ui/*'
+      ]
     }
     httpSettings: {
       requireHttps: true
@@ -296,8 +316,21 @@ resource authSettings 'Microsoft.Web/sites/config@2024-11-01' = {
       }
     }
     login: {
+      // Off: the app reads the caller from the injected headers only. Consequences for the browser: /.auth/me and
+      // /.auth/refresh do not work, so the page detects "signed out" from the API's 401, and a user signs in again
+      // when the session cookie expires.
       tokenStore: {
         enabled: false
+      }
+      // Stated, not changed: the session lasts the documented 8 hours (configure-authentication-oauth-tokens), then
+      // the API answers 401 and the page offers the sign-in link again.
+      cookieExpiration: {
+        convention: 'FixedTime'
+        timeToExpiration: '08:00:00'
+      }
+      // The sign-in's nonce is checked (replayed callbacks are refused); the interval keeps the platform default.
+      nonce: {
+        validateNonce: true
       }
     }
   }
