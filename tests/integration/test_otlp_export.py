@@ -132,6 +132,14 @@ def tool_executions(stack: AppStack, run_id: str) -> list[str]:
     return names
 
 
+def model_call_in_flight(stack: AppStack, run_id: str) -> bool:
+    """True while the current generation's Durable history holds an ``invoke_model`` task scheduled and not
+    completed (the local runtime leaves matched schedules out of ``historyEvents``; 202 while running)."""
+    answer = http("GET", stack.url(f"/runtime/webhooks/durabletask/instances/{run_id}?showHistory=true"))
+    events = ((answer.json or {}).get("historyEvents") or []) if answer.status in (200, 202) else []
+    return any(e.get("EventType") == "TaskScheduled" and e.get("Name") == "invoke_model" for e in events)
+
+
 def model_turns(stack: AppStack, run_id: str) -> list[dict[str, Any]]:
     timeline = http("GET", stack.url(f"/api/runs/{run_id}/timeline")).json
     return [e for e in timeline["entries"] if e["kind"] == "model_turn"]
@@ -304,7 +312,8 @@ def test_host_kill_does_not_export_completed_work_again(tmp_path: Path, receiver
             receiver.wait_for(before_kill, timeout=10)
         except AssertionError as exc:
             raise AssertionError(f"spans of completed work missing before the kill: {exc}") from None
-        time.sleep(1.0)  # the third model call is in flight now (it answers after 5 s)
+        wait_for(lambda: model_call_in_flight(stack, run_id), timeout=20, what="the third model call scheduled")
+        time.sleep(0.5)  # the third model call is in flight now (it answers after 5 s)
         assert not any(r["step"] == 2 for r in stack.model.requests), "the third model call already answered"
         exported_before = {s["spanId"]: s for s in spans_of(receiver.spans(), run_id)}
         stack.runtime.kill()
