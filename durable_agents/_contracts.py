@@ -228,6 +228,7 @@ class InvokeModelInput(TypedDict):
     run: NotRequired[str]
     agent: NotRequired[str]  # version 3: the agent whose model call it is (spans)
     trace: NotRequired[dict[str, str]]  # version 3, when the start request had a traceparent (spans)
+    runStartedAt: NotRequired[str]  # version 3, a run orchestration's top-level run: its start (the run span)
 
 
 class InvokeModelResult(TypedDict, total=False):

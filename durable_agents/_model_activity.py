@@ -50,10 +50,19 @@ _RETRYABLE_STATUS = frozenset({408, 409, 429})
 _MAX_ERROR_MESSAGE = 2000
 """Characters of an error message kept in the activity result (the rest is cut)."""
 
-RUN_SPAN_FROM_FINAL_MODEL_CALL = True
-"""Interim: the ``invoke_agent`` run span is emitted by the model call whose response calls no tool (it starts at
-that call: the activity does not know when the run started). False once the runner ends each run with an activity
-that emits it (docs/internals.md "Traces")."""
+RUN_STARTED_MEMBER = "runStartedAt"
+"""Member of a version-3 ``invoke_model`` input set only for the model calls of an agent run orchestration's
+top-level run: the run's start (ISO 8601, the first generation's). Such a call emits the run span
+``invoke_agent <agent>`` from that start when it ends the run: its response calls no tool, or it fails with a
+non-retryable error (docs/internals.md "Traces")."""
+
+
+def _emit_run_span(sent: Mapping[str, Any], error_type: str | None = None) -> None:
+    """The run span of a model call that ends its top-level run (:data:`RUN_STARTED_MEMBER`); nothing for others."""
+    started = sent.get(RUN_STARTED_MEMBER)
+    if isinstance(started, str) and isinstance(sent.get("run"), str):
+        emit_run_span(sent["run"], sent.get(TRACE_MEMBER), sent.get("agent"), started_at=started,
+                      error_type=error_type)
 
 
 def _retry_after_seconds(headers: Any) -> float | None:
@@ -140,8 +149,8 @@ async def invoke_model(payload: Any) -> InvokeModelResult:
     fails. Logs one line per call: model, API, latency in ms, tokens (never keys).
 
     Emits one ``chat <model>`` span per call (:func:`durable_agents._telemetry.model_span`: GenAI attributes,
-    under the run span of ``payload["run"]``) and, for a response that calls no tool in a run, the interim run
-    span (:data:`RUN_SPAN_FROM_FINAL_MODEL_CALL`).
+    under the run span of ``payload["run"]``) and, when the call ends a top-level run (:data:`RUN_STARTED_MEMBER`),
+    the run span.
     """
     if isinstance(payload, str):
         payload = json.loads(payload)
@@ -172,7 +181,6 @@ async def invoke_model(payload: Any) -> InvokeModelResult:
         logger.error("model call failed: the model could not be built here: %s", error["message"])
         return {"ok": False, "error": error}
     started = time.perf_counter()
-    started_at = datetime.now(UTC)
     with model_span(sent, name, api=api, mode=mode) as span:
         try:
             response = await model.get_response(tracing=ModelTracing.DISABLED, **kwargs)
@@ -181,6 +189,8 @@ async def invoke_model(payload: Any) -> InvokeModelResult:
             assert classified is not None
             error = classified
             span.failed(error["type"], error["message"])
+            if not error["retryable"]:
+                _emit_run_span(sent, error_type=error["type"])
             logger.warning(
                 "model call failed: model=%s api=%s mode=%s latency_ms=%d error=%s status=%s retryable=%s "
                 "retry_after=%s", name, api, mode, (time.perf_counter() - started) * 1000, error["type"],
@@ -188,10 +198,8 @@ async def invoke_model(payload: Any) -> InvokeModelResult:
             )
             return {"ok": False, "error": error}
         span.response(response)
-    if span.final and RUN_SPAN_FROM_FINAL_MODEL_CALL and isinstance(sent.get("run"), str):
-        # Interim run span (docs/internals.md "Traces"): a call whose answer calls no tool ends the run's turns.
-        emit_run_span(sent["run"], sent.get(TRACE_MEMBER), sent.get("agent"), started_at=started_at,
-                      attributes={"durable_agents.run_span.source": "final_model_call"})
+    if span.final:
+        _emit_run_span(sent)
     usage = response.usage
     logger.info(
         "model call: model=%s api=%s mode=%s latency_ms=%d input_tokens=%d output_tokens=%d total_tokens=%d "

@@ -489,8 +489,12 @@ class Session:
         call = ToolCall(run_id=self.instance_id, call_id=ctx.tool_call_id, tool=tool.name, agent=agent,
                         customer=self.customer, approved=ctx.tool_call_id in self.approved_calls)
         self.progress.last_tool = tool.name
+        payload: dict[str, Any] = dict(tool.activity_input(args, call))
+        trace = self.input.get("trace") if isinstance(self.input, dict) else None
+        if isinstance(trace, dict):  # the tool's span joins the trace of the request that started the run
+            payload["trace"] = trace
         outcome: CallOutcome = await self.call(
-            ActivityCall(name=tool.activity_name, input=tool.activity_input(args, call), retry=tool.retry)
+            ActivityCall(name=tool.activity_name, input=payload, retry=tool.retry)
         )
         return (True, outcome.value) if outcome.ok else (False, outcome.error)
 

@@ -34,6 +34,7 @@ from .._contracts import (
     TURNS_PER_GENERATION_SETTING,
     ApprovalDecision,
     InvokeModelInput,
+    format_time,
 )
 from .._errors import ModelCallError, NonDeterminismError
 from .._jsonsafe import dumps, has_lone_surrogate, json_safe, loads_strict, replace_surrogates
@@ -153,6 +154,9 @@ class DurableModel(Model):
                 trace = session.input.get("trace") if isinstance(session.input, dict) else None
                 if isinstance(trace, dict):
                     activity_input["trace"] = trace
+                span_start = _RUN_SPAN_START.get()
+                if span_start is not None and _RUN_DEPTH.get() == 1:
+                    activity_input["runStartedAt"] = span_start
             outcome: CallOutcome = await session.call(ActivityCall(name=INVOKE_MODEL_ACTIVITY, input=activity_input))
             if not outcome.ok:
                 raise ModelCallError({"type": "activity_failed", "message": outcome.error or ""}, attempt)
@@ -279,6 +283,11 @@ class DurableModelProvider(ModelProvider):
 _CURRENT_AGENT: contextvars.ContextVar[Agent[Any] | None] = contextvars.ContextVar(
     "durable_agents_current_agent", default=None
 )
+_RUN_SPAN_START: contextvars.ContextVar[str | None] = contextvars.ContextVar("durable_agents_run_span_start",
+                                                                          default=None)
+"""Start time (ISO 8601) of the top-level run whose final model call emits the run span, inside that run only
+(docs/internals.md "Traces"): an agent run orchestration's one run, never a conversation's turn or a
+workflow's later run."""
 _MODEL_INPUT: contextvars.ContextVar[list[Any] | None] = contextvars.ContextVar(
     "durable_agents_model_input", default=None
 )
@@ -547,11 +556,17 @@ class DurableAgentRunner(AgentRunner):
         top = depth == 0
         first_work = not session.log  # nothing durable happened before this run in this generation
         depth_token = _RUN_DEPTH.set(depth + 1)
+        span_token = None
         if top:
             session.top_runs += 1
+            kind = session.input.get("kind") if isinstance(session.input, dict) else None
+            if first_work and kind != "conversation":
+                span_token = _RUN_SPAN_START.set(session.carried.started_at or format_time(session.now))
         try:
             return await self._run_durably(session, starting_agent, input, top and first_work, kwargs)
         finally:
+            if span_token is not None:
+                _RUN_SPAN_START.reset(span_token)
             _RUN_DEPTH.reset(depth_token)
             if top:
                 session.top_runs -= 1

@@ -138,7 +138,7 @@ def test_registered_provider_is_built_and_called_in_the_activity_never_in_the_or
     assert run.output["turns"] == 2 and run.output["demo"] is False
     inputs = _model_inputs(harness)
     assert [(i["model"], i["provider"], sorted(i)) for i in inputs] == [
-        ("house-model", "recorder", ["agent", "model", "provider", "request", "run"])] * 2
+        ("house-model", "recorder", ["agent", "model", "provider", "request", "run", "runStartedAt"])] * 2
     # Built in the activity (the harness runs each activity inline with asyncio.run: a new event loop per call,
     # so one build per call); every get_model and model call ran outside any durable session; the orchestrator
     # (whose episodes replayed the agent loop from history when the cache was off) never touched the provider.
@@ -193,7 +193,7 @@ def test_the_sdk_default_multiprovider_is_the_built_in_api_but_a_configured_one_
     app = _app(agent, lambda: RunConfig(model_provider=MultiProvider()))
     run, harness = _run(app)
     assert run.status == "Completed" and run.output["demo"] is True  # nothing configured: the demo model
-    assert [sorted(i) for i in _model_inputs(harness)] == [["agent", "model", "request", "run"]]
+    assert [sorted(i) for i in _model_inputs(harness)] == [["agent", "model", "request", "run", "runStartedAt"]]
 
     durable_runner.clear_session_cache()
     app = _app(agent, lambda: RunConfig(model_provider=MultiProvider(openai_base_url="http://127.0.0.1:9/v1")))
@@ -206,7 +206,8 @@ def test_runs_without_providers_keep_the_invoke_model_input_exactly_model_and_re
     run, harness = _run(_app(Agent(name="plain", instructions="x", model="gpt-4.1")))
     assert run.status == "Completed"
     (only,) = _model_inputs(harness)
-    assert list(only) == ["model", "request", "run", "agent"] and only["model"] == "gpt-4.1"  # version 3
+    assert list(only) == ["model", "request", "run", "agent", "runStartedAt"]  # version 3
+    assert only["model"] == "gpt-4.1"
 
 
 def test_an_agent_run_as_a_tool_inherits_the_registered_provider():
@@ -259,7 +260,7 @@ def test_a_registered_model_is_built_and_called_in_the_activity():
     assert run.status == "Completed", run.output
     assert run.output["finalOutput"].startswith("model=house saw")
     assert [(i["model"], i["registeredModel"], sorted(i)) for i in _model_inputs(harness)] == [
-        (None, "house", ["agent", "model", "registeredModel", "request", "run"])] * 2
+        (None, "house", ["agent", "model", "registeredModel", "request", "run", "runStartedAt"])] * 2
     assert built == [False] * 2 and recorder.calls == [("house", False)] * 2
 
 
@@ -304,7 +305,7 @@ def test_a_registered_name_is_a_model_name_prefix_routed_by_the_sdk_multiprovide
     run, harness = _run(_app(Agent(name="subject", instructions="x", model="recorder/tiny-1")))
     assert run.status == "Completed", run.output
     # The input is today's shape: the prefix is resolved in the activity, by MultiProvider's provider map.
-    assert [list(i) for i in _model_inputs(harness)] == [["model", "request", "run", "agent"]] * 2
+    assert [list(i) for i in _model_inputs(harness)] == [["model", "request", "run", "agent", "runStartedAt"]] * 2
     assert {i["model"] for i in _model_inputs(harness)} == {"recorder/tiny-1"}
     assert recorder.get_model == [("tiny-1", False)] * 2 and recorder.factory_calls == [False] * 2
 

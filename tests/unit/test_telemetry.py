@@ -25,7 +25,9 @@ from opentelemetry.trace import SpanKind
 import durable_agents
 from durable_agents import _providers, _telemetry
 from durable_agents import _runner as durable_runner
+from durable_agents._contracts import RUN_VERSION
 from durable_agents.testing import ReplayHarness
+from durable_agents.testing._harness import EPOCH
 from tests.unit.model_testing import reset_model_state
 from tests.unit.test_http_api import ORCH, OTHER_ORCH, _build_api, run_input, seed_awaiting
 from tests.unit.test_http_api import auth_env as auth_env  # autouse: identity on, the audit in tmp_path
@@ -306,3 +308,63 @@ def test_an_approval_that_expires_emits_one_approval_span_from_the_audit_activit
     assert span.parent is not None and span.parent.span_id == _sha("run", "run-expiry", 8)
     assert span.context.trace_id == _sha("trace", "run-expiry", 16)
     assert not [s for s in exporter.get_finished_spans() if s.name == "execute_tool refund"]
+
+
+def _nested_app(inner_steps: list[Any], outer_steps: list[Any]) -> durable_agents.App:
+    """An agent ``outer`` whose tool is the agent ``inner`` (``Agent.as_tool``: a nested run) and the tool lookup."""
+    app = durable_agents.App(http_api=False)
+
+    @durable_agents.activity_tool(app)
+    def lookup(key: str) -> dict:
+        """Look a key up."""
+        return {"key": key, "value": "v-" + key}
+
+    inner_model = durable_agents.register_model("inner-scripted", lambda s=SdkScriptedModel(inner_steps): s)
+    outer_model = durable_agents.register_model("outer-scripted", lambda s=SdkScriptedModel(outer_steps): s)
+    inner = Agent(name="inner", instructions="x", model=inner_model, tools=[lookup])
+    outer = Agent(name="outer", instructions="x", model=outer_model,
+                  tools=[inner.as_tool(tool_name="ask_inner", tool_description="Ask the inner agent.")])
+
+    @app.agent(outer, description="An agent with an agent as a tool.", name="outer")
+    def outer_run(context):
+        return Runner.run_sync(outer, context.get_input()["input"])
+
+    return app
+
+
+def test_every_span_of_a_traced_run_joins_the_requests_trace_and_the_run_span_spans_the_whole_run(exporter):
+    durable_runner.set_session_cache_size(0)
+    parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    app = _app(_steps())
+    harness = ReplayHarness(app)
+    entry = app.registry.get("subject")
+    assert entry is not None
+    value = {"agent": "subject", "input": "look k1 up", "settings": {}, "version": RUN_VERSION,
+             "customer": None, "startedBy": None, "trace": {"traceparent": parent}}
+    run = harness.start(entry.orchestrator, value, "run-otel-3")
+    harness.run()
+    assert run.status == "Completed", run.output
+    spans = exporter.get_finished_spans()
+    assert sorted(s.name for s in spans) == ["chat registered:scripted", "chat registered:scripted",
+                                             "execute_tool lookup", "invoke_agent subject"]
+    assert {s.context.trace_id for s in spans} == {0x4BF92F3577B34DA6A3CE929D0E0E4736}  # the tool's too
+    (root,) = [s for s in spans if s.name.startswith("invoke_agent")]
+    assert all(s.parent is not None and s.parent.span_id == root.context.span_id for s in spans if s is not root)
+    # the run span starts when the run started (the harness's virtual clock), not at its last model call
+    assert root.start_time is not None and abs(root.start_time - int(EPOCH.timestamp()) * 1_000_000_000) < 10_000_000
+    chats = sorted((s for s in spans if s.name.startswith("chat")), key=lambda s: s.start_time or 0)
+    assert root.start_time is not None and chats[0].start_time is not None and root.start_time < chats[0].start_time
+
+
+def test_a_nested_agent_runs_final_answer_does_not_emit_a_second_run_span(exporter):
+    durable_runner.set_session_cache_size(0)
+    inner = [ModelStep(output=[assistant_message("inner says hi")])]
+    outer = [ModelStep(output=[function_call("ask_inner", '{"input": "hi"}', call_id="call-n")]),
+             ModelStep(output=[assistant_message("outer done")])]
+    harness = ReplayHarness(_nested_app(inner, outer))
+    run = harness.start_run("outer", "go", settings={}, run_id="run-otel-4")
+    harness.run()
+    assert run.status == "Completed", run.output
+    names = sorted(s.name for s in exporter.get_finished_spans())
+    assert names.count("invoke_agent outer") == 1 and not [n for n in names if n == "invoke_agent inner"], names
+    assert names.count("chat registered:inner-scripted") == 1 and names.count("chat registered:outer-scripted") == 2
