@@ -26,6 +26,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -43,6 +45,7 @@ __all__ = [
     "entries_from_context_history",
     "entries_from_status_history",
     "read_archived",
+    "register_check_activity",
     "register_timeline_activity",
     "shorten",
 ]
@@ -244,6 +247,8 @@ def _build(events: list[dict[str, Any]], generation: int) -> list[dict[str, Any]
                         content=shorten(message.get("content")), by=message.get("by"))
         elif type_ == "TaskCompleted" and name == _REPLY:
             add("message", at, role="assistant", agent=agent)
+        elif type_ in ("TaskCompleted", "TaskFailed") and name in _check_activities:
+            continue  # an approval check (durable_agents.approval_check): its answer shows as approval_requested
         elif type_ in ("TaskCompleted", "TaskFailed") and isinstance(name, str) and (
                 name == _MCP_CALL or not name.startswith(_INTERNAL_PREFIX)):
             call: dict[str, Any] | None = next((c for c in asked if c.get("name") == name), None)
@@ -366,7 +371,15 @@ def read_archived(store: Any, run_id: str, generations: int, carried: Any = None
     current generation's first step): used for its generation while that blob is not written yet."""
     entries: list[dict[str, Any]] = []
     for generation in range(max(0, generations)):
-        raw = store.get(archive_name(run_id, generation))
+        key = (id(store), archive_name(run_id, generation))
+        with _cache_lock:
+            cached = _cache.get(key)
+            if cached is not None:
+                _cache.move_to_end(key)
+        if cached is not None:
+            entries += cached
+            continue
+        raw = store.get(key[1])
         if raw is None and isinstance(carried, dict) and carried.get("generation") == generation:
             entries += [e for e in carried.get("entries") or [] if isinstance(e, dict)]
             continue
@@ -376,11 +389,30 @@ def read_archived(store: Any, run_id: str, generations: int, carried: Any = None
             data = json.loads(raw)
         except ValueError:
             continue
-        entries += [e for e in data.get("entries") or [] if isinstance(e, dict)]
+        found = [e for e in data.get("entries") or [] if isinstance(e, dict)]
+        with _cache_lock:  # an archived generation never changes: read it once per process
+            _cache[key] = found
+            while len(_cache) > ARCHIVE_CACHE_GENERATIONS:
+                _cache.popitem(last=False)
+        entries += found
     return entries
 
 
+ARCHIVE_CACHE_GENERATIONS = 1024
+"""Archived generations :func:`read_archived` keeps in memory per process (least recently read dropped first)."""
+
+_cache: OrderedDict[tuple[int, str], list[dict[str, Any]]] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
 _archive_registered = False
+_check_activities: set[str] = set()
+
+
+def register_check_activity(name: str) -> None:
+    """Record that activity ``name`` is an approval check (``durable_agents.approval_check`` calls this): its
+    completions are not tool calls, and the timer after it is the turn's approval wait."""
+    _check_activities.add(name)
 
 
 def archive_registered() -> bool:

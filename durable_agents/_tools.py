@@ -41,6 +41,7 @@ from ._contracts import ToolActivityInput, ToolCallInfo, ToolRetry
 from ._jsonsafe import dumps, has_non_finite, json_safe, loads_strict, replace_surrogates
 from ._run_settings import current_session
 from ._telemetry import tool_span
+from ._timeline import register_check_activity
 
 __all__ = [
     "ActivityTool", "ApprovalCheck", "ToolCall", "ToolRetry", "activity_tool", "approval_check", "as_activity_tool",
@@ -486,6 +487,7 @@ def approval_check(
         run_check.__qualname__ = activity_name
         run_check.__doc__ = f"Durable activity of the approval check '{activity_name}' (durable_agents.approval_check)."
         bp.activity_trigger(input_name="payload", activity=activity_name)(run_check)
+        register_check_activity(activity_name)
         return needs_approval
 
     return decorator

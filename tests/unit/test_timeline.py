@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from agents import Agent, Runner, Usage
@@ -38,10 +39,18 @@ def payloads(tmp_path, monkeypatch):
     durable_runner.clear_session_cache()
 
 
-def _app(gated: bool = False):
+def _app(gated: bool = False, checked: bool = False):
     bp = durable_agents.Blueprint()
+    needs: Any = gated
+    if checked:
+        @durable_agents.approval_check(bp, name="timeline_order_check")
+        def timeline_order_check(check) -> bool:
+            """Orders starting with ORD-9 need a person."""
+            return str(check.arguments.get("order_id", "")).startswith("ORD-9")
 
-    @activity_tool(bp, needs_approval=gated)
+        needs = timeline_order_check
+
+    @activity_tool(bp, needs_approval=needs)
     def lookup_order(order_id: str) -> dict:
         """Look up an order."""
         if order_id == "BAD":
@@ -128,6 +137,45 @@ def test_approvals_are_requested_and_decided_in_the_timeline(payloads):
     assert decided["decision"] == "approved" and decided["comment"] == "fine"
     assert decided["decidedBy"] == {"id": "dev-amy", "name": "amy"}
     assert [e["kind"] for e in after].count("tool_call") == 1
+
+
+def test_an_approval_asked_by_an_approval_check_activity_is_an_approval_not_a_tool_call(payloads):
+    model = ScriptedModel([_turn("ORD-1", "call_1"), _turn("ORD-9", "call_9"),
+                           ModelStep(output=[assistant_message("refunded")])])
+    harness = ReplayHarness(_app(checked=True), model=model)
+    inst = harness.start_run("timeline", "go", settings={"AGENT_TURNS_PER_GENERATION": "0"}, run_id="tl-4")
+    harness.run(advance_timers=False)
+    before = _status_entries(inst, 0)
+    assert before[-1]["kind"] == "approval_requested", [e["kind"] for e in before]
+    assert [a["id"] for a in before[-1]["approvals"]] == ["call_9"]
+    assert [e["callId"] for e in before if e["kind"] == "tool_call"] == ["call_1"]  # the check is no tool call
+    harness.approve(inst, "call_9", "ok", decided_by={"id": "dev-amy", "name": "amy"})
+    harness.run()
+    assert inst.status == "Completed", inst.output
+    kinds = [e["kind"] for e in _status_entries(inst, 0)]
+    assert kinds.count("tool_call") == 2 and kinds.count("approval_decided") == 1 and "timer" not in kinds
+
+
+def test_an_archived_generation_is_read_from_the_store_once(payloads):
+    model = ScriptedModel([_turn(f"ORD-{i}", f"call_{i}") for i in range(2)]
+                          + [ModelStep(output=[assistant_message("all done")])])
+    harness = ReplayHarness(_app(), model=model)
+    inst = harness.start_run("timeline", "go", settings={"AGENT_TURNS_PER_GENERATION": "1"}, run_id="tl-5")
+    harness.run()
+    assert inst.generations == 3
+
+    class Counting:
+        def __init__(self, inner: Any) -> None:
+            self.inner, self.reads = inner, 0
+
+        def get(self, name: str) -> Any:
+            self.reads += 1
+            return self.inner.get(name)
+
+    store = Counting(payloads)
+    first = read_archived(store, "tl-5", 2)
+    assert store.reads == 2 and first
+    assert read_archived(store, "tl-5", 2) == first and store.reads == 2  # ended generations never change
 
 
 def test_the_archive_input_stays_far_under_the_payload_limit():
