@@ -46,9 +46,20 @@
     try { data = text ? JSON.parse(text) : null; } catch (e) { data = null; }
     if (!response.ok) {
       const detail = data && data.detail ? data.detail : "HTTP " + response.status + " " + response.statusText;
+      if (response.status === 401 && !LOOPBACK) signIn();
       throw new ApiError(response.status, detail, data);
     }
     return data;
+  }
+
+  // In Azure a 401 means no App Service authentication session (the platform's own answer, not problem+json):
+  // offer Microsoft Entra ID sign-in, which comes back to this page (README "The inbox (browser)").
+  function signIn() {
+    const box = document.getElementById("signin");
+    if (!box || !box.hidden) return;
+    const back = location.pathname.replace(/[^/]*$/, "");
+    box.querySelector("a").href = "/.auth/login/aad?post_login_redirect_uri=" + encodeURIComponent(back + location.hash);
+    box.hidden = false;
   }
 
   // Live data for a page: calls load() now and every POLL_MS, hands each result to onData (or the error to
@@ -67,6 +78,75 @@
     }
     tick();
     return function stop() { stopped = true; if (timer) clearTimeout(timer); };
+  }
+
+  // Live data from GET <runs|conversations>/{id}/events (Server-Sent Events; docs/internals.md "Timeline and
+  // events"). The stream is read with fetch, not EventSource, so that the developer identity or function key
+  // headers go along; like EventSource it reconnects after the server's retry: with Last-Event-ID, and stops on
+  // 204 (the run ended and every entry arrived). onEvents(entries, status) gets each answer's new entries and its
+  // status event; onEnd() is called once on 204. Returns a function that stops it.
+  function follow(path, lastEventId, onEvents, onEnd, onError) {
+    let stopped = false;
+    let last = lastEventId || "";
+    let controller = null;
+    let retry = 1000;
+    async function loop() {
+      while (!stopped) {
+        controller = new AbortController();
+        const headers = { Accept: "text/event-stream" };
+        if (last) headers["Last-Event-ID"] = last;
+        if (actingAs()) headers["X-Dev-User"] = actingAs();
+        if (functionKey()) headers["x-functions-key"] = functionKey();
+        try {
+          const response = await fetch(API + "/" + path + "/events?wait=20", { headers: headers,
+            credentials: "same-origin", signal: controller.signal });
+          if (response.status === 204) { if (!stopped) onEnd(); return; }
+          const text = await response.text();
+          if (!response.ok) {
+            let detail = "HTTP " + response.status;
+            try { detail = JSON.parse(text).detail || detail; } catch (e) { /* not problem+json */ }
+            throw new ApiError(response.status, detail, null);
+          }
+          const parsed = parseEventStream(text);
+          if (parsed.retry) retry = parsed.retry;
+          const entries = parsed.events.filter((e) => e.id).map((e) => JSON.parse(e.data));
+          const status = parsed.events.filter((e) => e.event === "status").map((e) => JSON.parse(e.data)).pop();
+          if (entries.length) last = entries[entries.length - 1].id;
+          if (!stopped) onEvents(entries, status || null);
+        } catch (error) {
+          if (stopped) return;
+          onError(error);
+          if (error instanceof ApiError && error.status >= 400 && error.status < 500) return; // a caller problem
+        }
+        if (!stopped) await new Promise((resolve) => setTimeout(resolve, retry));
+      }
+    }
+    loop();
+    return function stop() { stopped = true; if (controller) controller.abort(); };
+  }
+
+  // The events of a text/event-stream body (the WHATWG "event stream interpretation": id, event, data, retry;
+  // lines starting with ":" are comments).
+  function parseEventStream(text) {
+    const events = [];
+    let retry = 0;
+    for (const block of text.replace(/\r\n?/g, "\n").split("\n\n")) {
+      const event = { id: "", event: "message", data: [] };
+      let any = false;
+      for (const line of block.split("\n")) {
+        if (!line || line.startsWith(":")) continue;
+        const colon = line.indexOf(":");
+        const name = colon < 0 ? line : line.slice(0, colon);
+        let value = colon < 0 ? "" : line.slice(colon + 1);
+        if (value.startsWith(" ")) value = value.slice(1);
+        if (name === "data") { event.data.push(value); any = true; }
+        else if (name === "id") event.id = value;
+        else if (name === "event") event.event = value;
+        else if (name === "retry" && /^[0-9]+$/.test(value)) retry = Number(value);
+      }
+      if (any) events.push({ id: event.id, event: event.event, data: event.data.join("\n") });
+    }
+    return { events: events, retry: retry };
   }
 
   // ---------------------------------------------------------------------------------------------------------
@@ -390,7 +470,7 @@
 
   function timelineFromEntries(entries) {
     return el("ol", { class: "timeline" }, entries.map((e) =>
-      el("li", { "data-kind": e.kind }, time(e.at), " ", entryText(e))));
+      el("li", { "data-kind": e.kind, "data-id": e.id }, time(e.at), " ", entryText(e))));
   }
 
   function runPage(kind, id) {
@@ -403,7 +483,7 @@
       const [run, timeline] = await Promise.all([api(path), api(path + "/timeline").catch(() => null)]);
       return { ...run, timelineEntries: timeline ? timeline.entries : null };
     };
-    return live(load, (data) => renderIfChanged(state, data, (run) => {
+    const render = (run) => {
       const pending = (run.pendingApprovals || []).map((p) => ({
         ...p, runId: id, instanceId: p.runId || id, source: kind === "runs" ? "run" : "conversation",
         agent: run.agent, customer: run.customer, startedBy: run.startedBy, state: "pending", mayDecide: true,
@@ -435,8 +515,43 @@
               typeof m.content === "string" ? m.content : JSON.stringify(m.content)))))) : null,
         el("section", { "aria-labelledby": "tl-h" },
           el("h3", { id: "tl-h", class: "section" }, "Timeline"),
-          run.timelineEntries ? timelineFromEntries(run.timelineEntries) : timelineFromRun(run)));
-    }), (error) => { state.last = null; fill(root, el("h2", null, id), problemBox(error)); });
+          run.timelineEntries ? timelineFromEntries(run.timelineEntries) : timelineFromRun(run)),
+        el("p", { class: "muted live", id: "live-state" }, run.live || ""));
+    };
+    const show = (data) => renderIfChanged(state, data, render);
+    const failed = (error) => { state.last = null; fill(root, el("h2", null, id), problemBox(error)); };
+    // First the run and its whole timeline, then only what changes: the event stream's new entries (each one
+    // re-reads the run's summary: status, approvals, output) until it ends with 204.
+    let stopFollowing = null;
+    let stopped = false;
+    let current = null;
+    load().then((data) => {
+      if (stopped) return;
+      current = data;
+      if (!data.timelineEntries) { stopFollowing = live(load, show, failed); return; } // no timeline route
+      const ended = ["completed", "failed", "cancelled", "closed"].includes(data.status);
+      current.live = ended ? "" : "Live: updates as the run goes.";
+      show(current);
+      if (ended) return;
+      const lastId = data.timelineEntries.length ? data.timelineEntries[data.timelineEntries.length - 1].id : "";
+      let lastStatus = null;
+      stopFollowing = follow(path, lastId, async (entries, status) => {
+        const statusText = JSON.stringify(status);
+        if (!entries.length && statusText === lastStatus) return; // a heartbeat: nothing changed
+        lastStatus = statusText;
+        const run = await api(path);
+        current = { ...run, timelineEntries: current.timelineEntries.concat(entries), live: current.live };
+        if (!stopped) show(current);
+      }, async () => {
+        const run = await api(path).catch(() => current);
+        current = { ...run, timelineEntries: current.timelineEntries, live: "" };
+        if (!stopped) show(current);
+      }, (error) => {
+        current = { ...current, live: "Reconnecting: " + (error instanceof ApiError ? error.message : String(error)) };
+        if (!stopped) show(current);
+      });
+    }).catch(failed);
+    return function stop() { stopped = true; if (stopFollowing) stopFollowing(); };
   }
 
   // ---------------------------------------------------------------------------------------------------------

@@ -27,6 +27,9 @@ SCRIPT = [
     step("[ui-timeout]", 0, calls=calls(("refund_order", {"order_id": "ORD-1010", "amount": 664.30,
                                                            "reason": "damaged"}))),
     step("[ui-timeout]", 1, text="Nobody approved the refund in time."),
+    step("[ui-live]", 0, calls=calls(("refund_order", {"order_id": "ORD-1004", "amount": 300.00,
+                                                        "reason": "wrong size"}))),
+    step("[ui-live]", 1, text="Refunded 300.00 USD for ORD-1004."),
 ]
 
 
@@ -91,6 +94,36 @@ def test_inbox_approve_with_a_comment_then_the_run_completes(stack, new_page):
     assert run["status"] == "completed" and run["approvals"][0]["comment"] == "Photos confirm it."
     assert run["approvals"][0]["decidedBy"]["name"] == REVIEWER
     assert len(stack.refunds("ORD-1001")) == 1
+
+
+def test_the_run_page_follows_the_event_stream_while_someone_else_approves(stack, new_page):
+    run_id = stack.start_run("Refund ORD-1004, wrong size. [ui-live]", customer="marcus.oconnell@example.net")
+    [pending] = stack.wait_status(run_id, "awaiting_approval")["pendingApprovals"]
+    page = open_app(new_page, stack, f"#/runs/{run_id}")
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    page.reload()
+    page.locator('ol.timeline li[data-kind="approval_requested"]').wait_for(timeout=30_000)
+    assert "ORD-1004" in page.locator('ol.timeline li[data-kind="approval_requested"]').inner_text()
+    page.locator(f"[data-approval='{pending['id']}']").wait_for()
+    page.get_by_text("Live: updates as the run goes.").wait_for()
+    # another reviewer decides elsewhere (the API, not this page): the page learns it from GET .../events
+    answer = http("POST", stack.url(f"/api/runs/{run_id}/approvals/{pending['id']}"),
+                  {"approved": True, "comment": "Size swap confirmed."}, user=REVIEWER)
+    assert answer.status == 202, answer.body
+    page.locator('ol.timeline li[data-kind="output"]').wait_for(timeout=60_000)
+    page.locator("h2 .badge-completed").wait_for(timeout=30_000)
+    assert "Size swap confirmed." in page.locator("main").inner_text()
+    kinds = page.locator("ol.timeline li").evaluate_all("items => items.map(i => i.dataset.kind)")
+    assert kinds.index("approval_requested") < kinds.index("approval_decided") < kinds.index("output"), kinds
+    ids = page.locator("ol.timeline li").evaluate_all("items => items.map(i => i.dataset.id)")
+    assert len(ids) == len(set(ids)) == len(kinds), ids  # no entry shown twice
+    events = [u for u in requests if f"/api/runs/{run_id}/events" in u]
+    timelines = [u for u in requests if u.endswith(f"/api/runs/{run_id}/timeline")]
+    assert events and len(timelines) == 1, (events, timelines)  # live through the stream, not by re-reading
+    page.wait_for_timeout(1500)
+    assert page.get_by_text("Live: updates as the run goes.").count() == 0  # the stream ended (204)
+    screenshot(page, "run-live")
 
 
 def test_inbox_reject_with_a_comment(stack, new_page):
