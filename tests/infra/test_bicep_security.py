@@ -83,7 +83,8 @@ def test_easy_auth_requires_a_token_and_answers_401_instead_of_redirecting():
     assert props["platform"]["enabled"] is True
     assert props["globalValidation"]["requireAuthentication"] is True
     assert props["globalValidation"]["unauthenticatedClientAction"] == "Return401"
-    assert "excludedPaths" not in props["globalValidation"], "every path of the API needs a caller"
+    # only the browser app's static files are open (tests/infra/test_bicep_browser_auth.py); the API needs a caller
+    assert props["globalValidation"]["excludedPaths"] == ["/api/ui", "/api/ui/", "/api/ui/*"]
     assert props["httpSettings"]["requireHttps"] is True
     assert props["login"]["tokenStore"]["enabled"] is False
 
