@@ -532,8 +532,11 @@ class Session:
                 self.approved_calls.add(item.id)
         expired = [(item, d) for item, d in zip(call.items, decisions, strict=True) if d.get("decision") == "expired"]
         if self.version >= 2 and expired:
-            await self.call(ActivityCall(name=AUDIT_ACTIVITY, input=audit_expiry_input(self.instance_id, expired),
-                                         retry=AUDIT_RETRY))
+            expiry: dict[str, Any] = dict(audit_expiry_input(self.instance_id, expired))
+            trace = self.input.get("trace") if isinstance(self.input, dict) else None
+            if isinstance(trace, dict):  # the expiry's approval span joins the start request's trace
+                expiry["trace"] = trace
+            await self.call(ActivityCall(name=AUDIT_ACTIVITY, input=expiry, retry=AUDIT_RETRY))
         return decisions
 
 

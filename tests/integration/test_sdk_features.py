@@ -593,3 +593,11 @@ def test_run_streamed_runs_durably_with_item_level_events(stack):
         "agent_updated_stream_event", "raw_response_event", "run_item_stream_event"]}
     assert len(stack.requests("[sdk-stream]")) == 1  # one model call, a whole response (no token stream)
     assert stack.cached.activities("stream") == ["invoke_model"]
+    # the run's event stream carries the same item: the model turn whose message the stream yielded
+    answer = http("GET", stack.cached.url(f"/api/runs/{stack.cached.runs['stream']}/events?wait=0"))
+    assert answer.status == 200 and answer.headers["content-type"].startswith("text/event-stream"), answer.status
+    blocks = [dict(line.split(": ", 1) for line in block.splitlines() if ": " in line and not line.startswith(":"))
+              for block in answer.body.decode().split("\n\n") if block.strip()]
+    turns = [json.loads(b["data"]) for b in blocks if b.get("event") == "model_turn"]
+    assert [t["text"] for t in turns] == ["Streamed."] and turns[0]["agent"] == "streamer"
+    assert [b.get("event") for b in blocks if "id" in b][-1] == "output"
