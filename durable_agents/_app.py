@@ -27,7 +27,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import agents
 import azure.durable_functions as df
@@ -35,6 +35,9 @@ import azure.functions as func
 
 from ._demo import DemoResponder, add_demo_responder
 from ._registry import AgentRegistry, RegisteredAgent
+
+if TYPE_CHECKING:
+    from ._http.handlers import HttpApi
 
 __all__ = ["App", "Blueprint", "route_prefix_from_host_json"]
 
@@ -166,6 +169,7 @@ class Blueprint(_AgentDecorators, df.Blueprint):
         http_auth_level: func.AuthLevel | str = func.AuthLevel.FUNCTION,
         *,
         demo_responder: DemoResponder | None = None,
+        mcp_tools: bool = True,
     ) -> None:
         if demo_responder is not None and not callable(demo_responder):
             raise TypeError(f"demo_responder must be callable, not {type(demo_responder).__name__}")
@@ -208,6 +212,10 @@ class App(_AgentDecorators, df.DFApp):
         demo_responder: an optional demo responder, ``(turn: DemoTurn) -> DemoReply | None``, that scripts the
             offline demo model (used when no model is configured); added to the process's responders before those
             of blueprints registered later. Raises ``TypeError`` when it is not callable.
+        mcp_tools: make the app a remote MCP server (:mod:`durable_agents._mcp_tools`; README "MCP clients"):
+            one Functions MCP tool trigger per agent and workflow (tool = the agent's name) plus ``get_run``,
+            ``list_approvals`` and ``decide_approval``; default true. With it no agent may take one of those three
+            names (``ValueError``).
 
     It also registers the conversation orchestrator ``durable_agents_conversation`` and its two activities (one
     for all agents: ``POST /api/agents/{agent}/conversations``, docs/internals.md "Conversations").
@@ -227,6 +235,7 @@ class App(_AgentDecorators, df.DFApp):
         model_activity: bool = True,
         approval_wait_seconds: float = 10.0,
         demo_responder: DemoResponder | None = None,
+        mcp_tools: bool = True,
     ) -> None:
         if demo_responder is not None and not callable(demo_responder):
             raise TypeError(f"demo_responder must be callable, not {type(demo_responder).__name__}")
@@ -262,14 +271,42 @@ class App(_AgentDecorators, df.DFApp):
                     app_dir=self.app_dir,
                 )
             )
+        self._mcp_api: HttpApi | None = None
+        self._mcp_tools: set[str] = set()
+        if mcp_tools:  # the app as a remote MCP server (README "MCP clients")
+            from ._http.handlers import HttpApi
+            from ._mcp_tools import register_utility_tools
+
+            self._mcp_api = HttpApi(registry=self.registry, route_prefix=self.route_prefix,
+                                    approval_wait_seconds=approval_wait_seconds, app_dir=self.app_dir)
+            register_utility_tools(self, self._mcp_api)
         announce_model_configuration()
         from ._telemetry import setup_telemetry
 
         setup_telemetry()  # OTLP / Application Insights when configured (docs/internals.md "Traces")
 
     def _add_agent(self, entry: RegisteredAgent) -> None:
+        self._check_tool_name(entry)
         super()._add_agent(entry)
         self.registry.add(entry)
+        self._add_mcp_tool(entry)
+
+    def _check_tool_name(self, entry: RegisteredAgent) -> None:
+        if getattr(self, "_mcp_api", None) is not None:
+            from ._mcp_tools import UTILITY_TOOLS
+
+            if entry.name.lower() in UTILITY_TOOLS:
+                raise ValueError(f"an agent may not be named {entry.name!r}: the app's MCP server has a tool of "
+                                 "that name (App(mcp_tools=False) turns the MCP tools off)")
+
+    def _add_mcp_tool(self, entry: RegisteredAgent) -> None:
+        if getattr(self, "_mcp_api", None) is not None:
+            from ._mcp_tools import register_agent_tool
+
+            assert self._mcp_api is not None
+            if entry.name.lower() not in self._mcp_tools:  # the same entry registered again: one tool
+                self._mcp_tools.add(entry.name.lower())
+                register_agent_tool(self, self._mcp_api, entry)
 
     def register_agent_modules(self, *modules: str) -> list[str]:
         """Import the app's ``agents/`` modules (package ``app_agents``, see ``durable_agents.load_app_agents``) and
@@ -301,9 +338,11 @@ class App(_AgentDecorators, df.DFApp):
         entries = [e for e in getattr(function_container, "agents", None) or [] if isinstance(e, RegisteredAgent)]
         for entry in entries:  # refuse a conflict before anything of the blueprint is registered
             self.registry.check(entry)
+            self._check_tool_name(entry)
         super().register_functions(function_container)
         for entry in entries:
             self.registry.add(entry)
+            self._add_mcp_tool(entry)
         responder = getattr(function_container, "demo_responder", None)
         if responder is not None:
             add_demo_responder(responder)
