@@ -90,7 +90,8 @@ def apply_local_settings(app_dir: Path) -> dict[str, str]:
 class FunctionInfo:
     """One function of the app, classified by its trigger.
 
-    ``kind``: ``http``, ``orchestrator``, ``activity``, ``entity`` or ``other``. ``durable_name`` is the Durable
+    ``kind``: ``http``, ``orchestrator``, ``activity``, ``entity``, ``mcp_tool`` (an ``mcpToolTrigger``: served by
+    :mod:`local_runtime.mcp_webhook`) or ``other``. ``durable_name`` is the Durable
     name (trigger ``orchestration``/``activity``/``entityName`` override, else the function name; protocol §6.3).
     ``trigger_name`` is the trigger parameter's name; ``client_binding`` the durableClient parameter's name, if any.
     """
@@ -125,6 +126,7 @@ class Registry:
     activities: dict[str, FunctionInfo] = field(default_factory=dict)
     entities: dict[str, FunctionInfo] = field(default_factory=dict)
     http: list[FunctionInfo] = field(default_factory=list)
+    mcp_tools: list[FunctionInfo] = field(default_factory=list)
 
     def orchestrator(self, name: str) -> FunctionInfo | None:
         """The orchestrator with Durable name ``name`` (case-insensitive), or None."""
@@ -178,6 +180,8 @@ def classify_function(f: Any) -> FunctionInfo:
     elif ttype == "entityTrigger":
         info.kind = "entity"
         info.durable_name = trigger.get("entityName") or name
+    elif ttype == "mcpToolTrigger":
+        info.kind = "mcp_tool"
     return info
 
 
@@ -221,4 +225,6 @@ def load_functions(app_dir: Path, script: str | None = None) -> tuple[Any, Regis
             table[key] = info
         elif info.kind == "http":
             reg.http.append(info)
+        elif info.kind == "mcp_tool":
+            reg.mcp_tools.append(info)
     return app, reg

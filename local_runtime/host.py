@@ -10,6 +10,10 @@ emulation (:mod:`.identity`; 400 ``invalid-dev-identity``), then the function. W
 ``--no-auth`` turns it off) the host sets ``WEBSITE_AUTH_ENABLED=True`` in its environment before importing the app,
 as App Service does when authentication is on; with it off the variable is removed. No log line of the host
 carries a query string (there is no access log; function lines log the path only).
+
+Functions with an ``mcpToolTrigger`` are MCP tools served at ``/runtime/webhooks/mcp`` (:mod:`.mcp_webhook`, the
+Functions MCP extension's webhook; routes added before the HTTP-trigger catch-all). Two tool names equal apart
+from case stop the start (:class:`AppLoadError`).
 """
 
 from __future__ import annotations
@@ -25,12 +29,13 @@ from typing import Any
 
 from aiohttp import web
 
-from .app_loader import AppLoadError, Registry, apply_local_settings, load_functions, load_host_config
+from .app_loader import AppLoadError, FunctionInfo, Registry, apply_local_settings, load_functions, load_host_config
 from .durable_api import DurableApi, client_json
 from .engine import Engine
 from .http_triggers import HttpTriggers, to_http_request, to_web_response, unsafe_path
 from .identity import InvalidDevIdentity, identity_headers
 from .limits import ENV_MAX_PAYLOAD_BYTES, PayloadLimits
+from .mcp_webhook import MCP_ROOT, McpServerConfig, McpTool, McpWebhook, build_tools, load_mcp_config
 from .problems import NoQueryLogFilter, ProblemAppRunner, limits_middleware, problem
 from .store import Store
 from .worker import invoke
@@ -59,7 +64,7 @@ class HostOptions:
 
 class _Host:
     def __init__(self, opts: HostOptions, registry: Registry, store: Store, engine: Engine, hub: str,
-                 prefix: str):
+                 prefix: str, mcp_tools: dict[str, McpTool] | None = None, mcp_config: McpServerConfig | None = None):
         self.opts = opts
         self.registry = registry
         self.store = store
@@ -68,11 +73,13 @@ class _Host:
         self.triggers = HttpTriggers(registry.http, prefix)
         self.client = client_json(opts.port, hub, opts.host)
         self.durable = DurableApi(engine, hub)
+        self.mcp = McpWebhook(mcp_tools or {}, mcp_config or McpServerConfig(), self.run_mcp_tool, auth=opts.auth)
 
     def make_app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[limits_middleware])
         app.router.add_get("/admin/host/status", self.host_status)
         self.durable.add_routes(app)
+        self.mcp.add_routes(app)   # before the catch-all
         app.router.add_route("*", "/{tail:.*}", self.http_trigger)
         return app
 
@@ -112,6 +119,16 @@ class _Host:
             return web.Response(status=500)
         return to_web_response(result)
 
+    async def run_mcp_tool(self, info: FunctionInfo, payload: str) -> Any:
+        """Invoke an MCP tool function: the payload text as its trigger value, the durableClient binding as for HTTP
+        functions (:data:`.mcp_webhook.ToolRunner`)."""
+        if info.trigger_name is None:
+            raise RuntimeError(f"MCP tool function '{info.name}' has no trigger parameter name")
+        kwargs: dict[str, Any] = {info.trigger_name: payload}
+        if info.client_binding:
+            kwargs[info.client_binding] = self.client
+        return await invoke(info, kwargs, self.engine.act_pool, str(self.opts.app_dir))
+
     def banner(self) -> str:
         base = f"http://{self.opts.host}:{self.opts.port}"
         lines = ["", "Functions:", ""]
@@ -120,8 +137,12 @@ class _Host:
             lines.append(f"        {r.info.name}: [{methods}] {self.triggers.url_of(r, base)}")
         lines.append("")
         for f in self.registry.functions:
-            if f.kind != "http":
+            if f.kind not in ("http", "mcp_tool"):
                 lines.append(f"        {f.name}: {f.trigger.get('type')}")
+        if self.mcp.tools:
+            lines += ["", "MCP tools:", ""]
+            lines += [f"        {t.info.name}: {t.name}" for t in self.mcp.tools.values()]
+            lines += ["", f"MCP server: {base}{MCP_ROOT} (streamable HTTP; legacy SSE: {base}{MCP_ROOT}/sse)"]
         lines += ["", f"Durable HTTP API: {base}/runtime/webhooks/durabletask/ (task hub '{self.hub}')",
                   f"State file: {self.store.path}", ""]
         return "\n".join(lines)
@@ -144,6 +165,8 @@ async def build_host(opts: HostOptions) -> tuple[_Host, web.AppRunner]:
     cfg = load_host_config(app_dir)
     _set_auth_env(opts.auth)   # after local settings: the CLI decides, like App Service's platform setting
     _, registry = load_functions(app_dir)
+    mcp_tools = build_tools(registry.mcp_tools)   # AppLoadError for duplicate names or bad bindings
+    mcp_config = load_mcp_config(app_dir)
     state = opts.state or app_dir / ".local" / "durable-state.sqlite3"
     try:  # after local settings: local.settings.json may set the variables, the CLI flags win
         limits = PayloadLimits.from_env(max_payload_bytes=opts.max_payload_bytes,
@@ -159,7 +182,7 @@ async def build_host(opts: HostOptions) -> tuple[_Host, web.AppRunner]:
                     ENV_MAX_PAYLOAD_BYTES)
     store = Store(Path(state))
     engine = Engine(store, registry, app_dir, limits=limits)
-    host = _Host(opts, registry, store, engine, cfg.hub_name, cfg.route_prefix)
+    host = _Host(opts, registry, store, engine, cfg.hub_name, cfg.route_prefix, mcp_tools, mcp_config)
     server_log = logging.getLogger("aiohttp.server")
     if not any(isinstance(f, NoQueryLogFilter) for f in server_log.filters):
         server_log.addFilter(NoQueryLogFilter())
