@@ -17,7 +17,10 @@ import pytest
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]
+                 "--disable-component-update", "--no-first-run",
+                 # a name that is not loopback for the page (so it behaves as in Azure) but reaches the local host
+                 "--host-resolver-rules=MAP inbox.test 127.0.0.1"]
+NON_LOOPBACK_HOST = "inbox.test"
 OUTPUT = Path(os.environ.get("BROWSER_TEST_OUTPUT") or Path(__file__).resolve().parent / "output")
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import screenshot
+from tests.browser.conftest import NON_LOOPBACK_HOST, screenshot
 from tests.integration.conftest import REVIEWER, AppStack, http
 from tests.integration.test_agent_runs import calls, step
 
@@ -124,6 +124,19 @@ def test_the_run_page_follows_the_event_stream_while_someone_else_approves(stack
     page.wait_for_timeout(1500)
     assert page.get_by_text("Live: updates as the run goes.").count() == 0  # the stream ended (204)
     screenshot(page, "run-live")
+
+
+def test_outside_loopback_a_401_offers_sign_in_and_the_page_sends_no_developer_identity(stack, new_page):
+    page = new_page()
+    sent: list[dict[str, str]] = []
+    page.on("request", lambda r: sent.append(r.headers) if "/api/approvals" in r.url else None)
+    page.goto(stack.url("/api/ui/").replace("127.0.0.1", NON_LOOPBACK_HOST) + "#/inbox")
+    link = page.get_by_role("link", name="Sign in with Microsoft Entra ID")
+    link.wait_for()
+    assert link.get_attribute("href") == "/.auth/login/aad?post_login_redirect_uri=%2Fapi%2Fui%2F%23%2Finbox"
+    assert page.get_by_label("Function key").is_visible() and not page.get_by_label("Acting as").is_visible()
+    assert sent and all("x-dev-user" not in h for h in sent)  # the developer identity is for loopback only
+    screenshot(page, "sign-in")
 
 
 def test_inbox_reject_with_a_comment(stack, new_page):
