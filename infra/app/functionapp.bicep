@@ -258,6 +258,15 @@ resource appSettings 'Microsoft.Web/sites/config@2024-11-01' = {
     SEPARATION_OF_DUTIES: separationOfDuties
     // Easy Auth's client credential: the managed identity's client id (a federated credential, not a secret).
     OVERRIDE_USE_MI_FIC_ASSERTION_CLIENTID: identityClientId
+    // The MCP server (/runtime/webhooks/mcp, README "MCP clients") behind the same App Service authentication:
+    // with this setting the platform publishes OAuth protected resource metadata (RFC 9728) at
+    // /.well-known/oauth-protected-resource and points its 401 at it, so an MCP client (VS Code) finds the tenant's
+    // sign-in and the scope to ask for (app-service/configure-authentication-mcp, "Configure protected resource
+    // metadata (preview)"; a comma-separated scope list). The scope is the registration's user_impersonation
+    // (appregistration.bicep) under its Application ID URI api://<appId> (appregistrationuris.bicep); the clients
+    // that may ask for it without a consent prompt are pre-authorized there. host.json sets the MCP webhook's
+    // key requirement off (extensions.mcp.system.webhookAuthorizationLevel Anonymous), so this sign-in is its gate.
+    WEBSITE_AUTH_PRM_DEFAULT_WITH_SCOPES: 'api://${authClientId}/user_impersonation'
   }
 }
 
