@@ -141,7 +141,7 @@ class _Host:
                 lines.append(f"        {f.name}: {f.trigger.get('type')}")
         if self.mcp.tools:
             lines += ["", "MCP tools:", ""]
-            lines += [f"        {t.info.name}: {t.name}" for t in self.mcp.tools.values()]
+            lines += [f"        {t.info.name}: mcpToolTrigger (tool '{t.name}')" for t in self.mcp.tools.values()]
             lines += ["", f"MCP server: {base}{MCP_ROOT} (streamable HTTP; legacy SSE: {base}{MCP_ROOT}/sse)"]
         lines += ["", f"Durable HTTP API: {base}/runtime/webhooks/durabletask/ (task hub '{self.hub}')",
                   f"State file: {self.store.path}", ""]

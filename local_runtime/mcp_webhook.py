@@ -70,7 +70,8 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from .app_loader import AppLoadError, FunctionInfo
 from .identity import PRINCIPAL_PREFIX, InvalidDevIdentity, identity_headers
 
-__all__ = ["MCP_ROOT", "SSE_PING_INTERVAL_S", "SUPPORTED_PROTOCOL_VERSIONS", "LATEST_PROTOCOL_VERSION",
+__all__ = ["MCP_ROOT", "SSE_PING_INTERVAL_S", "ENV_SSE_PING_SECONDS", "SUPPORTED_PROTOCOL_VERSIONS",
+           "LATEST_PROTOCOL_VERSION",
            "McpServerConfig", "McpTool", "load_mcp_config", "input_schema_from_properties", "build_tools",
            "tool_payload", "map_tool_result", "error_result", "McpWebhook"]
 
@@ -79,8 +80,12 @@ log = logging.getLogger("local_runtime")
 MCP_ROOT = "/runtime/webhooks/mcp"
 """The webhook root (the extension is registered as ``mcp``; §1)."""
 
-SSE_PING_INTERVAL_S = 25.0
-"""Seconds between the server's JSON-RPC ``ping`` requests on a legacy SSE stream (§2.2); tests may lower it."""
+ENV_SSE_PING_SECONDS = "LOCAL_RUNTIME_MCP_SSE_PING_SECONDS"
+
+SSE_PING_INTERVAL_S = float(os.environ.get(ENV_SSE_PING_SECONDS) or 25.0)
+"""Seconds between the server's JSON-RPC ``ping`` requests on a legacy SSE stream (§2.2): 25, like the extension;
+the environment variable ``LOCAL_RUNTIME_MCP_SSE_PING_SECONDS`` (read at import) changes it so that tests of a
+runtime process need not wait. Read at each stream's start, so an in-process caller may also patch it."""
 
 SUPPORTED_PROTOCOL_VERSIONS = ("2024-11-05", "2025-03-26", "2025-06-18")
 """The versions ``initialize`` echoes (C# SDK 0.4.0-preview.3; §4.5)."""
