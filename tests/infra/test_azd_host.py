@@ -17,6 +17,9 @@ from tests.infra.bicep_model import REPO_ROOT
 # (storage provider "azureManaged"): in Azure/azure-functions-extension-bundles, tag 4.29.0's
 # src/Microsoft.Azure.Functions.ExtensionBundle/extensions.json lacks it and tag 4.30.0 (2025-10-27) has it.
 FIRST_BUNDLE_WITH_AZURE_MANAGED = (4, 30, 0)
+FIRST_BUNDLE_WITH_MCP_RESULT_SCHEMA = (4, 33, 0)
+"""The first bundle whose MCP extension (1.2.0) takes ``useResultSchema`` (extension 1.1.0+): the app's MCP tools
+answer call_tool_result envelopes (docs/mcp-extension-protocol.md §7)."""
 
 
 def _version(text: str) -> tuple[int, ...]:
@@ -119,15 +122,15 @@ def test_host_json_uses_the_durable_task_scheduler_and_the_contract_names():
     assert host["extensions"]["http"]["routePrefix"] == "api"
 
 
-def test_extension_bundle_range_only_admits_bundles_that_support_azure_managed():
+def test_extension_bundle_range_only_admits_bundles_that_support_azure_managed_and_mcp_result_schemas():
     bundle = _host()["extensionBundle"]
     assert bundle["id"] == "Microsoft.Azure.Functions.ExtensionBundle"
     rng = parse_version_range(bundle["version"])
-    assert _in_range(FIRST_BUNDLE_WITH_AZURE_MANAGED, rng)
+    assert _in_range(FIRST_BUNDLE_WITH_MCP_RESULT_SCHEMA, rng)
     low, low_inclusive, high, _ = rng
-    assert low > FIRST_BUNDLE_WITH_AZURE_MANAGED or (low == FIRST_BUNDLE_WITH_AZURE_MANAGED and low_inclusive), (
-        "the range admits a bundle without the azureManaged provider"
-    )
+    for first, what in ((FIRST_BUNDLE_WITH_AZURE_MANAGED, "the azureManaged provider"),
+                        (FIRST_BUNDLE_WITH_MCP_RESULT_SCHEMA, "MCP result schemas")):
+        assert low > first or (low == first and low_inclusive), f"the range admits a bundle without {what}"
     assert high <= (5, 0, 0), "bundle 5.x is a different major"
 
 

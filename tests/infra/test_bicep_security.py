@@ -19,6 +19,7 @@ STORAGE_TABLE_DATA_CONTRIBUTOR = "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3"
 STORAGE_QUEUE_DATA_CONTRIBUTOR = "974c5e8b-45b9-4653-ba55-5f855dd0fb88"
 MI_ASSERTION_SETTING = "OVERRIDE_USE_MI_FIC_ASSERTION_CLIENTID"
 OPENID_ISSUER = "${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0"
+VS_CODE_APP_ID = "aebc6443-996d-45c2-90f0-388ff96faa56"  # Visual Studio Code, an MCP client (test_bicep_mcp.py)
 AZURE_CLI_APP_ID = "04b07795-8ddb-461a-bbee-02f9e1bf7b46"
 
 
@@ -191,7 +192,7 @@ def test_second_step_sets_the_application_id_uri_to_api_client_id_and_keeps_the_
     pre = app.body["api"]["preAuthorizedApplications"]
     assert pre["loop_type"]["detail"]["array_name"] == "preAuthorizedClientIds"
     assert pre["config"]["delegatedPermissionIds"] == ["userImpersonationScopeId"]
-    assert _default(uris, "preAuthorizedClientIds") == [AZURE_CLI_APP_ID]
+    assert _default(uris, "preAuthorizedClientIds") == [AZURE_CLI_APP_ID, VS_CODE_APP_ID]
     params = _params("appRegistrationUris")
     assert {k: dotted(v) for k, v in params.items()} == {
         "uniqueName": "appRegistration.outputs.uniqueName",

@@ -50,7 +50,8 @@ def test_the_app_itself_takes_the_agent_decorator_and_an_api_name(tmp_path):
     assert set(_functions(app)) == {"invoke_model", "durable_agents_audit", "durable_agents_session",
                                     "durable_agents_mcp_list_tools", "durable_agents_mcp_call_tool", "support",
                                     "durable_agents_conversation", "durable_agents_conversation_inbox",
-                                    "durable_agents_conversation_reply", "durable_agents_archive_generation"}
+                                    "durable_agents_conversation_reply", "durable_agents_archive_generation",
+                                    "mcp_get_run", "mcp_list_approvals", "mcp_decide_approval", "mcp_agent_support"}
 
 
 def test_an_agent_name_registered_twice_with_another_orchestrator_is_refused(tmp_path):
