@@ -178,6 +178,8 @@ def test_dev_identity_reaches_the_function_as_an_easy_auth_principal(runtime: Ru
     assert re.fullmatch(r"[a-z0-9]{16}\|[a-z0-9]{16}", seen["sessionid"]), seen["sessionid"]
     assert "taskHub=mcpwebhookhub" in seen["statusUri"]
     assert anonymous["principalName"] is None and anonymous["principal"] is None
+    log = runtime.log_text()   # neither the key nor the principal is logged by the host
+    assert "any-key" not in log and seen["principal"] not in log and "mia.mcp" not in log
 
 
 def test_legacy_sse_transport(runtime: RuntimeProcess) -> None:
@@ -259,6 +261,10 @@ def test_streamable_http_status_codes(runtime: RuntimeProcess) -> None:
     assert status == 400 and json.loads(body)["error"] == {"code": -32000, "message": "Invalid client state."}
     status, _, body = _raw(runtime, "POST", MCP, raw=b"[1, 2]")
     assert status == 400 and json.loads(body)["error"]["code"] == -32000
+    status, _, body = _raw(runtime, "POST", MCP, {"jsonrpc": "2.0", "id": 3, "method": "ping"},
+                           headers={"X-Dev-User": "not valid!"})   # the HTTP triggers' rule, as JSON-RPC
+    assert status == 400 and json.loads(body)["error"] == {
+        "code": -32000, "message": "X-Dev-User must be 1-64 characters [A-Za-z0-9._@-]."}
 
     init = {"jsonrpc": "2.0", "id": 0, "method": "initialize",
             "params": {"protocolVersion": "2025-03-26", "capabilities": {},
