@@ -120,7 +120,8 @@ def call_tool_result(text: str, structured: Any = None, *, error: bool = False) 
         content = {"value": structured}
     result = CallToolResult(content=[TextContent(type="text", text=text)], structured_content=content,
                             is_error=error)
-    body = result.model_dump(mode="json", by_alias=True, exclude_none=True)
+    # resultType is a 2026-07-28 member; the extension's SDK (protocol 2025-06-18) has no use for it
+    body = result.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"result_type"})
     return dumps({"type": "call_tool_result", "content": dumps(body)})
 
 
