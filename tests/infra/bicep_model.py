@@ -32,6 +32,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 INFRA = REPO_ROOT / "infra"
 
 __all__ = [
+    "auth_properties",
+    "excluded_by",
+    "one_resource",
     "INFRA",
     "REPO_ROOT",
     "Resource",
@@ -146,3 +149,30 @@ def walk(node: Any) -> Iterator[Any]:
     elif isinstance(node, list):
         for value in node:
             yield from walk(value)
+
+
+def one_resource(doc: dict[str, Any], type_: str, **match: Any) -> Resource:
+    """The one resource of ``doc`` of ``type_`` (not ``existing``) whose body has every ``match`` member; fails the
+    test (``AssertionError``) when there are none or several."""
+    found = [r for r in resources(doc, type_)
+             if not r.existing and all(r.body.get(k) == v for k, v in match.items())]
+    assert len(found) == 1, f"expected exactly one {type_} {match or ''}, found {[r.symbol for r in found]}"
+    return found[0]
+
+
+def auth_properties() -> dict[str, Any]:
+    """The ``properties`` of the function app's App Service authentication (``authsettingsV2``)."""
+    return one_resource(load("app/functionapp.bicep"), "Microsoft.Web/sites/config",
+                        name="authsettingsV2").body["properties"]
+
+
+def excluded_by(path: str, entries: list[str]) -> bool:
+    """Whether App Service authentication's ``excludedPaths`` ``entries`` exclude ``path``: an entry is one path,
+    or with a trailing ``/*`` everything below it (MicrosoftDocs/azure-docs#86514)."""
+    for entry in entries:
+        if entry.endswith("/*"):
+            if path.startswith(entry[:-1]):
+                return True
+        elif path == entry:
+            return True
+    return False

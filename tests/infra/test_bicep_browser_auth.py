@@ -22,36 +22,17 @@ import re
 
 import pytest
 
-from tests.infra.bicep_model import REPO_ROOT, dotted, load, module_call, resources
+from tests.infra.bicep_model import REPO_ROOT, auth_properties, dotted, excluded_by, load, module_call, one_resource
 
 UI_PATHS = ["/api/ui", "/api/ui/", "/api/ui/*"]
 MI_ASSERTION_SETTING = "OVERRIDE_USE_MI_FIC_ASSERTION_CLIENTID"
 HTTP_ROUTES = REPO_ROOT / "durable_agents" / "_http" / "__init__.py"
 
 
-def _one(doc, type_, **match):
-    found = [
-        r for r in resources(doc, type_)
-        if not r.existing and all(r.body.get(k) == v for k, v in match.items())
-    ]
-    assert len(found) == 1, f"expected exactly one {type_} {match or ''}, found {[r.symbol for r in found]}"
-    return found[0]
 
 
-def _auth_properties() -> dict:
-    doc = load("app/functionapp.bicep")
-    return _one(doc, "Microsoft.Web/sites/config", name="authsettingsV2").body["properties"]
 
 
-def _excluded(path: str, entries: list[str]) -> bool:
-    """Whether ``path`` is excluded by ``entries`` under the rule of the module docstring."""
-    for entry in entries:
-        if entry.endswith("/*"):
-            if path.startswith(entry[:-1]):
-                return True
-        elif path == entry:
-            return True
-    return False
 
 
 def _route_prefix() -> str:
@@ -72,41 +53,41 @@ def _concrete(route: str) -> str:
 
 
 def test_only_the_browser_app_paths_are_excluded_from_authentication():
-    excluded = _auth_properties()["globalValidation"]["excludedPaths"]
+    excluded = auth_properties()["globalValidation"]["excludedPaths"]
     assert excluded == UI_PATHS
     # The UI route is the one these entries name: ui/{*path} under the host's route prefix.
     assert "ui/{*path}" in _routes()
     assert _route_prefix() == "api"
     for path in ("/api/ui", "/api/ui/", "/api/ui/index.html", "/api/ui/app.js", "/api/ui/style.css"):
-        assert _excluded(path, excluded), path
+        assert excluded_by(path, excluded), path
 
 
 @pytest.mark.parametrize("route", [r for r in _routes() if not r.startswith("ui/")])
-def test_no_data_route_of_the_api_is_excluded(route):
-    excluded = _auth_properties()["globalValidation"]["excludedPaths"]
-    assert not _excluded(_concrete(route), excluded), route
-    assert not _excluded("/" + _route_prefix() + "/" + route.split("/", 1)[0], excluded), route
+def test_no_data_route_of_the_api_isexcluded_by(route):
+    excluded = auth_properties()["globalValidation"]["excludedPaths"]
+    assert not excluded_by(_concrete(route), excluded), route
+    assert not excluded_by("/" + _route_prefix() + "/" + route.split("/", 1)[0], excluded), route
 
 
 def test_excluded_paths_name_no_broader_prefix_than_the_ui_folder():
-    for entry in _auth_properties()["globalValidation"]["excludedPaths"]:
+    for entry in auth_properties()["globalValidation"]["excludedPaths"]:
         assert entry == "/api/ui" or entry.startswith("/api/ui/"), entry
         assert "*" not in entry[:-1], f"{entry}: only a trailing /* wildcard"
     for path in ("/", "/api", "/api/", "/api/uix", "/api/ui-admin", "/api/runs", "/api/approvals", "/.auth/me"):
-        assert not _excluded(path, _auth_properties()["globalValidation"]["excludedPaths"]), path
+        assert not excluded_by(path, auth_properties()["globalValidation"]["excludedPaths"]), path
 
 
 # ---------------------------------------------------------------- API clients: still 401
 
 
 def test_api_callers_without_a_token_still_get_401_not_a_redirect():
-    props = _auth_properties()
+    props = auth_properties()
     validation = props["globalValidation"]
     assert validation["requireAuthentication"] is True
     assert validation["unauthenticatedClientAction"] == "Return401"
     assert "redirectToProvider" not in validation  # only used with RedirectToLoginPage
     assert props["httpSettings"]["requireHttps"] is True
-    site = _one(load("app/functionapp.bicep"), "Microsoft.Web/sites")
+    site = one_resource(load("app/functionapp.bicep"), "Microsoft.Web/sites")
     assert site.body["properties"]["httpsOnly"] is True
 
 
@@ -114,7 +95,7 @@ def test_api_callers_without_a_token_still_get_401_not_a_redirect():
 
 
 def test_redirect_uri_is_the_callback_on_the_site_default_host_name():
-    uris = _one(load("app/appregistrationuris.bicep"), "Microsoft.Graph/applications")
+    uris = one_resource(load("app/appregistrationuris.bicep"), "Microsoft.Graph/applications")
     assert uris.body["web"]["redirectUris"] == ["https://${appHostName}/.auth/login/aad/callback"]
     # appHostName is the site's own defaultHostName (right with or without secure unique default hostnames), so
     # step 2 runs after the site exists.
@@ -129,20 +110,20 @@ def test_redirect_uri_is_the_callback_on_the_site_default_host_name():
 
 
 def test_step_one_leaves_web_to_step_two_instead_of_predicting_the_host_name():
-    step1 = _one(load("app/appregistration.bicep"), "Microsoft.Graph/applications")
+    step1 = one_resource(load("app/appregistration.bicep"), "Microsoft.Graph/applications")
     assert "web" not in step1.body
     assert "redirectUris" not in json.dumps(step1.body)
 
 
 def test_sign_in_uses_the_hybrid_flow_with_the_managed_identity_assertion():
-    uris = _one(load("app/appregistrationuris.bicep"), "Microsoft.Graph/applications")
+    uris = one_resource(load("app/appregistrationuris.bicep"), "Microsoft.Graph/applications")
     grant = uris.body["web"]["implicitGrantSettings"]
     # Easy Auth's server-directed sign-in with a client credential asks for "code id_token" (hybrid flow), which
     # needs ID token issuance; access tokens never come from the authorize endpoint.
     assert grant["enableIdTokenIssuance"] is True
     assert grant.get("enableAccessTokenIssuance", False) is False
     doc = load("app/functionapp.bicep")
-    registration = _auth_properties()["identityProviders"]["azureActiveDirectory"]["registration"]
+    registration = auth_properties()["identityProviders"]["azureActiveDirectory"]["registration"]
     setting = registration["clientSecretSettingName"]
     assert doc["variables"][setting]["value"] == MI_ASSERTION_SETTING  # a client credential: not the implicit flow
 
@@ -151,7 +132,7 @@ def test_sign_in_uses_the_hybrid_flow_with_the_managed_identity_assertion():
 
 
 def test_session_cookie_works_without_the_token_store_and_lasts_eight_hours():
-    login = _auth_properties()["login"]
+    login = auth_properties()["login"]
     assert login["tokenStore"]["enabled"] is False
     assert login["cookieExpiration"] == {"convention": "FixedTime", "timeToExpiration": "08:00:00"}
     assert login["nonce"]["validateNonce"] is True

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 
 from durable_agents._version import __version__
-from tests.infra.bicep_model import REPO_ROOT, dotted, load, module_call, resources
+from tests.infra.bicep_model import REPO_ROOT, auth_properties, dotted, excluded_by, load, module_call, one_resource
 from tests.infra.test_azd_host import parse_version_range
 
 # Tag 4.28.0 of Azure/azure-functions-extension-bundles lacks Microsoft.Azure.Functions.Extensions.Mcp in
@@ -51,13 +51,6 @@ def _mcp() -> dict:
     return _host()["extensions"]["mcp"]
 
 
-def _one(doc, type_, **match):
-    found = [
-        r for r in resources(doc, type_)
-        if not r.existing and all(r.body.get(k) == v for k, v in match.items())
-    ]
-    assert len(found) == 1, f"expected exactly one {type_} {match or ''}, found {[r.symbol for r in found]}"
-    return found[0]
 
 
 def _functionapp():
@@ -65,21 +58,11 @@ def _functionapp():
 
 
 def _app_settings() -> dict:
-    return _one(_functionapp(), "Microsoft.Web/sites/config", name="appsettings").body["properties"]
+    return one_resource(_functionapp(), "Microsoft.Web/sites/config", name="appsettings").body["properties"]
 
 
-def _auth_properties() -> dict:
-    return _one(_functionapp(), "Microsoft.Web/sites/config", name="authsettingsV2").body["properties"]
 
 
-def _excluded(path: str, entries: list[str]) -> bool:
-    for entry in entries:
-        if entry.endswith("/*"):
-            if path.startswith(entry[:-1]):
-                return True
-        elif path == entry:
-            return True
-    return False
 
 
 # ---------------------------------------------------------------- host.json
@@ -103,7 +86,7 @@ def test_mcp_webhook_needs_no_function_key_because_entra_id_sign_in_guards_it():
     # functions-mcp-tutorial, "Disable key-based authentication": with built-in server authorization, set
     # system.webhookAuthorizationLevel to Anonymous; the sign-in below is then the only gate, so it must hold.
     assert _mcp()["system"] == {"webhookAuthorizationLevel": "Anonymous"}
-    auth = _auth_properties()
+    auth = auth_properties()
     assert auth["platform"]["enabled"] is True
     assert auth["globalValidation"]["requireAuthentication"] is True
     # A 401 (with the metadata challenge), never a 302 to a sign-in page: MCP clients start their OAuth flow from it.
@@ -139,16 +122,16 @@ def test_protected_resource_metadata_names_the_registrations_user_impersonation_
     # Interpolated string: pycep keeps it as text. One scope (the setting takes a comma-separated list).
     assert settings[PRM_SETTING] == "api://${authClientId}/user_impersonation"
     # authClientId is the registration App Service authentication validates tokens for ...
-    aad = _auth_properties()["identityProviders"]["azureActiveDirectory"]
+    aad = auth_properties()["identityProviders"]["azureActiveDirectory"]
     assert aad["registration"]["clientId"] == "authClientId"
     params = module_call(load("main.bicep"), "functionApp")[1]["params"]
     assert dotted(params["authClientId"]) == "appRegistration.outputs.clientId"
     # ... whose Application ID URI is api://<clientId> (step 2) and which defines the user_impersonation scope
     # (step 1), with v2.0 access tokens: their aud is the client id, one of the allowed audiences.
     uris = load("app/appregistrationuris.bicep")
-    assert _one(uris, "Microsoft.Graph/applications").body["identifierUris"] == ["api://${clientId}"]
+    assert one_resource(uris, "Microsoft.Graph/applications").body["identifierUris"] == ["api://${clientId}"]
     reg = load("app/appregistration.bicep")
-    app = _one(reg, "Microsoft.Graph/applications")
+    app = one_resource(reg, "Microsoft.Graph/applications")
     scopes = {scope["value"]: scope for scope in app.body["api"]["oauth2PermissionScopes"]}
     assert set(scopes) == {"user_impersonation"}
     assert scopes["user_impersonation"]["id"] == "userImpersonationScopeId"
@@ -167,7 +150,7 @@ def test_no_other_easy_auth_app_setting_is_added():
 def test_vs_code_is_pre_authorized_for_user_impersonation_beside_the_azure_cli():
     uris = load("app/appregistrationuris.bicep")
     assert uris["parameters"]["preAuthorizedClientIds"]["default"] == [AZURE_CLI_APP_ID, VS_CODE_APP_ID]
-    pre = _one(uris, "Microsoft.Graph/applications").body["api"]["preAuthorizedApplications"]
+    pre = one_resource(uris, "Microsoft.Graph/applications").body["api"]["preAuthorizedApplications"]
     assert pre["loop_type"]["detail"]["array_name"] == "preAuthorizedClientIds"
     # Each pre-authorized client gets the one delegated scope, nothing more.
     assert pre["config"] == {"appId": pre["loop_type"]["detail"]["item_name"],
@@ -181,15 +164,15 @@ def test_vs_code_is_pre_authorized_for_user_impersonation_beside_the_azure_cli()
 
 
 def test_no_excluded_path_opens_the_mcp_webhook_or_the_metadata():
-    excluded = _auth_properties()["globalValidation"]["excludedPaths"]
+    excluded = auth_properties()["globalValidation"]["excludedPaths"]
     for path in [*MCP_PATHS, PRM_PATH]:
-        assert not _excluded(path, excluded), f"{path} is excluded from App Service authentication"
+        assert not excluded_by(path, excluded), f"{path} is excluded from App Service authentication"
     # Still only the browser app's static files (tests/infra/test_bicep_browser_auth.py).
     assert excluded == ["/api/ui", "/api/ui/", "/api/ui/*"]
 
 
 def test_easy_auth_accepts_any_client_of_the_tenant_as_before_and_no_other_provider():
-    aad = _auth_properties()["identityProviders"]
+    aad = auth_properties()["identityProviders"]
     assert set(aad) == {"azureActiveDirectory"}
     validation = aad["azureActiveDirectory"]["validation"]
     # No client-application allow-list was added or loosened: the audiences are the registration's, as before.

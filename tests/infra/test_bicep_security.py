@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from tests.infra.bicep_model import INFRA, decorator, dotted, load, module_call, resources
+from tests.infra.bicep_model import INFRA, decorator, dotted, load, module_call, one_resource, resources
 
 TABLE = "Microsoft.Storage/storageAccounts/tableServices/tables"
 STORAGE_TABLE_DATA_CONTRIBUTOR = "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3"
@@ -27,13 +27,6 @@ def _doc(name: str):
     return load("main.bicep" if name == "main" else f"app/{name}.bicep")
 
 
-def _one(doc, type_, **match):
-    found = [
-        r for r in resources(doc, type_)
-        if not r.existing and all(r.body.get(k) == v for k, v in match.items())
-    ]
-    assert len(found) == 1, f"expected exactly one {type_} {match or ''}, found {[r.symbol for r in found]}"
-    return found[0]
 
 
 def _params(symbol: str) -> dict:
@@ -50,11 +43,11 @@ def _var(doc, name):
 
 
 def _auth():
-    return _one(_doc("functionapp"), "Microsoft.Web/sites/config", name="authsettingsV2")
+    return one_resource(_doc("functionapp"), "Microsoft.Web/sites/config", name="authsettingsV2")
 
 
 def _app_settings() -> dict:
-    return _one(_doc("functionapp"), "Microsoft.Web/sites/config", name="appsettings").body["properties"]
+    return one_resource(_doc("functionapp"), "Microsoft.Web/sites/config", name="appsettings").body["properties"]
 
 
 def _bicepconfig() -> dict:
@@ -68,8 +61,8 @@ def _bicepconfig() -> dict:
 @pytest.mark.parametrize("kind", ["ftp", "scm"])
 def test_basic_auth_publishing_is_disabled_on_the_function_app(kind):
     doc = _doc("functionapp")
-    site = _one(doc, "Microsoft.Web/sites")
-    policy = _one(doc, "Microsoft.Web/sites/basicPublishingCredentialsPolicies", name=kind)
+    site = one_resource(doc, "Microsoft.Web/sites")
+    policy = one_resource(doc, "Microsoft.Web/sites/basicPublishingCredentialsPolicies", name=kind)
     assert policy.body["parent"] == site.symbol
     assert policy.body["properties"] == {"allow": False}
 
@@ -80,7 +73,7 @@ def test_basic_auth_publishing_is_disabled_on_the_function_app(kind):
 def test_easy_auth_requires_a_token_and_answers_401_instead_of_redirecting():
     auth = _auth()
     props = auth.body["properties"]
-    assert auth.body["parent"] == _one(_doc("functionapp"), "Microsoft.Web/sites").symbol
+    assert auth.body["parent"] == one_resource(_doc("functionapp"), "Microsoft.Web/sites").symbol
     assert props["platform"]["enabled"] is True
     assert props["globalValidation"]["requireAuthentication"] is True
     assert props["globalValidation"]["unauthenticatedClientAction"] == "Return401"
@@ -111,8 +104,8 @@ def test_easy_auth_uses_the_managed_identity_as_client_credential_not_a_secret()
     assert "MICROSOFT_PROVIDER_AUTHENTICATION_SECRET" not in _app_settings()
     # ... and the registration trusts that identity through a federated credential.
     reg = _doc("appregistration")
-    fic = _one(reg, "Microsoft.Graph/applications/federatedIdentityCredentials")
-    app = _one(reg, "Microsoft.Graph/applications")
+    fic = one_resource(reg, "Microsoft.Graph/applications/federatedIdentityCredentials")
+    app = one_resource(reg, "Microsoft.Graph/applications")
     assert fic.body["name"] == "${" + app.symbol + ".uniqueName}/function-app-managed-identity"
     assert fic.body["subject"] == "identityPrincipalId"
     assert _var(reg, fic.body["issuer"]) == OPENID_ISSUER
@@ -141,7 +134,7 @@ def test_graph_extension_is_configured_and_declared_by_the_registration_modules(
 
 def test_app_registration_defines_the_approver_and_support_app_roles():
     reg = _doc("appregistration")
-    app = _one(reg, "Microsoft.Graph/applications")
+    app = one_resource(reg, "Microsoft.Graph/applications")
     assert app.body["uniqueName"] == "uniqueName"
     assert app.body["signInAudience"] == "AzureADMyOrg"
     assert app.body["api"]["requestedAccessTokenVersion"] == 2
@@ -166,8 +159,8 @@ def test_app_registration_defines_the_approver_and_support_app_roles():
 
 def test_app_registration_has_a_service_principal_for_role_assignments():
     reg = _doc("appregistration")
-    app = _one(reg, "Microsoft.Graph/applications")
-    sp = _one(reg, "Microsoft.Graph/servicePrincipals")
+    app = one_resource(reg, "Microsoft.Graph/applications")
+    sp = one_resource(reg, "Microsoft.Graph/servicePrincipals")
     assert dotted(sp.body["appId"]) == f"{app.symbol}.appId"
     assert sp.body["appRoleAssignmentRequired"] is False  # a caller without a role acts only for itself
     outs = {name: dotted(o["value"]) for name, o in reg["outputs"].items()}
@@ -182,7 +175,7 @@ def test_app_registration_has_a_service_principal_for_role_assignments():
 
 def test_second_step_sets_the_application_id_uri_to_api_client_id_and_keeps_the_roles():
     uris = _doc("appregistrationuris")
-    app = _one(uris, "Microsoft.Graph/applications")
+    app = one_resource(uris, "Microsoft.Graph/applications")
     assert app.body["identifierUris"] == ["api://${clientId}"]
     assert app.body["groupMembershipClaims"] == "SecurityGroup"
     assert app.body["uniqueName"] == "uniqueName"  # the same registration as step 1 (Graph Bicep upsert key)
@@ -271,7 +264,7 @@ def test_no_queue_role_and_only_blob_owner_at_account_scope():
 
 def test_audit_table_is_created_and_wired_to_the_app_settings():
     storage = _doc("storage")
-    audit = _one(storage, TABLE, name="auditTableName")
+    audit = one_resource(storage, TABLE, name="auditTableName")
     assert _default(storage, "auditTableName") == "approvalaudit"
     assert dotted(storage["outputs"]["auditTableName"]["value"]) == f"{audit.symbol}.name"
     main = _doc("main")
@@ -292,8 +285,8 @@ def test_audit_table_is_created_and_wired_to_the_app_settings():
 
 def test_scheduler_autopurges_finished_instances_with_per_status_retention():
     doc = _doc("durabletask")
-    scheduler = _one(doc, "Microsoft.DurableTask/schedulers")
-    policy = _one(doc, "Microsoft.DurableTask/schedulers/retentionPolicies")
+    scheduler = one_resource(doc, "Microsoft.DurableTask/schedulers")
+    policy = one_resource(doc, "Microsoft.DurableTask/schedulers/retentionPolicies")
     assert policy.api_version == scheduler.api_version == "2025-11-01"
     assert policy.body["parent"] == scheduler.symbol
     assert policy.body["name"] == "default"  # the only name the resource type accepts
