@@ -42,7 +42,7 @@ from durable_agents._http.bodies import (
     read_object,
     validate,
 )
-from durable_agents._http.handlers import HttpApi, _json_response
+from durable_agents._http.handlers import HttpApi, _json_response, acting_customer, route_entry
 from durable_agents._http.listing import list_page
 from durable_agents._http.views import (
     RUNTIME_FOR_CONVERSATION_STATUS,
@@ -51,9 +51,8 @@ from durable_agents._http.views import (
     conversation_links,
     conversation_url,
 )
-from durable_agents._identity import Caller, setting_list
+from durable_agents._identity import Caller
 from durable_agents._problems import Problem
-from durable_agents._registry import AGENT_NAME_PATTERN
 from durable_agents._run_settings import settings_snapshot
 
 __all__ = [
@@ -127,21 +126,13 @@ async def start_conversation(api: HttpApi, req: func.HttpRequest,
     caller = require_caller(req)
     check_size(req)
     check_json_content_type(req, body_required=False)
-    agent_name = req.route_params.get("agent") or ""
-    entry = api.registry.get(agent_name) if AGENT_NAME_PATTERN.fullmatch(agent_name) else None
-    if entry is None:
-        raise Problem("agent-not-found",
-                      f"There is no agent named {agent_name!r}; see GET {api.route_prefix}/agents.")
+    entry = route_entry(api, req)
     body = validate(StartConversationBody, read_object(req, required=False) or {})
     if not entry.conversational:
         raise Problem("not-conversational",
-                      f"{agent_name!r} is a {entry.kind}, not a conversational agent; start runs of it with POST "
-                      f"{api.route_prefix}/agents/{agent_name}/runs.")
-    customer = body.customer.lower() if body.customer else caller.email
-    if body.customer and customer != caller.email and not caller.is_support:
-        raise Problem("customer-not-allowed",
-                      f"Only support staff (roles {', '.join(sorted(setting_list('SUPPORT_ROLES', 'Support')))}) "
-                      "may start a conversation for another customer; leave 'customer' out to act for yourself.")
+                      f"{entry.name!r} is a {entry.kind}, not a conversational agent; start runs of it with POST "
+                      f"{api.route_prefix}/agents/{entry.name}/runs.")
+    customer = acting_customer(caller, body.customer, "a conversation")
     conversation_id = body.conversation_id or uuid.uuid4().hex
     in_use = Problem("conversation-id-in-use", f"The conversation id {conversation_id!r} is already in use.")
     if body.conversation_id is not None and await client.get_status(conversation_id):

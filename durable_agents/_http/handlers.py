@@ -63,7 +63,7 @@ from durable_agents._http.views import (
 from durable_agents._identity import Caller, setting_list
 from durable_agents._jsonsafe import dumps, json_safe
 from durable_agents._problems import Problem, request_path
-from durable_agents._registry import AGENT_NAME_PATTERN, AgentRegistry
+from durable_agents._registry import AGENT_NAME_PATTERN, AgentRegistry, RegisteredAgent
 from durable_agents._run_settings import GLOBAL_RUN_SETTINGS, settings_snapshot
 from durable_agents._telemetry import TRACE_MEMBER, emit_approval_span, request_trace
 
@@ -79,7 +79,9 @@ __all__ = [
     "get_run",
     "list_agents",
     "list_runs",
+    "acting_customer",
     "respond",
+    "route_entry",
     "start_run",
 ]
 
@@ -195,6 +197,29 @@ async def list_agents(
     return _json_response({"agents": [entry.to_json(api.route_prefix) for entry in api.registry.list()]})
 
 
+def route_entry(api: HttpApi, req: func.HttpRequest) -> RegisteredAgent:
+    """The registered agent or workflow the route parameter ``agent`` names; raises the 404 problem
+    ``agent-not-found`` for a malformed or unknown name."""
+    agent_name = req.route_params.get("agent") or ""
+    entry = api.registry.get(agent_name) if AGENT_NAME_PATTERN.fullmatch(agent_name) else None
+    if entry is None:
+        raise Problem("agent-not-found",
+                      f"There is no agent named {agent_name!r}; see GET {api.route_prefix}/agents.")
+    return entry
+
+
+def acting_customer(caller: Caller, requested: str | None, what: str) -> str | None:
+    """Whom a new ``what`` ("a run", "a conversation") acts for: ``requested`` lower-cased, else the caller's own
+    email, else nobody. Raises the 403 problem ``customer-not-allowed`` when ``requested`` names someone else and
+    the caller is not support staff (``SUPPORT_ROLES``)."""
+    customer = requested.lower() if requested else caller.email
+    if requested and customer != caller.email and not caller.is_support:
+        raise Problem("customer-not-allowed",
+                      f"Only support staff (roles {', '.join(sorted(setting_list('SUPPORT_ROLES', 'Support')))}) "
+                      f"may start {what} for another customer; leave 'customer' out to act for yourself.")
+    return customer
+
+
 async def start_run(api: HttpApi, req: func.HttpRequest, client: DurableOrchestrationClient) -> func.HttpResponse:
     """``POST agents/{agent}/runs`` with :class:`~durable_agents._http.bodies.StartRunBody`.
 
@@ -214,17 +239,9 @@ async def start_run(api: HttpApi, req: func.HttpRequest, client: DurableOrchestr
     caller = require_caller(req)
     check_size(req)
     check_json_content_type(req, body_required=True)
-    agent_name = req.route_params.get("agent") or ""
-    entry = api.registry.get(agent_name) if AGENT_NAME_PATTERN.fullmatch(agent_name) else None
-    if entry is None:
-        raise Problem("agent-not-found",
-                      f"There is no agent named {agent_name!r}; see GET {api.route_prefix}/agents.")
+    entry = route_entry(api, req)
     body = validate(StartRunBody, read_object(req, required=True) or {})
-    customer = body.customer.lower() if body.customer else caller.email
-    if body.customer and customer != caller.email and not caller.is_support:
-        raise Problem("customer-not-allowed",
-                      f"Only support staff (roles {', '.join(sorted(setting_list('SUPPORT_ROLES', 'Support')))}) "
-                      "may start a run for another customer; leave 'customer' out to act for yourself.")
+    customer = acting_customer(caller, body.customer, "a run")
     if body.run_id is not None and await client.get_status(body.run_id):
         raise Problem("run-id-in-use", f"The run id {body.run_id!r} is already in use.")
     run_input: OrchestrationInput = {"agent": entry.name, "input": body.input,
