@@ -169,7 +169,6 @@ class Blueprint(_AgentDecorators, df.Blueprint):
         http_auth_level: func.AuthLevel | str = func.AuthLevel.FUNCTION,
         *,
         demo_responder: DemoResponder | None = None,
-        mcp_tools: bool = True,
     ) -> None:
         if demo_responder is not None and not callable(demo_responder):
             raise TypeError(f"demo_responder must be callable, not {type(demo_responder).__name__}")
@@ -214,8 +213,8 @@ class App(_AgentDecorators, df.DFApp):
             of blueprints registered later. Raises ``TypeError`` when it is not callable.
         mcp_tools: make the app a remote MCP server (:mod:`durable_agents._mcp_tools`; README "MCP clients"):
             one Functions MCP tool trigger per agent and workflow (tool = the agent's name) plus ``get_run``,
-            ``list_approvals`` and ``decide_approval``; default true. With it no agent may take one of those three
-            names (``ValueError``).
+            ``list_approvals`` and ``decide_approval``; default: the same as ``http_api`` (the tools are that API
+            over MCP). With them no agent may take one of those three names (``ValueError``).
 
     It also registers the conversation orchestrator ``durable_agents_conversation`` and its two activities (one
     for all agents: ``POST /api/agents/{agent}/conversations``, docs/internals.md "Conversations").
@@ -235,7 +234,7 @@ class App(_AgentDecorators, df.DFApp):
         model_activity: bool = True,
         approval_wait_seconds: float = 10.0,
         demo_responder: DemoResponder | None = None,
-        mcp_tools: bool = True,
+        mcp_tools: bool | None = None,
     ) -> None:
         if demo_responder is not None and not callable(demo_responder):
             raise TypeError(f"demo_responder must be callable, not {type(demo_responder).__name__}")
@@ -273,7 +272,7 @@ class App(_AgentDecorators, df.DFApp):
             )
         self._mcp_api: HttpApi | None = None
         self._mcp_tools: set[str] = set()
-        if mcp_tools:  # the app as a remote MCP server (README "MCP clients")
+        if http_api if mcp_tools is None else mcp_tools:  # the app as a remote MCP server (README "MCP clients")
             from ._http.handlers import HttpApi
             from ._mcp_tools import register_utility_tools
 

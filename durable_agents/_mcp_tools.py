@@ -1,5 +1,5 @@
-"""The app as a remote MCP server: every agent and workflow is an MCP tool (internal; README "MCP clients",
-contract of the host side: docs/mcp-extension-protocol.md).
+"""The app as a remote MCP server: every agent and workflow is an MCP tool (internal; on with the HTTP API,
+``App(mcp_tools=...)``; README "MCP clients", contract of the host side: docs/mcp-extension-protocol.md).
 
 Each tool is a function with the Functions MCP extension's tool trigger (``FunctionApp.mcp_tool_trigger``, binding
 ``mcpToolTrigger`` with ``useResultSchema: true``) and a Durable client input. The trigger hands the function the

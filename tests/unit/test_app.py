@@ -50,8 +50,7 @@ def test_the_app_itself_takes_the_agent_decorator_and_an_api_name(tmp_path):
     assert set(_functions(app)) == {"invoke_model", "durable_agents_audit", "durable_agents_session",
                                     "durable_agents_mcp_list_tools", "durable_agents_mcp_call_tool", "support",
                                     "durable_agents_conversation", "durable_agents_conversation_inbox",
-                                    "durable_agents_conversation_reply", "durable_agents_archive_generation",
-                                    "mcp_get_run", "mcp_list_approvals", "mcp_decide_approval", "mcp_agent_support"}
+                                    "durable_agents_conversation_reply", "durable_agents_archive_generation"}
 
 
 def test_an_agent_name_registered_twice_with_another_orchestrator_is_refused(tmp_path):
@@ -198,3 +197,21 @@ def test_agent_run_cache_size_sets_the_live_run_cache(tmp_path, monkeypatch, fre
     monkeypatch.setenv("AGENT_RUN_CACHE_SIZE", "-1")
     with pytest.raises(ValueError, match="AGENT_RUN_CACHE_SIZE must be a whole number"):
         durable_agents.App(app_dir=tmp_path, http_api=False)
+
+
+def test_the_mcp_tools_follow_the_http_api_and_refuse_an_agent_named_like_one(tmp_path):
+    mcp = {"mcp_get_run", "mcp_list_approvals", "mcp_decide_approval"}
+    assert mcp <= set(_functions(durable_agents.App(app_dir=tmp_path)))
+    assert not mcp & set(_functions(durable_agents.App(app_dir=tmp_path, mcp_tools=False)))
+    app = durable_agents.App(app_dir=tmp_path, http_api=False, mcp_tools=True)
+    agent = Agent(name="Helper", instructions="Help.")
+
+    @app.agent(agent, description="Helps.", name="helper")
+    def helper(context):
+        return Runner.run_sync(agent, context.get_input()["input"])
+
+    assert mcp | {"mcp_agent_helper"} <= set(_functions(app))
+    with pytest.raises(ValueError, match="MCP server has a tool of that name"):
+        @app.agent(Agent(name="Bad", instructions="x"), description="x", name="Get_Run")
+        def bad(context):
+            return None
