@@ -291,12 +291,10 @@ class App(_AgentDecorators, df.DFApp):
         self._add_mcp_tool(entry)
 
     def _check_tool_name(self, entry: RegisteredAgent) -> None:
-        if getattr(self, "_mcp_api", None) is not None:
-            from ._mcp_tools import UTILITY_TOOLS
+        if getattr(self, "_mcp_api", None) is not None:  # before anything of the entry is registered
+            from ._mcp_tools import check_tool_name
 
-            if entry.name.lower() in UTILITY_TOOLS:
-                raise ValueError(f"an agent may not be named {entry.name!r}: the app's MCP server has a tool of "
-                                 "that name (App(mcp_tools=False) turns the MCP tools off)")
+            check_tool_name(entry.name)
 
     def _add_mcp_tool(self, entry: RegisteredAgent) -> None:
         if getattr(self, "_mcp_api", None) is not None:

@@ -58,6 +58,7 @@ __all__ = [
     "UTILITY_TOOLS",
     "agent_tool_properties",
     "call_tool_result",
+    "check_tool_name",
     "register_agent_tool",
     "register_utility_tools",
 ]
@@ -367,12 +368,19 @@ def _register(app: Any, function_name: str, tool_name: str, description: str, pr
     app.function_name(function_name)(decorated)
 
 
+def check_tool_name(name: str) -> None:
+    """Raise ``ValueError`` when an agent named ``name`` would clash with one of :data:`UTILITY_TOOLS` (tool names
+    are unique case-insensitively, docs/mcp-extension-protocol.md §4.4)."""
+    if name.lower() in UTILITY_TOOLS:
+        raise ValueError(f"an agent may not be named {name!r}: the app's MCP server has a tool of that name "
+                         "(App(mcp_tools=False) turns the MCP tools off)")
+
+
 def register_agent_tool(app: Any, api: HttpApi, entry: RegisteredAgent) -> None:
     """Register the MCP tool of agent / workflow ``entry`` on ``app`` (a ``df.DFApp``): function
-    ``mcp_agent_<name>``, tool ``<name>``, the entry's description. Raises ``ValueError`` when the name is one
-    of :data:`UTILITY_TOOLS` (case-insensitively)."""
-    if entry.name.lower() in UTILITY_TOOLS:
-        raise ValueError(f"an agent may not be named {entry.name!r}: the MCP server has a tool of that name")
+    ``mcp_agent_<name>``, tool ``<name>``, the entry's description. Raises ``ValueError`` as
+    :func:`check_tool_name`."""
+    check_tool_name(entry.name)
     description = (entry.description or entry.name) + (
         " Starts a durable run and answers with its output, or with the run id and what it waits for.")
     _register(app, f"mcp_agent_{entry.name}", entry.name, description, agent_tool_properties(entry),

@@ -35,6 +35,7 @@ from typing import Any
 
 from .._contracts import AUDIT_ACTIVITY, ApprovalDecision, ToolRetry
 from .._run_settings import bind_session
+from .._telemetry import TRACE_MEMBER
 from .._tools import ActivityTool, ApprovalCheck, ToolCall
 from .steps import (
     ABANDON,
@@ -287,6 +288,13 @@ class Session:
         self._loop: asyncio.AbstractEventLoop | None = None  # the worker's own loop (with the idle selector)
         self._closing = False  # the user's function has ended: no more durable calls
 
+    @property
+    def trace(self) -> dict[str, Any] | None:
+        """The run input's ``trace`` member (``{"traceparent"}`` of the request that started the run) or ``None``;
+        the runner copies it into the inputs of the activities that emit spans (docs/internals.md "Traces")."""
+        trace = self.input.get(TRACE_MEMBER) if isinstance(self.input, dict) else None
+        return trace if isinstance(trace, dict) else None
+
     # -- generator side ------------------------------------------------------------------------------------------
 
     @property
@@ -490,9 +498,8 @@ class Session:
                         customer=self.customer, approved=ctx.tool_call_id in self.approved_calls)
         self.progress.last_tool = tool.name
         payload: dict[str, Any] = dict(tool.activity_input(args, call))
-        trace = self.input.get("trace") if isinstance(self.input, dict) else None
-        if isinstance(trace, dict):  # the tool's span joins the trace of the request that started the run
-            payload["trace"] = trace
+        if self.trace is not None:  # the tool's span joins the trace of the request that started the run
+            payload[TRACE_MEMBER] = self.trace
         outcome: CallOutcome = await self.call(
             ActivityCall(name=tool.activity_name, input=payload, retry=tool.retry)
         )
@@ -533,9 +540,8 @@ class Session:
         expired = [(item, d) for item, d in zip(call.items, decisions, strict=True) if d.get("decision") == "expired"]
         if self.version >= 2 and expired:
             expiry: dict[str, Any] = dict(audit_expiry_input(self.instance_id, expired))
-            trace = self.input.get("trace") if isinstance(self.input, dict) else None
-            if isinstance(trace, dict):  # the expiry's approval span joins the start request's trace
-                expiry["trace"] = trace
+            if self.trace is not None:  # the expiry's approval span joins the start request's trace
+                expiry[TRACE_MEMBER] = self.trace
             await self.call(ActivityCall(name=AUDIT_ACTIVITY, input=expiry, retry=AUDIT_RETRY))
         return decisions
 

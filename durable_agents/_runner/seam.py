@@ -151,9 +151,8 @@ class DurableModel(Model):
                 agent = _CURRENT_AGENT.get()
                 if agent is not None:
                     activity_input["agent"] = agent.name
-                trace = session.input.get("trace") if isinstance(session.input, dict) else None
-                if isinstance(trace, dict):
-                    activity_input["trace"] = trace
+                if session.trace is not None:
+                    activity_input["trace"] = session.trace
                 span_start = _RUN_SPAN_START.get()
                 if span_start is not None and _RUN_DEPTH.get() == 1:
                     activity_input["runStartedAt"] = span_start
