@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import azure.functions as func
-from azure.durable_functions import DurableOrchestrationClient, OrchestrationRuntimeStatus
+from azure.durable_functions import DurableOrchestrationClient
 from azure.durable_functions.models.DurableOrchestrationStatus import DurableOrchestrationStatus
 
 from durable_agents._contracts import CONVERSATION_ORCHESTRATOR, RUN_VERSION, format_time
@@ -50,6 +50,7 @@ from durable_agents._http.views import (
     conversation_json,
     conversation_links,
     conversation_url,
+    runtime_statuses,
 )
 from durable_agents._identity import Caller
 from durable_agents._problems import Problem
@@ -285,9 +286,7 @@ async def list_conversations(api: HttpApi, req: func.HttpRequest,
     caller = require_caller(req)
     query = validate(ListConversationsQuery, req.params)
     statuses = query.status or ()
-    runtime: list[OrchestrationRuntimeStatus] = []
-    for wanted in statuses:
-        runtime.extend(r for r in RUNTIME_FOR_CONVERSATION_STATUS[wanted] if r not in runtime)
+    runtime = runtime_statuses(statuses, RUNTIME_FOR_CONVERSATION_STATUS)
 
     def view(status: DurableOrchestrationStatus) -> dict[str, Any] | None:
         if status.name not in (None, "", CONVERSATION_ORCHESTRATOR):

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import azure.functions as func
-from azure.durable_functions import DurableOrchestrationClient, OrchestrationRuntimeStatus
+from azure.durable_functions import DurableOrchestrationClient
 from azure.durable_functions.models.DurableOrchestrationStatus import DurableOrchestrationStatus
 
 from durable_agents._audit import AuditRecord, arguments_hash, get_audit_store
@@ -59,6 +59,7 @@ from durable_agents._http.views import (
     run_links,
     run_status,
     run_url,
+    runtime_statuses,
 )
 from durable_agents._identity import Caller, setting_list
 from durable_agents._jsonsafe import dumps, json_safe
@@ -286,9 +287,7 @@ async def list_runs(api: HttpApi, req: func.HttpRequest, client: DurableOrchestr
     caller = require_caller(req)
     query = validate(ListRunsQuery, req.params)
     statuses = query.status or ()
-    runtime: list[OrchestrationRuntimeStatus] = []
-    for wanted in statuses:
-        runtime.extend(r for r in RUNTIME_FOR_STATUS[wanted] if r not in runtime)
+    runtime = runtime_statuses(statuses, RUNTIME_FOR_STATUS)
 
     def view(status: DurableOrchestrationStatus) -> dict[str, Any] | None:
         run_input = agent_run_input(status.input_) if status else None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from typing import Any, Literal, cast
 
 from azure.durable_functions import OrchestrationRuntimeStatus
@@ -25,6 +26,7 @@ from durable_agents._contracts import (
 from durable_agents._jsonsafe import parse_json_text
 
 __all__ = [
+    "runtime_statuses",
     "ACTIVE",
     "CONVERSATION_STATUSES",
     "ConversationStatus",
@@ -250,6 +252,16 @@ RUNTIME_FOR_CONVERSATION_STATUS: dict[ConversationStatus, tuple[OrchestrationRun
 }
 """The runtime statuses to ask the Durable client for, per conversation status (the inverse of
 :func:`conversation_status`)."""
+
+
+def runtime_statuses(wanted: Any, table: Mapping[Any, tuple[OrchestrationRuntimeStatus, ...]]
+                     ) -> list[OrchestrationRuntimeStatus]:
+    """The runtime statuses to query for the API statuses ``wanted`` (``table``: :data:`RUNTIME_FOR_STATUS` or
+    :data:`RUNTIME_FOR_CONVERSATION_STATUS`), each once, in first-wanted order; ``[]`` (every status) for none."""
+    runtime: list[OrchestrationRuntimeStatus] = []
+    for status in wanted or ():
+        runtime.extend(r for r in table[status] if r not in runtime)
+    return runtime
 
 
 def conversation_status(runtime_status: OrchestrationRuntimeStatus | None, custom: CustomStatus, *,
