@@ -20,6 +20,14 @@
     return LOOPBACK ? "" : (sessionStorage.getItem("durableAgents.functionKey") || "");
   }
 
+  // The caller's headers on every API request: the local runtime's developer identity (loopback only) or the
+  // function key pasted for this tab (Azure).
+  function withIdentity(headers) {
+    if (actingAs()) headers["X-Dev-User"] = actingAs();
+    if (functionKey()) headers["x-functions-key"] = functionKey();
+    return headers;
+  }
+
   class ApiError extends Error {
     constructor(status, detail, problem) {
       super(detail);
@@ -33,8 +41,7 @@
     const opts = options || {};
     const headers = { Accept: "application/json" };
     if (opts.body !== undefined) headers["Content-Type"] = "application/json";
-    if (actingAs()) headers["X-Dev-User"] = actingAs(); // the local runtime's developer identity (loopback only)
-    if (functionKey()) headers["x-functions-key"] = functionKey();
+    withIdentity(headers);
     const response = await fetch(path.startsWith("/") ? path : API + "/" + path, {
       method: opts.method || "GET",
       headers: headers,
@@ -95,8 +102,7 @@
         controller = new AbortController();
         const headers = { Accept: "text/event-stream" };
         if (last) headers["Last-Event-ID"] = last;
-        if (actingAs()) headers["X-Dev-User"] = actingAs();
-        if (functionKey()) headers["x-functions-key"] = functionKey();
+        withIdentity(headers);
         try {
           const response = await fetch(API + "/" + path + "/events?wait=20", { headers: headers,
             credentials: "same-origin", signal: controller.signal });
